@@ -1,0 +1,128 @@
+"""Verification (1:1) metrics from pair scores and genuine/impostor labels.
+
+Convention: a higher score means more similar, and a pair is accepted when score >= threshold.
+"""
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+FAR_TARGETS = ("1e-1", "1e-2", "1e-3", "1e-4", "1e-5", "1e-6")
+
+
+def _check(scores, is_same) -> tuple[np.ndarray, np.ndarray]:
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    is_same = np.asarray(is_same).ravel()
+    if scores.shape != is_same.shape:
+        raise ValueError(f"scores and is_same must have the same length, got {scores.shape} and {is_same.shape}")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"scores contain {int((~np.isfinite(scores)).sum())} NaN or infinite values")
+    if is_same.dtype != bool:
+        if not np.isin(is_same, (0, 1)).all():
+            raise ValueError("is_same must hold booleans or 0/1")
+        is_same = is_same.astype(bool)
+    if is_same.all() or not is_same.any():
+        raise ValueError("verification needs at least one genuine and one impostor pair")
+    return scores, is_same
+
+
+def roc(scores, is_same) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(far, tar, thresholds) at every distinct score, thresholds descending, starting at (0, 0, +inf)."""
+    scores, is_same = _check(scores, is_same)
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores, sorted_same = scores[order], is_same[order]
+    last_of_run = np.r_[np.diff(sorted_scores) != 0, True]
+    true_accepts = np.cumsum(sorted_same)[last_of_run]
+    false_accepts = np.cumsum(~sorted_same)[last_of_run]
+    far = np.r_[0.0, false_accepts / (~is_same).sum()]
+    tar = np.r_[0.0, true_accepts / is_same.sum()]
+    return far, tar, np.r_[np.inf, sorted_scores[last_of_run]]
+
+
+def roc_auc(scores, is_same) -> float:
+    """Area under the ROC (trapezoidal rule; ties count one half, as in the Mann-Whitney statistic)."""
+    far, tar, _ = roc(scores, is_same)
+    return float(np.trapezoid(tar, far))
+
+
+def equal_error_rate(scores, is_same) -> float:
+    """The rate where FAR equals FRR (1 - TAR), interpolated linearly between ROC points."""
+    far, tar, _ = roc(scores, is_same)
+    frr = 1.0 - tar
+    gap = far - frr  # rises from -1 to +1 along the ROC
+    crossing = int(np.argmax(gap >= 0))
+    if gap[crossing] == 0 or crossing == 0:
+        return float(far[crossing])
+    before, after = crossing - 1, crossing
+    weight = -gap[before] / (gap[after] - gap[before])
+    return float(far[before] + weight * (far[after] - far[before]))
+
+
+def tar_at_far(scores, is_same, target_far: float) -> float:
+    """TAR at the most permissive threshold whose empirical FAR is <= `target_far` (no interpolation).
+
+    Returns NaN when `target_far` < 1 / number of impostor pairs: the data cannot measure it.
+    """
+    far, tar, _ = roc(scores, is_same)
+    impostors = int((~np.asarray(is_same, bool)).sum())
+    if target_far * impostors < 1:
+        return float("nan")
+    return float(tar[far <= target_far + 1e-12].max())
+
+
+def best_threshold_accuracy(scores, is_same) -> tuple[float, float]:
+    """(accuracy, threshold) maximising accuracy over every ROC threshold."""
+    scores, is_same = _check(scores, is_same)
+    far, tar, thresholds = roc(scores, is_same)
+    genuine, impostor = is_same.sum(), (~is_same).sum()
+    accuracy = (tar * genuine + (1 - far) * impostor) / len(scores)
+    best = int(np.argmax(accuracy))
+    threshold = thresholds[best]
+    if np.isinf(threshold):
+        threshold = float(scores.max()) + 1e-6
+    return float(accuracy[best]), float(threshold)
+
+
+def make_folds(is_same, folds: int = 10, seed: int = 0) -> np.ndarray:
+    """A fold index per pair, stratified by label."""
+    is_same = np.asarray(is_same, bool)
+    fold_of = np.empty(len(is_same), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(is_same)), is_same)):
+        fold_of[test] = fold
+    return fold_of
+
+
+def kfold_accuracy(scores, is_same, folds=None, num_folds: int = 10, seed: int = 0) -> tuple[float, float, list[float]]:
+    """LFW-protocol accuracy: for each fold, the threshold is chosen on the other folds and applied to it.
+
+    `folds` gives a fold index per pair (the protocol's own folds); None makes stratified folds by
+    seed. Returns (mean, std, per-fold accuracies); std is the population standard deviation.
+    """
+    scores, is_same = _check(scores, is_same)
+    fold_of = make_folds(is_same, num_folds, seed) if folds is None else np.asarray(folds)
+    if fold_of.shape != scores.shape:
+        raise ValueError(f"folds must give one fold per pair, got {fold_of.shape} for {scores.shape}")
+    accuracies = []
+    for fold in np.unique(fold_of):
+        held_out = fold_of == fold
+        _, threshold = best_threshold_accuracy(scores[~held_out], is_same[~held_out])
+        accepted = scores[held_out] >= threshold
+        accuracies.append(float((accepted == is_same[held_out]).mean()))
+    return float(np.mean(accuracies)), float(np.std(accuracies)), accuracies
+
+
+def verification_report(scores, is_same, folds=None, seed: int = 0) -> dict:
+    """Every verification figure in one dict (the keys of `report.json`)."""
+    scores, is_same = _check(scores, is_same)
+    mean, std, _ = kfold_accuracy(scores, is_same, folds=folds, seed=seed)
+    _, threshold = best_threshold_accuracy(scores, is_same)
+    return {
+        "accuracy_10fold_mean": mean,
+        "accuracy_10fold_std": std,
+        "best_threshold": threshold,
+        "auc": roc_auc(scores, is_same),
+        "eer": equal_error_rate(scores, is_same),
+        "tar_at_far": {key: tar_at_far(scores, is_same, float(key)) for key in FAR_TARGETS},
+        "num_genuine": int(is_same.sum()),
+        "num_impostor": int((~is_same).sum()),
+    }

@@ -1,0 +1,128 @@
+"""The `faceid` command. Thin: each subcommand imports its stage lazily, inside its handler."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+NOT_BUILT = {
+    "align": "detection and alignment (issue #4)",
+    "train": "training (issue #6)",
+    "export": "ONNX export (issue #7)",
+    "embed": "the ONNX embedder (issue #7)",
+    "enroll": "the gallery (issue #8)",
+    "verify": "the gallery (issue #8)",
+    "identify": "the gallery (issue #8)",
+    "gallery": "the gallery (issue #8)",
+    "serve": "the gallery's HTTP service (issue #8)",
+    "evaluate": "evaluation reports (issue #5)",
+    "compare-losses": "training (issue #6)",
+}
+
+SUMMARIES = {
+    "synth": "generate a synthetic identity-labelled face dataset (raw + aligned)",
+    "align": "detect and align faces of an identity-folder tree",
+    "train": "train a backbone with a face loss",
+    "export": "export a trained backbone to ONNX",
+    "embed": "embed images with a model",
+    "enroll": "enroll identities into a gallery",
+    "verify": "1:1 verification of an image against an enrolled identity",
+    "identify": "1:N open-set identification against a gallery",
+    "gallery": "list, inspect, calibrate or edit a gallery",
+    "serve": "serve a gallery over HTTP",
+    "evaluate": "evaluate a model on a verification or identification protocol",
+    "compare-losses": "train and compare several losses on one dataset",
+    "bench": "benchmarks (losses, ...) printing ratios to a baseline from the same run",
+    "demo": "run the end-to-end demo on generated data",
+}
+
+
+def _add_synth(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--identities", type=int, default=40, help="number of identities (default 40)")
+    parser.add_argument("--images-per-identity", type=int, default=10, help="images per identity (default 10)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--canvas-size", type=int, default=224, help="side of the raw images")
+    parser.add_argument("--aligned-size", type=int, default=112, help="side of the aligned crops")
+    parser.add_argument("--out", required=True, type=Path, help="output directory (raw/ and aligned/ go inside)")
+
+
+def _run_synth(args) -> int:
+    from faceid.data.synthetic import generate_dataset
+
+    summary = generate_dataset(args.out, args.identities, args.images_per_identity, args.seed,
+                               args.canvas_size, args.aligned_size)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _add_bench(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", choices=["losses"], help="what to benchmark")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+
+
+def _run_bench(args) -> int:
+    from evaluation.benchmarks.losses import run_loss_benchmark
+
+    run_loss_benchmark(device=args.device, repeats=args.repeats, quick=args.quick)
+    return 0
+
+
+def _add_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where the demo writes (default demo-output/)")
+    parser.add_argument("--config", type=Path, default=None, help="YAML configuration")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration key, e.g. --set synth.identities=20")
+
+
+def _run_demo(args) -> int:
+    from faceid.config import load_config
+    from faceid.data.synthetic import generate_dataset
+
+    config = load_config(args.config, args.overrides)
+    synth = config.synth
+    print(f"[1/1] generating {synth.identities} synthetic identities x {synth.images_per_identity} images in {args.out}")
+    summary = generate_dataset(args.out / "synthetic", synth.identities, synth.images_per_identity, synth.seed,
+                               synth.canvas_size, synth.aligned_size)
+    print(f"raw faces with landmarks: {summary['raw']}  (landmarks.csv inside)")
+    print(f"aligned 112x112 crops:    {summary['aligned']}")
+    print(f"{summary['images']} images of {summary['identities']} identities")
+    return 0
+
+
+HANDLERS = {"synth": (_add_synth, _run_synth), "bench": (_add_bench, _run_bench), "demo": (_add_demo, _run_demo)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from faceid import __version__
+
+    parser = argparse.ArgumentParser(prog="faceid", description="Face identification: detect, align, train, "
+                                     "export, enroll, verify and identify.")
+    parser.add_argument("--version", action="version", version=f"faceid {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, summary in SUMMARIES.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        if name in HANDLERS:
+            HANDLERS[name][0](sub)
+        else:
+            sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in NOT_BUILT:
+        print(f"faceid {args.command}: not built yet; it arrives with {NOT_BUILT[args.command]}", file=sys.stderr)
+        return 2
+    from faceid.config import ConfigError
+
+    try:
+        return HANDLERS[args.command][1](args)
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        print(f"faceid {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

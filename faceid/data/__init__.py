@@ -1,0 +1,1 @@
+"""Data: identity-folder trees, pair protocols and the synthetic face generator."""

@@ -1,0 +1,4 @@
+"""training: the training loop, samplers and miners, augmentation, and distributed training.
+
+Imports `faceid` (backbones, losses, data) and `evaluation` (validation during training).
+"""
