@@ -15,7 +15,6 @@ NOT_BUILT = {
     "identify": "the gallery (issue #8)",
     "gallery": "the gallery (issue #8)",
     "serve": "the gallery's HTTP service (issue #8)",
-    "evaluate": "evaluation reports (issue #5)",
     "compare-losses": "training (issue #6)",
 }
 
@@ -55,6 +54,60 @@ def _run_synth(args) -> int:
     return 0
 
 
+def default_cache_dir() -> Path:
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "faceid" / "embeddings"
+
+
+def _add_evaluate(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a faceid checkpoint (.pt); baselines: untrained:<backbone>[:<dim>], pixels")
+    source.add_argument("--embeddings", type=Path, help="an .npz with arrays 'paths' and 'embeddings' from any system")
+    parser.add_argument("--data", type=Path, required=True, help="root of the aligned images (identity folders)")
+    parser.add_argument("--pairs", type=Path, help="LFW pairs.txt or a path1,path2,label CSV (paths relative to --data)")
+    parser.add_argument("--protocol", choices=["verification", "identification"], default="verification",
+                        help="protocol built from the --data tree when no --pairs file is given")
+    parser.add_argument("--out", type=Path, required=True, help="report directory")
+    parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--pairs-per-fold", type=int, default=300)
+    parser.add_argument("--unknown-fraction", type=float, default=0.3, help="share of identities left out of the gallery")
+    parser.add_argument("--gallery-per-identity", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-missing", action="store_true", help="skip pairs whose images are missing")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (default ~/.cache/faceid/embeddings)")
+
+
+def _run_evaluate(args) -> int:
+    from evaluation.runner import evaluate_identification, evaluate_pairs
+    from faceid.data import protocols
+    from faceid.data.folder import list_identity_folder
+    from faceid.embedding import load_embedder
+
+    embedder = load_embedder(args.model, args.device, args.batch_size) if args.model else None
+    model_name = args.model or str(args.embeddings)
+    common = dict(out=args.out, model_name=model_name, data=args.data, embedder=embedder,
+                  embeddings_file=args.embeddings, cache_dir=args.cache_dir or default_cache_dir())
+    if args.pairs is not None:
+        reader = protocols.read_csv_pairs if args.pairs.suffix.lower() == ".csv" else protocols.read_lfw_pairs
+        report = evaluate_pairs(reader(args.pairs, args.data, skip_missing=args.skip_missing), seed=args.seed, **common)
+    elif args.protocol == "verification":
+        protocol = protocols.build_verification_pairs(list_identity_folder(args.data), args.folds,
+                                                      args.pairs_per_fold, args.seed)
+        report = evaluate_pairs(protocol, seed=args.seed, **common)
+    else:
+        protocol = protocols.build_identification_split(list_identity_folder(args.data), args.unknown_fraction,
+                                                        args.gallery_per_identity, args.seed)
+        report = evaluate_identification(protocol, **common)
+    print((args.out / "report.md").read_text())
+    if report["images_failed"]:
+        print(f"{report['images_failed']} image(s) could not be used; see failures in {args.out / 'report.json'}")
+    print(f"report written to {args.out}")
+    return 0
+
+
 def _add_bench(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", choices=["losses"], help="what to benchmark")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -91,7 +144,7 @@ def _run_demo(args) -> int:
     return 0
 
 
-HANDLERS = {"synth": (_add_synth, _run_synth), "bench": (_add_bench, _run_bench), "demo": (_add_demo, _run_demo)}
+HANDLERS = {"synth": (_add_synth, _run_synth), "evaluate": (_add_evaluate, _run_evaluate), "bench": (_add_bench, _run_bench), "demo": (_add_demo, _run_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,11 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in NOT_BUILT:
         print(f"faceid {args.command}: not built yet; it arrives with {NOT_BUILT[args.command]}", file=sys.stderr)
         return 2
-    from faceid.config import ConfigError
-
     try:
         return HANDLERS[args.command][1](args)
-    except (ConfigError, ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError) as error:
         print(f"faceid {args.command}: error: {error}", file=sys.stderr)
         return 1
 

@@ -34,6 +34,7 @@ def run_loss_benchmark(device: str = "auto", repeats: int = 3, quick: bool = Fal
     generator = torch.Generator().manual_seed(0)
     rows = []
     print(f"faceid bench losses  device={target}  B={sizes['batch']}  d={sizes['dim']}  (best of {repeats}, forward+backward)")
+    print(f"{'loss':<18}{'C':>9}{'ms':>11}{'x softmax':>11}", flush=True)
     for classes in sizes["classes"]:
         embeddings = torch.randn(sizes["batch"], sizes["dim"], generator=generator).to(target).requires_grad_(True)
         labels = torch.randint(0, classes, (sizes["batch"],), generator=generator).to(target)
@@ -45,9 +46,8 @@ def run_loss_benchmark(device: str = "auto", repeats: int = 3, quick: bool = Fal
                 continue
             seconds = best_time(_step(loss, embeddings, labels), repeats, target)
             baseline = baseline or seconds
-            rows.append({"loss": name, "classes": classes, "ms": seconds * 1e3, "ratio": seconds / baseline})
+            row = {"loss": name, "classes": classes, "ms": seconds * 1e3, "ratio": seconds / baseline}
+            rows.append(row)
+            print(f"{row['loss']:<18}{row['classes']:>9}{row['ms']:>11.2f}{row['ratio']:>11.2f}", flush=True)
             del loss
-    print(f"{'loss':<18}{'C':>9}{'ms':>11}{'x softmax':>11}")
-    for row in rows:
-        print(f"{row['loss']:<18}{row['classes']:>9}{row['ms']:>11.2f}{row['ratio']:>11.2f}")
     return rows

@@ -98,5 +98,5 @@ def replace_target(logits: torch.Tensor, labels: torch.Tensor, target: torch.Ten
 
 
 def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """‖a_i − b_j‖² for all pairs, exact (no expansion, so duplicates give exactly 0)."""
-    return (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(-1)
+    """‖a_i − b_j‖² for all pairs as ‖a‖² + ‖b‖² − 2a·b (one matmul), clamped at 0 against rounding."""
+    return (a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2 * a @ b.T).clamp_min(0)

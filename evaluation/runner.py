@@ -1,0 +1,66 @@
+"""Running an evaluation end to end: protocol -> embeddings -> metrics -> report and plots."""
+
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.embeddings import embed_images, load_external_embeddings
+from evaluation.identification import identification_report
+from evaluation.quality import quality_report
+from evaluation.report import plot_cmc, plot_roc, plot_score_histograms, write_report
+from evaluation.verification import verification_report
+from faceid.data.protocols import IdentificationProtocol, PairProtocol
+
+
+def _embeddings(paths, model_name, embedder, embeddings_file, root, cache_dir, progress):
+    if embeddings_file is not None:
+        return load_external_embeddings(embeddings_file, paths, root)
+    return embed_images(paths, embedder, cache_dir=cache_dir, progress=progress)
+
+
+def evaluate_pairs(protocol: PairProtocol, out: Path, model_name: str, data: Path, embedder=None,
+                   embeddings_file=None, cache_dir=None, progress: bool = True, seed: int = 0) -> dict:
+    """Verification on `protocol`; pairs with an image that failed are dropped and counted."""
+    embeddings, failures = _embeddings(protocol.paths, model_name, embedder, embeddings_file, data, cache_dir, progress)
+    keep = np.array([protocol.paths[a] in embeddings and protocol.paths[b] in embeddings
+                     for a, b in zip(protocol.first, protocol.second)], dtype=bool)
+    if not keep.any():
+        raise ValueError(f"no pair could be scored: {len(failures)} image(s) failed, e.g. {next(iter(failures.values()), '')}")
+    first = np.stack([embeddings[protocol.paths[a]] for a in protocol.first[keep]])
+    second = np.stack([embeddings[protocol.paths[b]] for b in protocol.second[keep]])
+    scores, is_same = (first * second).sum(1), protocol.is_same[keep]
+    folds = protocol.fold[keep] if protocol.fold is not None else None
+    verification = verification_report(scores, is_same, folds=folds, seed=seed)
+    report = {"protocol": "verification", "model": model_name, "data": str(data),
+              "images_embedded": len(embeddings), "images_failed": len(failures),
+              "pairs_skipped": int((~keep).sum()) + len(protocol.skipped), "failures": sorted(failures.values()),
+              "verification": verification}
+    out.mkdir(parents=True, exist_ok=True)
+    plot_roc(scores, is_same, out / "roc.png", f"ROC: {model_name}")
+    plot_score_histograms(scores, is_same, verification["best_threshold"], out / "score_histogram.png",
+                          f"scores: {model_name}")
+    write_report(report, out)
+    return report
+
+
+def evaluate_identification(protocol: IdentificationProtocol, out: Path, model_name: str, data: Path,
+                            embedder=None, embeddings_file=None, cache_dir=None, progress: bool = True) -> dict:
+    items = protocol.gallery + protocol.probes
+    embeddings, failures = _embeddings([i.path for i in items], model_name, embedder, embeddings_file, data,
+                                       cache_dir, progress)
+    gallery = [i for i in protocol.gallery if i.path in embeddings]
+    probes = [i for i in protocol.probes if i.path in embeddings]
+    gallery_matrix = np.stack([embeddings[i.path] for i in gallery])
+    probe_matrix = np.stack([embeddings[i.path] for i in probes])
+    identification = identification_report(probe_matrix @ gallery_matrix.T, [i.identity for i in gallery],
+                                           [i.identity for i in probes])
+    everything = gallery + probes
+    report = {"protocol": "identification", "model": model_name, "data": str(data),
+              "images_embedded": len(embeddings), "images_failed": len(failures), "failures": sorted(failures.values()),
+              "identification": identification,
+              "quality": quality_report(np.stack([embeddings[i.path] for i in everything]),
+                                        [i.identity for i in everything])}
+    out.mkdir(parents=True, exist_ok=True)
+    plot_cmc(identification["cmc"], out / "cmc.png", f"CMC: {model_name}")
+    write_report(report, out)
+    return report

@@ -1,0 +1,137 @@
+"""The embedder interface every consumer of embeddings takes, and its PyTorch implementation.
+
+An embedder maps aligned face crops, RGB uint8 arrays of shape (N, H, W, 3), to L2-normalised
+float32 embeddings (N, d). It carries a `fingerprint` that changes whenever its outputs would
+(weights, preprocessing), used to key caches and to refuse mixing incompatible embeddings.
+The ONNX runtime embedder (`export`) implements the same interface.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch
+
+from faceid.backbones import build_backbone
+from faceid.device import resolve_device
+
+CHECKPOINT_FORMAT = "faceid-backbone-1"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How crops become network input: resize to `input_size`, (pixel/255 − mean)/std per channel."""
+
+    input_size: int = 112
+    channel_order: str = "RGB"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def apply(self, crops) -> np.ndarray:
+        """An (N, H, W, 3) RGB uint8 array, or a list of (H, W, 3) crops of any size -> (N, 3, S, S) float32."""
+        size = (self.input_size, self.input_size)
+        resized = []
+        for index, crop in enumerate(crops):
+            crop = np.asarray(crop)
+            if crop.ndim != 3 or crop.shape[-1] != 3:
+                raise ValueError(f"crop {index} must be an (H, W, 3) RGB array, got shape {crop.shape}")
+            resized.append(crop if crop.shape[:2] == size else cv2.resize(crop, size, interpolation=cv2.INTER_AREA))
+        crops = np.stack(resized) if resized else np.zeros((0, *size, 3), np.uint8)
+        if self.channel_order == "BGR":
+            crops = crops[..., ::-1]
+        scaled = (crops.astype(np.float32) / 255.0 - np.array(self.mean, np.float32)) / np.array(self.std, np.float32)
+        return np.ascontiguousarray(scaled.transpose(0, 3, 1, 2))
+
+
+class Embedder(Protocol):
+    embedding_dim: int
+    fingerprint: str
+    preprocessing: Preprocessing
+
+    def embed(self, crops) -> np.ndarray: ...
+
+
+def save_backbone_checkpoint(path: str | Path, model: torch.nn.Module, backbone: str, embedding_dim: int,
+                             input_size: int = 112, extra: dict | None = None) -> None:
+    """Write a backbone checkpoint that `TorchEmbedder.from_checkpoint` reads back."""
+    torch.save({"format": CHECKPOINT_FORMAT, "backbone": backbone, "embedding_dim": embedding_dim,
+                "input_size": input_size, "state_dict": model.state_dict(), **(extra or {})}, path)
+
+
+class TorchEmbedder:
+    """An embedder over a PyTorch backbone (eval mode, no gradients), batched."""
+
+    def __init__(self, model: torch.nn.Module, name: str, embedding_dim: int, preprocessing: Preprocessing,
+                 device: str = "auto", batch_size: int = 64, identity: str = ""):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.name, self.embedding_dim, self.preprocessing = name, embedding_dim, preprocessing
+        self.batch_size = batch_size
+        digest = hashlib.sha256(json.dumps([name, embedding_dim, asdict(preprocessing), identity]).encode())
+        for tensor in self.model.state_dict().values():
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        self.fingerprint = digest.hexdigest()[:16]
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", batch_size: int = 64) -> "TorchEmbedder":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise ValueError(f"{path} is not a readable PyTorch checkpoint: {error}") from None
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a faceid backbone checkpoint (format {CHECKPOINT_FORMAT})")
+        model = build_backbone(checkpoint["backbone"], checkpoint["embedding_dim"], checkpoint["input_size"])
+        model.load_state_dict(checkpoint["state_dict"])
+        return cls(model, checkpoint["backbone"], checkpoint["embedding_dim"],
+                   Preprocessing(input_size=checkpoint["input_size"]), device, batch_size)
+
+    @classmethod
+    def untrained(cls, backbone: str, embedding_dim: int = 128, input_size: int = 112, seed: int = 0,
+                  device: str = "auto", batch_size: int = 64) -> "TorchEmbedder":
+        """A randomly initialised backbone (seeded): the floor any trained model must beat."""
+        torch.manual_seed(seed)
+        model = build_backbone(backbone, embedding_dim, input_size)
+        return cls(model, backbone, embedding_dim, Preprocessing(input_size=input_size), device, batch_size,
+                   identity=f"untrained-seed{seed}")
+
+    @torch.no_grad()
+    def embed(self, crops) -> np.ndarray:
+        """Crops (an (N, H, W, 3) RGB array or a list of arrays) -> (N, d) unit float32 embeddings."""
+        outputs = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = torch.from_numpy(self.preprocessing.apply(crops[start:start + self.batch_size])).to(self.device)
+            outputs.append(torch.nn.functional.normalize(self.model(batch).float(), dim=1).cpu().numpy())
+        return np.concatenate(outputs) if outputs else np.zeros((0, self.embedding_dim), np.float32)
+
+
+class PixelEmbedder:
+    """The raw-pixel baseline: the preprocessed crop, flattened and centred per image."""
+
+    def __init__(self, input_size: int = 112):
+        self.preprocessing = Preprocessing(input_size=input_size)
+        self.embedding_dim = 3 * input_size * input_size
+        self.fingerprint = f"pixels-{input_size}"
+
+    def embed(self, crops) -> np.ndarray:
+        flat = self.preprocessing.apply(crops).reshape(len(crops), -1)
+        flat -= flat.mean(1, keepdims=True)
+        return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+
+
+def load_embedder(model: str, device: str = "auto", batch_size: int = 64) -> Embedder:
+    """`model` is a checkpoint path, `untrained:<backbone>[:<dim>]` for a seeded random backbone, or
+    `pixels` for the raw-pixel baseline."""
+    if model == "pixels":
+        return PixelEmbedder()
+    if model.startswith("untrained:"):
+        parts = model.split(":")
+        return TorchEmbedder.untrained(parts[1], int(parts[2]) if len(parts) > 2 else 128, device=device,
+                                       batch_size=batch_size)
+    return TorchEmbedder.from_checkpoint(model, device, batch_size)
