@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 NOT_BUILT = {
-    "align": "detection and alignment (issue #4)",
     "train": "training (issue #6)",
     "export": "ONNX export (issue #7)",
     "embed": "the ONNX embedder (issue #7)",
@@ -60,6 +59,31 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "faceid" / "embeddings"
 
 
+def _add_align(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", type=Path, help="identity-folder tree, flat folder, or a file listing image paths")
+    parser.add_argument("destination", type=Path, help="where the aligned tree and manifest.jsonl go")
+    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    parser.add_argument("--overwrite", action="store_true", help="redo images already in the manifest")
+    parser.add_argument("--select", choices=["all", "largest", "best", "center"], default="largest",
+                        help="which face to keep when an image holds several (all: one crop each)")
+    parser.add_argument("--size", type=int, default=112, help="side of the aligned crops")
+    parser.add_argument("--min-face-size", type=int, default=20)
+    parser.add_argument("--min-score", type=float, default=0.9)
+    parser.add_argument("--max-side", type=int, default=1280, help="larger images are downscaled for detection")
+    parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+
+
+def _run_align(args) -> int:
+    from faceid.align_tree import align_tree
+
+    summary = align_tree(args.source, args.destination, workers=args.workers, overwrite=args.overwrite,
+                         select=args.select, size=args.size, device=args.device, min_face_size=args.min_face_size,
+                         min_score=args.min_score, max_side=args.max_side)
+    print(json.dumps(summary, indent=2))
+    nothing_done = summary["processed"] > 0 and summary["ok"] == 0
+    return 1 if nothing_done else 0
+
+
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a faceid checkpoint (.pt); baselines: untrained:<backbone>[:<dim>], pixels")
@@ -109,13 +133,21 @@ def _run_evaluate(args) -> int:
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["losses"], help="what to benchmark")
+    parser.add_argument("target", choices=["losses", "detect"], help="what to benchmark")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/caltech_faces"),
+                        help="images for `bench detect` (default ../shared/data/caltech_faces)")
+    parser.add_argument("--limit", type=int, default=200, help="at most this many images for `bench detect`")
 
 
 def _run_bench(args) -> int:
+    if args.target == "detect":
+        from evaluation.benchmarks.detection import run_detection_benchmark
+
+        run_detection_benchmark(args.data, limit=args.limit)
+        return 0
     from evaluation.benchmarks.losses import run_loss_benchmark
 
     run_loss_benchmark(device=args.device, repeats=args.repeats, quick=args.quick)
@@ -144,7 +176,7 @@ def _run_demo(args) -> int:
     return 0
 
 
-HANDLERS = {"synth": (_add_synth, _run_synth), "evaluate": (_add_evaluate, _run_evaluate), "bench": (_add_bench, _run_bench), "demo": (_add_demo, _run_demo)}
+HANDLERS = {"synth": (_add_synth, _run_synth), "align": (_add_align, _run_align), "evaluate": (_add_evaluate, _run_evaluate), "bench": (_add_bench, _run_bench), "demo": (_add_demo, _run_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,7 +44,8 @@ def run_loss_benchmark(device: str = "auto", repeats: int = 3, quick: bool = Fal
             loss = build_loss(name, sizes["dim"], classes).to(target).train()
             if classes != sizes["classes"][0] and not is_head(loss):
                 continue
-            seconds = best_time(_step(loss, embeddings, labels), repeats, target)
+            warmup = 3 if baseline is None else 1  # the first measurement also pays for thread-pool start-up
+            seconds = best_time(_step(loss, embeddings, labels), repeats, target, warmup=warmup)
             baseline = baseline or seconds
             row = {"loss": name, "classes": classes, "ms": seconds * 1e3, "ratio": seconds / baseline}
             rows.append(row)

@@ -7,16 +7,20 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 class ImageReadError(ValueError):
-    """An image file that is missing, empty, truncated or not an image."""
+    """An image file that is missing, empty, truncated or not an image; `reason` is the short kind."""
+
+    def __init__(self, path, reason: str, detail: str = ""):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """(H, W, 3) RGB uint8, EXIF orientation applied; grayscale, palette, RGBA, CMYK and 16-bit become RGB."""
     path = Path(path)
     if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
+        raise ImageReadError(path, "no such file")
     if path.stat().st_size == 0:
-        raise ImageReadError(f"{path}: empty file")
+        raise ImageReadError(path, "empty file")
     try:
         with Image.open(path) as image:
             image.load()
@@ -26,4 +30,4 @@ def read_rgb(path: str | Path) -> np.ndarray:
                 image = Image.fromarray((array / max(array.max(), 1) * 255).astype(np.uint8))
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ImageReadError(f"{path}: not a readable image ({error})") from None
+        raise ImageReadError(path, "not a readable image", str(error)) from None

@@ -1,0 +1,137 @@
+"""Face detection with facenet-pytorch's MTCNN (weights ship inside its wheel; nothing is downloaded).
+
+`FaceDetector.detect(image)` returns, for one image, a list of `DetectedFace` (box, score and five
+landmarks: left eye, right eye, nose, left mouth corner, right mouth corner; float32 numpy).
+Images may be file paths, PIL images or numpy arrays: arrays are RGB unless `bgr=True`; grayscale
+(H, W), RGBA and 16-bit arrays are converted. Large images are downscaled to `max_side` for
+detection and the coordinates mapped back.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from faceid.data.images import ImageReadError, read_rgb
+from faceid.device import resolve_device
+
+SELECT_CHOICES = ("all", "largest", "best", "center")
+
+
+@dataclass(frozen=True)
+class DetectedFace:
+    box: np.ndarray  # (4,) x1, y1, x2, y2 in the original image's pixels
+    score: float
+    landmarks: np.ndarray  # (5, 2)
+
+    @property
+    def area(self) -> float:
+        return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
+
+
+def to_rgb_array(image, bgr: bool = False) -> np.ndarray:
+    """Any supported input -> (H, W, 3) RGB uint8. Raises ImageReadError (files) or ValueError (arrays)."""
+    if isinstance(image, (str, Path)):
+        return read_rgb(image)
+    if isinstance(image, Image.Image):
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    array = np.asarray(image)
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.size == 0:
+        raise ValueError(f"image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {array.shape}")
+    array = array[..., :3]
+    if array.dtype == np.uint16:
+        array = (array // 257).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating) and array.max() <= 1.0:
+            array = array * 255.0
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    if bgr:
+        array = array[..., ::-1]
+    return np.ascontiguousarray(array)
+
+
+def select_faces(faces: list[DetectedFace], select: str, image_shape: tuple[int, int]) -> list[DetectedFace]:
+    """Keep every face (`all`), or the one that is largest, best scored, or nearest the image centre."""
+    if select not in SELECT_CHOICES:
+        raise ValueError(f"select must be one of {SELECT_CHOICES}, got {select!r}")
+    if select == "all" or not faces:
+        return faces
+    if select == "largest":
+        return [max(faces, key=lambda f: f.area)]
+    if select == "best":
+        return [max(faces, key=lambda f: f.score)]
+    centre = np.array([image_shape[1] / 2, image_shape[0] / 2])
+    return [min(faces, key=lambda f: float(np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - centre)))]
+
+
+class FaceDetector:
+    def __init__(self, min_face_size: int = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+                 select: str = "all", min_score: float = 0.9, device: str = "auto", batch_size: int = 8,
+                 max_side: int = 1280):
+        from facenet_pytorch import MTCNN
+
+        if select not in SELECT_CHOICES:
+            raise ValueError(f"select must be one of {SELECT_CHOICES}, got {select!r}")
+        if max_side < 64:
+            raise ValueError(f"max_side must be >= 64, got {max_side}")
+        self.select, self.min_score, self.batch_size, self.max_side = select, min_score, batch_size, max_side
+        self.device = resolve_device(device)
+        self.mtcnn = MTCNN(min_face_size=min_face_size, thresholds=list(thresholds), keep_all=True,
+                           device=self.device)
+
+    def _scaled(self, rgb: np.ndarray) -> tuple[np.ndarray, float]:
+        side = max(rgb.shape[:2])
+        if side <= self.max_side:
+            return rgb, 1.0
+        scale = self.max_side / side
+        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+        return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+
+    def _faces(self, boxes, probs, points, scale: float, shape) -> list[DetectedFace]:
+        if boxes is None:
+            return []
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) / scale
+        probs = np.asarray(probs, dtype=np.float32).reshape(-1)  # an object array under numpy 2
+        points = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2) / scale
+        faces = [DetectedFace(b, float(p), l) for b, p, l in zip(boxes, probs, points) if p >= self.min_score]
+        return select_faces(faces, self.select, shape)
+
+    def detect(self, image, bgr: bool = False) -> list[DetectedFace]:
+        """Faces in one image; a bad file raises ImageReadError naming it."""
+        return self.detect_arrays([to_rgb_array(image, bgr)])[0]
+
+    @torch.no_grad()
+    def detect_arrays(self, images: list[np.ndarray]) -> list[list[DetectedFace]]:
+        """Faces in many RGB arrays; images of equal (scaled) size share one MTCNN batch."""
+        scaled = [self._scaled(rgb) for rgb in images]
+        results: list[list[DetectedFace]] = [[] for _ in images]
+        groups: dict[tuple, list[int]] = {}
+        for index, (array, _) in enumerate(scaled):
+            groups.setdefault(array.shape, []).append(index)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start:start + self.batch_size]
+                batch = np.stack([scaled[i][0] for i in chunk])
+                boxes, probs, points = self.mtcnn.detect(batch, landmarks=True)
+                for position, index in enumerate(chunk):
+                    results[index] = self._faces(boxes[position], probs[position], points[position],
+                                                 scaled[index][1], images[index].shape)
+        return results
+
+    def detect_many(self, images, bgr: bool = False) -> list[list[DetectedFace] | ImageReadError]:
+        """Batch API: one entry per input, either its faces or the error that made it unreadable."""
+        readable, arrays, results = [], [], [None] * len(images)
+        for index, image in enumerate(images):
+            try:
+                arrays.append(to_rgb_array(image, bgr))
+                readable.append(index)
+            except (ImageReadError, ValueError) as error:
+                results[index] = error if isinstance(error, ImageReadError) else ImageReadError(f"input {index}", str(error))
+        for index, faces in zip(readable, self.detect_arrays(arrays)):
+            results[index] = faces
+        return results

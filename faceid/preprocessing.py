@@ -1,0 +1,32 @@
+"""The one preprocessing every stage uses: detect, select, align. Training data preparation,
+enrollment and queries all go through `FacePreprocessor`, so they can never disagree."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceid.alignment import align_face
+from faceid.detection import DetectedFace, FaceDetector, to_rgb_array
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    crop: np.ndarray  # (size, size, 3) RGB uint8
+    matrix: np.ndarray  # 2x3, image -> crop
+    face: DetectedFace
+
+
+class FacePreprocessor:
+    def __init__(self, detector: FaceDetector | None = None, size: int | tuple[int, int] = 112,
+                 select: str = "largest", **detector_options):
+        self.detector = detector or FaceDetector(select=select, **detector_options)
+        self.detector.select = select
+        self.size = size
+
+    def align(self, rgb: np.ndarray, faces: list[DetectedFace]) -> list[AlignedFace]:
+        return [AlignedFace(*align_face(rgb, face.landmarks, self.size), face) for face in faces]
+
+    def __call__(self, image, bgr: bool = False) -> list[AlignedFace]:
+        """Aligned crops of the selected face(s) of one image ([] when no face is found)."""
+        rgb = to_rgb_array(image, bgr)
+        return self.align(rgb, self.detector.detect_arrays([rgb])[0])
