@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 NOT_BUILT = {
-    "train": "training (issue #6)",
     "export": "ONNX export (issue #7)",
     "embed": "the ONNX embedder (issue #7)",
     "enroll": "the gallery (issue #8)",
@@ -84,6 +83,24 @@ def _run_align(args) -> int:
     return 1 if nothing_done else 0
 
 
+def _add_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="YAML configuration (see configs/)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a configuration key, e.g. --set training.lr=0.05")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None,
+                        help="continue a run: a checkpoint path, or nothing for RUN_DIR/checkpoints/last.pt")
+
+
+def _run_train(args) -> int:
+    from faceid.config import load_config
+    from training.trainer import Trainer
+
+    summary = Trainer(load_config(args.config, args.overrides), resume=args.resume).train()
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: v for k, v in summary.items() if k != "last_validation"}, indent=2, default=float))
+    return 0
+
+
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="a faceid checkpoint (.pt); baselines: untrained:<backbone>[:<dim>], pixels")
@@ -154,29 +171,55 @@ def _run_bench(args) -> int:
     return 0
 
 
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo-synthetic.yaml"
+
+
 def _add_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="where the demo writes (default demo-output/)")
-    parser.add_argument("--config", type=Path, default=None, help="YAML configuration")
+    parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="YAML configuration (default configs/demo-synthetic.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a configuration key, e.g. --set synth.identities=20")
+                        help="override a configuration key, e.g. --set training.epochs=3")
 
 
 def _run_demo(args) -> int:
+    from evaluation.runner import evaluate_pairs
     from faceid.config import load_config
+    from faceid.data.dataset import split_identities
+    from faceid.data.folder import list_identity_folder
+    from faceid.data.protocols import build_validation_pairs
     from faceid.data.synthetic import generate_dataset
+    from faceid.embedding import TorchEmbedder
+    from training.trainer import Trainer
 
-    config = load_config(args.config, args.overrides)
+    overrides = [f"data.root={args.out / 'synthetic' / 'aligned'}", f"training.run_dir={args.out / 'run'}", *args.overrides]
+    config = load_config(args.config, overrides)
     synth = config.synth
-    print(f"[1/1] generating {synth.identities} synthetic identities x {synth.images_per_identity} images in {args.out}")
+    print(f"[1/3] generating {synth.identities} synthetic identities x {synth.images_per_identity} images in {args.out}")
     summary = generate_dataset(args.out / "synthetic", synth.identities, synth.images_per_identity, synth.seed,
                                synth.canvas_size, synth.aligned_size)
-    print(f"raw faces with landmarks: {summary['raw']}  (landmarks.csv inside)")
-    print(f"aligned 112x112 crops:    {summary['aligned']}")
-    print(f"{summary['images']} images of {summary['identities']} identities")
+    print(f"      raw faces + landmarks: {summary['raw']}; aligned crops: {summary['aligned']}")
+    print(f"[2/3] training {config.model.backbone} with {config.loss.name} on {config.device} "
+          f"({config.training.epochs} epochs), run directory {config.training.run_dir}")
+    trained = Trainer(config).train()
+    print(f"      {trained['steps']} steps in {trained['seconds']:.0f} s ({trained['images_per_second']:.0f} images/s)")
+    print("[3/3] evaluating on held-out identities (never seen in training)")
+    _, held_out = split_identities(list_identity_folder(config.data.root), config.data.validation_fraction, config.seed)
+    protocol = build_validation_pairs(held_out, config.evaluation.folds, config.evaluation.pairs_per_fold, config.seed)
+    baseline = TorchEmbedder.untrained(config.model.backbone, config.model.embedding_dim, config.model.input_size,
+                                       device=config.device)
+    untrained = evaluate_pairs(protocol, args.out / "report-untrained", f"untrained {config.model.backbone}",
+                               config.data.root, embedder=baseline, progress=False)
+    report = evaluate_pairs(protocol, args.out / "report", trained["model"], config.data.root,
+                            embedder=TorchEmbedder.from_checkpoint(trained["model"], config.device), progress=False)
+    print((args.out / "report" / "report.md").read_text())
+    before, after = untrained["verification"], report["verification"]
+    print(f"held-out 10-fold accuracy: untrained {100 * before['accuracy_10fold_mean']:.1f}% -> "
+          f"trained {100 * after['accuracy_10fold_mean']:.1f}% ± {100 * after['accuracy_10fold_std']:.1f}%")
+    print(f"report: {args.out / 'report' / 'report.md'} (plots beside it); model: {trained['model']}")
     return 0
 
 
-HANDLERS = {"synth": (_add_synth, _run_synth), "align": (_add_align, _run_align), "evaluate": (_add_evaluate, _run_evaluate), "bench": (_add_bench, _run_bench), "demo": (_add_demo, _run_demo)}
+HANDLERS = {"synth": (_add_synth, _run_synth), "align": (_add_align, _run_align), "train": (_add_train, _run_train), "evaluate": (_add_evaluate, _run_evaluate), "bench": (_add_bench, _run_bench), "demo": (_add_demo, _run_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,11 +5,28 @@ Every section is a pydantic model that forbids unknown keys and checks types str
 the expected type. Overrides use dotted keys: `--set training.lr=0.1`; the value is parsed as YAML.
 """
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 insists on a dot: `1.0e-3`)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=YamlLoader)
 
 
 class Section(BaseModel):
@@ -24,10 +41,19 @@ class SynthConfig(Section):
     aligned_size: int = Field(112, ge=32)
 
 
+class DataConfig(Section):
+    root: str | None = None  # identity-folder tree of aligned crops
+    format: Literal["folder", "recordio"] = "folder"
+    rec: str | None = None  # train.rec of a RecordIO pack (its .idx beside it)
+    validation_fraction: float = Field(0.2, ge=0, lt=1)
+    validation_root: str | None = None  # a separate identity-folder tree for validation
+
+
 class ModelConfig(Section):
     backbone: str = "small_cnn"
     embedding_dim: int = Field(128, gt=0)
     input_size: int = Field(112, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)  # backbone-specific, e.g. {norm: group}
 
 
 class LossConfig(Section):
@@ -35,13 +61,41 @@ class LossConfig(Section):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class ScheduleConfig(Section):
+    name: Literal["constant", "cosine", "step", "poly", "plateau"] = "cosine"
+    warmup_steps: int = Field(0, ge=0)
+    step_epochs: list[int] = Field(default_factory=lambda: [8, 12])  # step: epochs where lr is multiplied by gamma
+    gamma: float = Field(0.1, gt=0)
+    power: float = Field(2.0, gt=0)  # poly
+    plateau_patience: int = Field(2, ge=0)  # plateau: validations without improvement before lr x gamma
+    min_lr: float = Field(0.0, ge=0)
+
+
 class TrainingConfig(Section):
     epochs: int = Field(10, gt=0)
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(0.1, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
+    max_steps: int | None = Field(None, gt=0)
+    batch_size: int = Field(64, gt=0)  # global batch, split evenly over ranks
     optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    loss_lr: float | None = Field(None, gt=0)  # lr of the loss parameters (class vectors...), default lr
+    weight_decay: float = Field(5e-4, ge=0)
+    loss_weight_decay: float | None = Field(None, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    clip_grad_norm: float | None = Field(None, gt=0)
+    amp: Literal["none", "bf16", "fp16"] = "none"  # CUDA only
+    channels_last: bool = False
+    sampler: Literal["auto", "random", "pk", "balanced"] = "auto"  # auto: pk for pair losses, else random
+    images_per_identity: int = Field(4, ge=2)  # K of P x K batches
+    augmentation: str | list[dict[str, Any]] = "light"
     workers: int = Field(0, ge=0)
+    log_every_steps: int = Field(10, gt=0)
+    validate_every_epochs: int | None = Field(1, gt=0)
+    validate_every_steps: int | None = Field(None, gt=0)
+    checkpoint_every_steps: int | None = Field(None, gt=0)
+    early_stopping_patience: int | None = Field(None, gt=0)  # validations without improvement
+    model_parallel_head: bool = False  # shard the class vectors across ranks (PartialFC-style)
+    run_dir: str = "runs/default"
 
 
 class EvaluationConfig(Section):
@@ -53,6 +107,7 @@ class FaceidConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     synth: SynthConfig = Field(default_factory=SynthConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
@@ -99,7 +154,7 @@ def _apply_override(data: dict, override: str) -> None:
         if not isinstance(child, dict):
             raise ConfigError(f"override {dotted!r}: {key!r} is not a section")
         node = child
-    node[keys[-1]] = yaml.safe_load(raw_value)
+    node[keys[-1]] = parse_yaml(raw_value)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> FaceidConfig:
@@ -109,7 +164,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"configuration file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text())
+        loaded = parse_yaml(path.read_text())
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"configuration file {path} must hold a mapping, got {type(loaded).__name__}")
         data = loaded or {}

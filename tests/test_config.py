@@ -65,3 +65,10 @@ def test_bad_override_syntax_and_missing_file(tmp_path):
 def test_range_constraints():
     with pytest.raises(ConfigError, match="synth.identities"):
         load_config(overrides=["synth.identities=0"])
+
+
+def test_exponent_floats_without_a_dot(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  lr: 1e-3\n")
+    assert load_config(path).training.lr == 1e-3
+    assert load_config(overrides=["training.lr=5E-4"]).training.lr == 5e-4

@@ -84,6 +84,34 @@ def build_verification_pairs(images: list[LabelledImage], folds: int = 10, pairs
                         np.array(second, dtype=np.int64), np.array(same, bool), np.array(fold_of))
 
 
+def build_all_pairs(images: list[LabelledImage], seed: int = 0, max_genuine: int = 3000) -> PairProtocol:
+    """Every genuine pair (up to `max_genuine`, seeded) and as many random impostor pairs, without
+    folds (metrics then use stratified folds): for evaluation sets too small for identity-disjoint folds."""
+    rng = np.random.default_rng(seed)
+    identities = np.array([item.identity for item in images])
+    genuine = [(a, b) for a, b in combinations(range(len(images)), 2) if identities[a] == identities[b]]
+    genuine = [genuine[i] for i in np.sort(rng.permutation(len(genuine))[:max_genuine])]
+    if not genuine or len(set(identities)) < 2:
+        raise ValueError("all-pairs protocol needs at least two identities, one of them with two images")
+    impostor: set[tuple[int, int]] = set()
+    while len(impostor) < len(genuine):
+        a, b = (int(i) for i in rng.choice(len(images), size=2, replace=False))
+        if identities[a] != identities[b]:
+            impostor.add((min(a, b), max(a, b)))
+    pairs = genuine + sorted(impostor)
+    return PairProtocol([item.path for item in images], np.array([a for a, _ in pairs], dtype=np.int64),
+                        np.array([b for _, b in pairs], dtype=np.int64),
+                        np.array([True] * len(genuine) + [False] * len(impostor)), None)
+
+
+def build_validation_pairs(images: list[LabelledImage], folds: int = 10, pairs_per_fold: int = 300,
+                           seed: int = 0) -> PairProtocol:
+    """Identity-disjoint folds when there are enough identities (2 per fold), else all pairs."""
+    if len({item.identity for item in images}) >= 2 * folds:
+        return build_verification_pairs(images, folds, pairs_per_fold, seed)
+    return build_all_pairs(images, seed, max_genuine=folds * pairs_per_fold // 2)
+
+
 def build_identification_split(images: list[LabelledImage], unknown_fraction: float = 0.3,
                                gallery_per_identity: int = 1, seed: int = 0) -> IdentificationProtocol:
     """Enroll `gallery_per_identity` images of each of (1 − unknown_fraction) of the identities;

@@ -1,0 +1,100 @@
+"""A model-parallel margin head (PartialFC-style, insightface): the class vectors are sharded over
+ranks, so memory per GPU does not grow with the number of identities.
+
+Each rank holds rows [start, end) of W. Embeddings and labels of the whole global batch are
+gathered; each rank computes the logits of its classes, and a distributed softmax cross-entropy
+combines the shards (max and sum of exponentials all-reduced). The result equals the
+single-process CombinedMarginLoss on the global batch; here every class is used (sample rate 1).
+
+Gradients: the loss of the global batch is the same on every rank; the gradient reaching each
+rank's own embeddings is the sum over all class shards. DDP then averages the backbone gradients
+over ranks, so the gathered-embedding gradient is multiplied by the world size to make the update
+equal to single-process training on the global batch.
+"""
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+
+from faceid.losses.base import replace_target
+from faceid.losses.margin import CombinedMarginLoss
+
+
+class GatherEmbeddings(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, local: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+        ctx.rank, ctx.world_size, ctx.rows = rank, world_size, local.shape[0]
+        parts = [torch.empty_like(local) for _ in range(world_size)]
+        dist.all_gather(parts, local.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor):
+        gradient = gradient.contiguous()
+        dist.all_reduce(gradient)  # sum of every shard's contribution
+        own = gradient[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+        return own * ctx.world_size, None, None  # cancels DDP's averaging of backbone gradients
+
+
+class DistributedCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy over the global batch, with each rank holding a slice of the classes."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, start: int) -> torch.Tensor:
+        maximum = logits.max(1, keepdim=True).values
+        dist.all_reduce(maximum, op=dist.ReduceOp.MAX)
+        exponentials = torch.exp(logits - maximum)
+        total = exponentials.sum(1, keepdim=True)
+        dist.all_reduce(total)
+        probabilities = exponentials / total
+        local = (labels >= start) & (labels < start + logits.shape[1])
+        target = torch.zeros(len(labels), dtype=logits.dtype, device=logits.device)
+        target[local] = probabilities[local, labels[local] - start]
+        dist.all_reduce(target)
+        ctx.save_for_backward(probabilities, labels, local)
+        ctx.start = start
+        return -torch.log(target.clamp_min(1e-30)).mean()
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor):
+        probabilities, labels, local = ctx.saved_tensors
+        grad = probabilities.clone()
+        grad[local, labels[local] - ctx.start] -= 1
+        return grad * gradient / len(labels), None, None
+
+
+class ShardedMarginHead(nn.Module):
+    """CombinedMarginLoss (s, m1, m2, m3) with `weight` sharded over the ranks of the process group."""
+
+    def __init__(self, reference: CombinedMarginLoss, rank: int, world_size: int):
+        super().__init__()
+        classes = reference.num_classes
+        self.rank, self.world_size, self.num_classes = rank, world_size, classes
+        self.embedding_dim = reference.embedding_dim
+        bounds = [classes * r // world_size for r in range(world_size + 1)]
+        self.start, self.end = bounds[rank], bounds[rank + 1]
+        self.weight = nn.Parameter(reference.weight.detach()[self.start:self.end].clone())
+        del reference.weight  # the full matrix lives on no rank; `reference` keeps only its margin formula
+        self.margin = reference
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        gathered = GatherEmbeddings.apply(embeddings.float(), self.rank, self.world_size)
+        all_labels = [torch.empty_like(labels) for _ in range(self.world_size)]
+        dist.all_gather(all_labels, labels.contiguous())
+        all_labels = torch.cat(all_labels)
+        cos = F.normalize(gathered, dim=1) @ F.normalize(self.weight, dim=1).T
+        local = (all_labels >= self.start) & (all_labels < self.end)
+        local_labels = torch.where(local, all_labels - self.start, torch.zeros_like(all_labels))
+        target = self.margin.target_margin(cos.gather(1, local_labels[:, None]).squeeze(1))
+        margined = torch.where(local[:, None], replace_target(cos, local_labels, target), cos)
+        return DistributedCrossEntropy.apply(self.margin.s * margined, all_labels, self.start)
+
+    def full_weight(self) -> torch.Tensor:
+        """Every rank's shard, gathered (for checkpoints); shards are padded to one size for all_gather."""
+        bounds = [self.num_classes * r // self.world_size for r in range(self.world_size + 1)]
+        rows = max(b - a for a, b in zip(bounds, bounds[1:]))
+        padded = F.pad(self.weight.detach(), (0, 0, 0, rows - self.weight.shape[0]))
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded.contiguous())
+        return torch.cat([part[: b - a] for part, a, b in zip(parts, bounds, bounds[1:])])
