@@ -6,14 +6,11 @@ import sys
 from pathlib import Path
 
 NOT_BUILT = {
-    "export": "ONNX export (issue #7)",
-    "embed": "the ONNX embedder (issue #7)",
     "enroll": "the gallery (issue #8)",
     "verify": "the gallery (issue #8)",
     "identify": "the gallery (issue #8)",
     "gallery": "the gallery (issue #8)",
     "serve": "the gallery's HTTP service (issue #8)",
-    "compare-losses": "training (issue #6)",
 }
 
 SUMMARIES = {
@@ -101,9 +98,98 @@ def _run_train(args) -> int:
     return 0
 
 
+def _add_compare_losses(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="the base training configuration")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--loss", dest="losses", action="append", required=True, metavar="NAME[:{params}]",
+                        help="a loss to train, optionally with YAML hyperparameters, e.g. 'cosface:{s: 30, m: 0.2}'")
+    parser.add_argument("--eval-data", type=Path, default=None,
+                        help="identity-folder tree of evaluation identities (default: the held-out identities of data.root)")
+    parser.add_argument("--out", type=Path, required=True, help="one run per loss, plus comparison.md/json")
+
+
+def _run_compare_losses(args) -> int:
+    from faceid.config import load_config
+    from training.compare import compare_losses
+
+    rows = compare_losses(load_config(args.config, args.overrides), args.losses, args.eval_data, args.out)
+    print((args.out / "comparison.md").read_text())
+    return 0 if rows else 1
+
+
+def _add_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="a faceid backbone checkpoint (model.pt / best.pt of a run)")
+    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    parser.add_argument("--parity-faces", type=Path, default=None,
+                        help="aligned faces for the parity check (default: generated faces)")
+    parser.add_argument("--int8", choices=["static", "dynamic"], default=None, nargs="?", const="static",
+                        help="also write an int8 model (static: calibrated QDQ, the default; dynamic: weights only)")
+    parser.add_argument("--calibration", type=Path, default=None, help="aligned faces for static int8 calibration")
+    parser.add_argument("--fp16", action="store_true", help="also write a float16 model (needs CUDA)")
+    parser.add_argument("--eval-data", type=Path, default=None,
+                        help="identity-folder tree: report each model's verification accuracy on it")
+
+
+def _run_export(args) -> int:
+    from export.embedder import OnnxEmbedder
+    from export.onnx_export import check_parity, export_fp16, export_onnx, quantize_int8, sample_faces
+    from faceid.embedding import TorchEmbedder
+
+    parity = export_onnx(args.checkpoint, args.out, args.parity_faces)
+    print(f"wrote {args.out}: {parity}")
+    models = {"float32": args.out}
+    faces, source = sample_faces(args.parity_faces)
+    if args.fp16:
+        models["float16"] = export_fp16(args.checkpoint, args.out.with_suffix(".fp16.onnx"))
+    if args.int8:
+        models["int8"] = quantize_int8(args.out, args.out.with_suffix(".int8.onnx"), args.calibration, args.int8)
+    reference = TorchEmbedder.from_checkpoint(args.checkpoint, device="cpu")
+    for kind, path in models.items():
+        if kind != "float32":
+            print(f"wrote {path}: {check_parity(reference, path, faces, source)}")
+    if args.eval_data is not None:
+        from evaluation.runner import evaluate_pairs
+        from faceid.data.folder import list_identity_folder
+        from faceid.data.protocols import build_pair_protocol
+
+        protocol = build_pair_protocol(list_identity_folder(args.eval_data))
+        baseline = None
+        for kind, path in [("pytorch", args.checkpoint), *models.items()]:
+            embedder = reference if kind == "pytorch" else OnnxEmbedder(path, device="cpu")
+            report = evaluate_pairs(protocol, args.out.parent / f"evaluation-{kind}", kind, args.eval_data,
+                                    embedder=embedder, progress=False)["verification"]
+            accuracy = 100 * report["accuracy_10fold_mean"]
+            baseline = accuracy if baseline is None else baseline
+            print(f"{kind:>8}: 10-fold accuracy {accuracy:.2f}% (change {accuracy - baseline:+.2f} points), "
+                  f"AUC {report['auc']:.4f}")
+    return 0
+
+
+def _add_embed(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", type=Path, help="image files or folders")
+    parser.add_argument("--model", required=True, help="an ONNX model or a faceid checkpoint")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="embeddings.npy (rows in the order of <out>.paths.txt) or .npz (arrays paths, embeddings)")
+    parser.add_argument("--aligned", action="store_true", help="inputs are aligned crops already: skip detection")
+    parser.add_argument("--select", choices=["largest", "best", "center"], default="largest")
+    parser.add_argument("--preprocessing", type=Path, default=None, help="YAML for a third-party ONNX model")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--batch-size", type=int, default=32)
+
+
+def _run_embed(args) -> int:
+    from export.embed_files import embed_files
+
+    summary = embed_files(args.images, args.model, args.out, aligned=args.aligned, select=args.select,
+                          preprocessing=args.preprocessing, device=args.device, batch_size=args.batch_size)
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["embedded"] else 1
+
+
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="a faceid checkpoint (.pt); baselines: untrained:<backbone>[:<dim>], pixels")
+    source.add_argument("--model", help="an ONNX model, a faceid checkpoint (.pt); baselines: "
+                        "untrained:<backbone>[:<dim>], pixels")
     source.add_argument("--embeddings", type=Path, help="an .npz with arrays 'paths' and 'embeddings' from any system")
     parser.add_argument("--data", type=Path, required=True, help="root of the aligned images (identity folders)")
     parser.add_argument("--pairs", type=Path, help="LFW pairs.txt or a path1,path2,label CSV (paths relative to --data)")
@@ -119,15 +205,17 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (default ~/.cache/faceid/embeddings)")
+    parser.add_argument("--preprocessing", type=Path, default=None,
+                        help="YAML describing a third-party ONNX model's input (input_size, channel_order, mean, std)")
 
 
 def _run_evaluate(args) -> int:
     from evaluation.runner import evaluate_identification, evaluate_pairs
     from faceid.data import protocols
     from faceid.data.folder import list_identity_folder
-    from faceid.embedding import load_embedder
+    from export.embedder import load_embedder
 
-    embedder = load_embedder(args.model, args.device, args.batch_size) if args.model else None
+    embedder = load_embedder(args.model, args.device, args.batch_size, preprocessing=args.preprocessing) if args.model else None
     model_name = args.model or str(args.embeddings)
     common = dict(out=args.out, model_name=model_name, data=args.data, embedder=embedder,
                   embeddings_file=args.embeddings, cache_dir=args.cache_dir or default_cache_dir())
@@ -135,8 +223,8 @@ def _run_evaluate(args) -> int:
         reader = protocols.read_csv_pairs if args.pairs.suffix.lower() == ".csv" else protocols.read_lfw_pairs
         report = evaluate_pairs(reader(args.pairs, args.data, skip_missing=args.skip_missing), seed=args.seed, **common)
     elif args.protocol == "verification":
-        protocol = protocols.build_verification_pairs(list_identity_folder(args.data), args.folds,
-                                                      args.pairs_per_fold, args.seed)
+        protocol = protocols.build_pair_protocol(list_identity_folder(args.data), args.folds, args.pairs_per_fold,
+                                                 args.seed)
         report = evaluate_pairs(protocol, seed=args.seed, **common)
     else:
         protocol = protocols.build_identification_split(list_identity_folder(args.data), args.unknown_fraction,
@@ -150,16 +238,21 @@ def _run_evaluate(args) -> int:
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["losses", "detect"], help="what to benchmark")
+    parser.add_argument("target", choices=["losses", "detect", "embed"], help="what to benchmark")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/caltech_faces"),
-                        help="images for `bench detect` (default ../shared/data/caltech_faces)")
+                        help="real photos for `bench detect` and `bench embed` (default ../shared/data/caltech_faces)")
     parser.add_argument("--limit", type=int, default=200, help="at most this many images for `bench detect`")
 
 
 def _run_bench(args) -> int:
+    if args.target == "embed":
+        from export.benchmark import run_embed_benchmark
+
+        run_embed_benchmark(args.data, repeats=args.repeats)
+        return 0
     if args.target == "detect":
         from evaluation.benchmarks.detection import run_detection_benchmark
 
@@ -186,7 +279,7 @@ def _run_demo(args) -> int:
     from faceid.config import load_config
     from faceid.data.dataset import split_identities
     from faceid.data.folder import list_identity_folder
-    from faceid.data.protocols import build_validation_pairs
+    from faceid.data.protocols import build_pair_protocol
     from faceid.data.synthetic import generate_dataset
     from faceid.embedding import TorchEmbedder
     from training.trainer import Trainer
@@ -204,7 +297,7 @@ def _run_demo(args) -> int:
     print(f"      {trained['steps']} steps in {trained['seconds']:.0f} s ({trained['images_per_second']:.0f} images/s)")
     print("[3/3] evaluating on held-out identities (never seen in training)")
     _, held_out = split_identities(list_identity_folder(config.data.root), config.data.validation_fraction, config.seed)
-    protocol = build_validation_pairs(held_out, config.evaluation.folds, config.evaluation.pairs_per_fold, config.seed)
+    protocol = build_pair_protocol(held_out, config.evaluation.folds, config.evaluation.pairs_per_fold, config.seed)
     baseline = TorchEmbedder.untrained(config.model.backbone, config.model.embedding_dim, config.model.input_size,
                                        device=config.device)
     untrained = evaluate_pairs(protocol, args.out / "report-untrained", f"untrained {config.model.backbone}",
@@ -219,7 +312,9 @@ def _run_demo(args) -> int:
     return 0
 
 
-HANDLERS = {"synth": (_add_synth, _run_synth), "align": (_add_align, _run_align), "train": (_add_train, _run_train), "evaluate": (_add_evaluate, _run_evaluate), "bench": (_add_bench, _run_bench), "demo": (_add_demo, _run_demo)}
+HANDLERS = {"synth": (_add_synth, _run_synth), "align": (_add_align, _run_align), "train": (_add_train, _run_train),
+            "compare-losses": (_add_compare_losses, _run_compare_losses), "export": (_add_export, _run_export),
+            "embed": (_add_embed, _run_embed), "evaluate": (_add_evaluate, _run_evaluate), "bench": (_add_bench, _run_bench), "demo": (_add_demo, _run_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:

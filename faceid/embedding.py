@@ -123,15 +123,3 @@ class PixelEmbedder:
         flat = self.preprocessing.apply(crops).reshape(len(crops), -1)
         flat -= flat.mean(1, keepdims=True)
         return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
-
-
-def load_embedder(model: str, device: str = "auto", batch_size: int = 64) -> Embedder:
-    """`model` is a checkpoint path, `untrained:<backbone>[:<dim>]` for a seeded random backbone, or
-    `pixels` for the raw-pixel baseline."""
-    if model == "pixels":
-        return PixelEmbedder()
-    if model.startswith("untrained:"):
-        parts = model.split(":")
-        return TorchEmbedder.untrained(parts[1], int(parts[2]) if len(parts) > 2 else 128, device=device,
-                                       batch_size=batch_size)
-    return TorchEmbedder.from_checkpoint(model, device, batch_size)

@@ -72,3 +72,12 @@ def test_exponent_floats_without_a_dot(tmp_path):
     path.write_text("training:\n  lr: 1e-3\n")
     assert load_config(path).training.lr == 1e-3
     assert load_config(overrides=["training.lr=5E-4"]).training.lr == 5e-4
+
+
+def test_every_preset_in_configs_is_valid():
+    from pathlib import Path
+
+    presets = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(presets) >= 4
+    for preset in presets:
+        load_config(preset)

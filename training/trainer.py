@@ -27,7 +27,7 @@ from faceid.config import FaceidConfig
 from faceid.data.dataset import FolderDataset, RecordIODataset, split_identities
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
-from faceid.data.protocols import build_validation_pairs
+from faceid.data.protocols import build_pair_protocol
 from faceid.device import resolve_device
 from faceid.embedding import Preprocessing, save_backbone_checkpoint
 from faceid.losses import build_loss
@@ -174,7 +174,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step, self.best_metric, self.bad_validations = 0, -1.0, 0
         if self.validation_images:
-            self.validation_protocol = build_validation_pairs(self.validation_images, config.evaluation.folds,
+            self.validation_protocol = build_pair_protocol(self.validation_images, config.evaluation.folds,
                                                               config.evaluation.pairs_per_fold, config.seed)
 
     # ----- state -------------------------------------------------------------------------------

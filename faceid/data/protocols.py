@@ -104,7 +104,7 @@ def build_all_pairs(images: list[LabelledImage], seed: int = 0, max_genuine: int
                         np.array([True] * len(genuine) + [False] * len(impostor)), None)
 
 
-def build_validation_pairs(images: list[LabelledImage], folds: int = 10, pairs_per_fold: int = 300,
+def build_pair_protocol(images: list[LabelledImage], folds: int = 10, pairs_per_fold: int = 300,
                            seed: int = 0) -> PairProtocol:
     """Identity-disjoint folds when there are enough identities (2 per fold), else all pairs."""
     if len({item.identity for item in images}) >= 2 * folds:

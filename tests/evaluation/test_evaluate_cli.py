@@ -6,7 +6,8 @@ import pytest
 from evaluation.embeddings import embed_images
 from faceid.cli import main
 from faceid.data.folder import list_identity_folder
-from faceid.embedding import TorchEmbedder, load_embedder, save_backbone_checkpoint
+from export.embedder import load_embedder
+from faceid.embedding import TorchEmbedder, save_backbone_checkpoint
 
 
 def test_verification_report_files(small_synthetic, tmp_path, capsys):

@@ -1,0 +1,92 @@
+"""`faceid bench embed`: embedding throughput of PyTorch eager, a bare onnxruntime session and the
+`OnnxEmbedder` (float32 and int8), at batch 1 and 32, for iresnet50 and MobileFaceNet at 112x112;
+every figure is also given as a ratio to PyTorch eager measured in the same run. Then end-to-end
+images/s (decode + detect + align + embed) on real photos. Weights are random: speed only.
+"""
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from export.embedder import OnnxEmbedder
+from export.onnx_export import export_onnx, quantize_int8
+from faceid.backbones import build_backbone
+from faceid.embedding import save_backbone_checkpoint
+
+
+def _best(function, repeats: int) -> float:
+    function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def _bare_session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def benchmark_backbone(name: str, scratch: Path, repeats: int, batches=(1, 32)) -> list[dict]:
+    torch.manual_seed(0)
+    model = build_backbone(name, 512, 112).eval()
+    save_backbone_checkpoint(scratch / f"{name}.pt", model, name, 512, 112)
+    fp32 = scratch / f"{name}.onnx"
+    export_onnx(scratch / f"{name}.pt", fp32)
+    int8 = quantize_int8(fp32, scratch / f"{name}.int8.onnx")
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch in batches:
+        crops = rng.integers(0, 255, (batch, 112, 112, 3), dtype=np.uint8)
+        tensor = torch.from_numpy(OnnxEmbedder(fp32, device="cpu").preprocessing.apply(crops))
+        with torch.inference_mode():
+            eager = _best(lambda: model(tensor), repeats)
+        row = {"backbone": name, "batch": batch, "pytorch_eager": batch / eager}
+        for kind, path in (("fp32", fp32), ("int8", int8)):
+            session, embedder = _bare_session(path), OnnxEmbedder(path, device="cpu", batch_size=batch)
+            feed = {session.get_inputs()[0].name: tensor.numpy()}
+            row[f"ort_{kind}"] = batch / _best(lambda: session.run(None, feed), repeats)
+            row[f"embedder_{kind}"] = batch / _best(lambda: embedder.embed(crops), repeats)
+        rows.append(row)
+    return rows
+
+
+def end_to_end(photos: Path, model_path: Path, limit: int = 60) -> float:
+    from faceid.data.images import read_rgb
+    from faceid.preprocessing import FacePreprocessor
+
+    paths = sorted(photos.glob("*.jpg"))[:limit]
+    preprocessor = FacePreprocessor(select="largest", device="cpu")
+    embedder = OnnxEmbedder(model_path, device="cpu")
+    started = time.perf_counter()
+    crops = []
+    for path in paths:
+        faces = preprocessor(read_rgb(path))
+        crops.extend(face.crop for face in faces[:1])
+    embedder.embed(crops)
+    return len(paths) / (time.perf_counter() - started)
+
+
+def run_embed_benchmark(photos: Path | None, repeats: int = 3, backbones=("mobilefacenet", "iresnet50")) -> list[dict]:
+    print(f"faceid bench embed  CPU threads={torch.get_num_threads()}  images/s (x PyTorch eager), best of {repeats}")
+    columns = ["pytorch_eager", "ort_fp32", "embedder_fp32", "ort_int8", "embedder_int8"]
+    print(f"{'backbone':<15}{'batch':>6}" + "".join(f"{c:>22}" for c in columns) + f"{'embedder/ort fp32':>19}{'int8/fp32':>11}")
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in backbones:
+            for row in benchmark_backbone(name, Path(scratch), repeats):
+                rows.append(row)
+                cells = "".join(f"{row[c]:>12.1f} ({row[c] / row['pytorch_eager']:4.2f}x)" for c in columns)
+                print(f"{name:<15}{row['batch']:>6}{cells}{row['embedder_fp32'] / row['ort_fp32']:>19.2f}"
+                      f"{row['ort_int8'] / row['ort_fp32']:>11.2f}", flush=True)
+        if photos is not None and photos.is_dir():
+            rate = end_to_end(photos, Path(scratch) / f"{backbones[0]}.onnx")
+            print(f"end to end (decode + detect + align + embed, {backbones[0]} fp32) on {photos}: {rate:.1f} images/s")
+    return rows

@@ -1,0 +1,53 @@
+"""`faceid embed`: image files -> (detect + align with the shared preprocessor) -> embeddings on disk."""
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from export.embedder import load_embedder
+from faceid.data.folder import is_image_file
+from faceid.data.images import ImageReadError, read_rgb
+
+
+def expand(inputs: list[Path]) -> list[Path]:
+    paths = []
+    for item in inputs:
+        item = Path(item)
+        paths.extend(sorted(p for p in item.rglob("*") if is_image_file(p)) if item.is_dir() else [item])
+    return paths
+
+
+def embed_files(inputs: list[Path], model: str, out: Path, aligned: bool = False, select: str = "largest",
+                preprocessing=None, device: str = "auto", batch_size: int = 32) -> dict:
+    embedder = load_embedder(model, device, batch_size, preprocessing=preprocessing)
+    preprocessor = None
+    if not aligned:
+        from faceid.preprocessing import FacePreprocessor
+
+        preprocessor = FacePreprocessor(select=select, device="cpu" if device == "auto" else device,
+                                        size=embedder.preprocessing.input_size)
+    paths, crops, failures = [], [], {}
+    for path in tqdm(expand(inputs), desc="faces", unit="img"):
+        try:
+            if aligned:
+                crops.append(read_rgb(path))
+            else:
+                faces = preprocessor(path)
+                if not faces:
+                    failures[str(path)] = "no face"
+                    continue
+                crops.append(faces[0].crop)
+            paths.append(str(path))
+        except ImageReadError as error:
+            failures[str(path)] = error.reason
+    embeddings = embedder.embed(crops) if crops else np.zeros((0, embedder.embedding_dim), np.float32)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        np.savez(out, paths=np.array(paths), embeddings=embeddings)
+    else:
+        np.save(out, embeddings)
+        out.with_suffix(".paths.txt").write_text("\n".join(paths) + ("\n" if paths else ""))
+    return {"embedded": len(paths), "failed": failures, "dimension": int(embeddings.shape[1]) if len(paths) else None,
+            "out": str(out)}

@@ -1,0 +1,137 @@
+"""`OnnxEmbedder`: the onnxruntime embedder the gallery, evaluation and CLI use, and `load_embedder`,
+which opens any model kind behind the one embedder interface of `faceid.embedding`.
+
+faceid's own ONNX models describe their preprocessing in their metadata. Third-party models
+(insightface's `w600k_r50.onnx`, OpenCV's SFace...) need it stated: a small YAML
+
+    input_size: 112
+    channel_order: RGB        # or BGR
+    mean: [0.5, 0.5, 0.5]     # in [0, 1] pixel units: input = (pixel / 255 - mean) / std
+    std: [0.5, 0.5, 0.5]
+
+or the same keys as keyword arguments. A missing or inconsistent description is an error.
+"""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import yaml
+
+from faceid.embedding import Embedder, PixelEmbedder, Preprocessing, TorchEmbedder
+
+PREPROCESSING_KEYS = ("input_size", "channel_order", "mean", "std")
+
+
+def _triple(value, key: str, source: str) -> tuple[float, float, float]:
+    if isinstance(value, str):
+        value = value.split(",")
+    values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3:
+        raise ValueError(f"{source}: {key} needs 1 or 3 numbers, got {value!r}")
+    if key == "std" and min(values) <= 0:
+        raise ValueError(f"{source}: std must be positive, got {values}")
+    return tuple(values)
+
+
+def preprocessing_from(description: dict, source: str) -> Preprocessing:
+    missing = [k for k in PREPROCESSING_KEYS if k not in description]
+    if missing:
+        raise ValueError(f"{source}: the preprocessing description lacks {missing}; it needs {list(PREPROCESSING_KEYS)}")
+    order = str(description["channel_order"]).upper()
+    if order not in ("RGB", "BGR"):
+        raise ValueError(f"{source}: channel_order must be RGB or BGR, got {description['channel_order']!r}")
+    return Preprocessing(int(description["input_size"]), order, _triple(description["mean"], "mean", source),
+                         _triple(description["std"], "std", source))
+
+
+class OnnxEmbedder:
+    """Batched onnxruntime inference returning L2-normalised float32 embeddings."""
+
+    def __init__(self, path: str | Path, device: str = "auto", batch_size: int = 32, threads: int = 0,
+                 preprocessing: Preprocessing | dict | str | Path | None = None):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model {path} does not exist")
+        try:
+            proto = onnx.load(path, load_external_data=False)
+            onnx.checker.check_model(proto)
+        except Exception as error:
+            raise ValueError(f"{path} is not a valid ONNX model: {error}") from None
+        metadata = {p.key: p.value for p in proto.metadata_props}
+        self.preprocessing = self._preprocessing(path, metadata, preprocessing)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        available = ort.get_available_providers()
+        if device == "cuda" and "CUDAExecutionProvider" not in available:
+            raise ValueError("device 'cuda' was asked for but onnxruntime has no CUDAExecutionProvider "
+                             "(install the gpu extra: onnxruntime-gpu)")
+        use_cuda = device in ("cuda", "auto") and "CUDAExecutionProvider" in available
+        providers = (["CUDAExecutionProvider"] if use_cuda else []) + ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.input = self.session.get_inputs()[0]
+        self._check_input(path)
+        self.output_name = self.session.get_outputs()[0].name
+        dim = self.session.get_outputs()[0].shape[-1]
+        self.embedding_dim = int(metadata.get("embedding_dim", dim if isinstance(dim, int) else 0))
+        self.batch_size, self.metadata = batch_size, metadata
+        digest = hashlib.sha256(path.read_bytes())
+        digest.update(repr(self.preprocessing).encode())
+        self.fingerprint = digest.hexdigest()[:16]
+
+    @staticmethod
+    def _preprocessing(path: Path, metadata: dict, given) -> Preprocessing:
+        if isinstance(given, Preprocessing):
+            return given
+        if isinstance(given, (str, Path)):
+            description = yaml.safe_load(Path(given).read_text())
+            if not isinstance(description, dict):
+                raise ValueError(f"{given}: a preprocessing description must be a YAML mapping")
+            return preprocessing_from(description, str(given))
+        if isinstance(given, dict):
+            return preprocessing_from(given, "preprocessing")
+        if all(k in metadata for k in PREPROCESSING_KEYS):
+            return preprocessing_from(metadata, f"{path} metadata")
+        raise ValueError(f"{path} carries no faceid preprocessing metadata; describe its input "
+                         f"({', '.join(PREPROCESSING_KEYS)}) in a YAML file (--preprocessing)")
+
+    def _check_input(self, path: Path) -> None:
+        shape = self.input.shape
+        if len(shape) != 4:
+            raise ValueError(f"{path}: expected a 4-d image input, got shape {shape}")
+        size = self.preprocessing.input_size
+        height, width = shape[2], shape[3]
+        if shape[1] != 3 or any(isinstance(v, int) and v != size for v in (height, width)):
+            raise ValueError(f"{path}: the model takes input {shape} (N, C, H, W) but the preprocessing says "
+                             f"3 x {size} x {size}")
+
+    def embed(self, crops) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(crops), self.batch_size):
+            batch = self.preprocessing.apply(crops[start:start + self.batch_size])
+            outputs.append(self.session.run([self.output_name], {self.input.name: batch})[0].astype(np.float32))
+        if not outputs:
+            return np.zeros((0, self.embedding_dim), np.float32)
+        embeddings = np.concatenate(outputs).reshape(len(crops), -1)
+        return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+
+
+def load_embedder(model: str | Path, device: str = "auto", batch_size: int = 32, threads: int = 0,
+                  preprocessing=None) -> Embedder:
+    """Any model kind behind one interface: `.onnx` (faceid or described third-party), a faceid
+    checkpoint (`.pt`), `untrained:<backbone>[:<dim>]`, or `pixels`."""
+    text = str(model)
+    if text == "pixels":
+        return PixelEmbedder()
+    if text.startswith("untrained:"):
+        parts = text.split(":")
+        return TorchEmbedder.untrained(parts[1], int(parts[2]) if len(parts) > 2 else 128, device=device,
+                                       batch_size=batch_size)
+    if text.lower().endswith(".onnx"):
+        return OnnxEmbedder(text, device, batch_size, threads, preprocessing)
+    return TorchEmbedder.from_checkpoint(text, device, batch_size)
