@@ -11,6 +11,7 @@ from evaluation.verification import (
     roc,
     roc_auc,
     tar_at_far,
+    threshold_at_far,
     verification_report,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "roc",
     "roc_auc",
     "tar_at_far",
+    "threshold_at_far",
     "verification_report",
 ]

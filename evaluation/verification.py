@@ -69,6 +69,19 @@ def tar_at_far(scores, is_same, target_far: float) -> float:
     return float(tar[far <= target_far + 1e-12].max())
 
 
+def threshold_at_far(scores, is_same, target_far: float) -> dict:
+    """The most permissive threshold whose empirical FAR is <= `target_far`, with the FAR and TAR it
+    achieves. NaN threshold when the target is below 1 / number of impostor pairs."""
+    far, tar, thresholds = roc(scores, is_same)
+    impostors = int((~np.asarray(is_same, bool)).sum())
+    if target_far * impostors < 1:
+        return {"threshold": float("nan"), "far": float("nan"), "tar": float("nan"), "target_far": target_far}
+    allowed = np.flatnonzero(far <= target_far + 1e-12)
+    best = allowed[-1]
+    threshold = float(thresholds[best]) if np.isfinite(thresholds[best]) else float(np.max(scores)) + 1e-6
+    return {"threshold": threshold, "far": float(far[best]), "tar": float(tar[best]), "target_far": target_far}
+
+
 def best_threshold_accuracy(scores, is_same) -> tuple[float, float]:
     """(accuracy, threshold) maximising accuracy over every ROC threshold."""
     scores, is_same = _check(scores, is_same)

@@ -1,0 +1,295 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from faceid.data.folder import list_identity_folder
+from faceid.embedding import TorchEmbedder
+from gallery.gallery import Gallery, GalleryError
+from gallery.index import VectorIndex
+
+DIM = 16
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _people(count, per_person=3, seed=0, spread=0.35):
+    rng = np.random.default_rng(seed)
+    centres = _unit(rng.normal(size=(count, DIM)))
+    return {f"person{i:03d}": _unit(centres[i] + spread * rng.normal(size=(per_person, DIM))) for i in range(count)}, centres
+
+
+def _gallery(path, **options):
+    return Gallery.create(path, fingerprint={"fingerprint": "test-embedder", "embedding_dim": DIM}, **options)
+
+
+def test_identify_matches_a_brute_force_reference(tmp_path):
+    people, centres = _people(40)
+    gallery = _gallery(tmp_path / "g")
+    gallery.enroll_many(people)
+    names = [n for n, v in people.items() for _ in v]
+    matrix = np.concatenate(list(people.values()))
+    rng = np.random.default_rng(1)
+    probes = _unit(centres[rng.integers(0, 40, 25)] + 0.4 * rng.normal(size=(25, DIM))).astype(np.float32)
+    for probe, result in zip(probes, gallery.identify_many(list(probes), k=5)):
+        scores = matrix @ probe
+        best = {}
+        for name, score in sorted(zip(names, scores), key=lambda t: -t[1]):
+            best.setdefault(name, score)
+        expected = list(best.items())[:5]
+        assert [n for n, _ in result.candidates] == [n for n, _ in expected]
+        assert np.allclose([s for _, s in result.candidates], [s for _, s in expected], atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["all", "mean"])
+def test_verify_and_open_set_unknowns(tmp_path, policy):
+    people, centres = _people(10)
+    gallery = _gallery(tmp_path / "g", template_policy=policy)
+    gallery.enroll_many(people)
+    genuine = _unit(centres[3] + 0.1 * np.random.default_rng(5).normal(size=DIM))
+    decision = gallery.verify(genuine, "person003", threshold=0.4)
+    assert decision.accepted and decision.threshold == 0.4 and decision.threshold_source == {"source": "given"}
+    if policy == "mean":
+        mean = _unit(people["person003"].mean(0))
+        assert decision.score == pytest.approx(float(genuine @ mean), abs=1e-5)
+    else:
+        assert decision.score == pytest.approx(float((people["person003"] @ genuine).max()), abs=1e-5)
+    stranger = _unit(np.random.default_rng(9).normal(size=DIM))
+    result = gallery.identify(stranger, k=3, threshold=0.9)
+    assert result.identity == "unknown" and len(result.candidates) == 3
+    assert gallery.identify(genuine, k=3, threshold=0.4).identity == "person003"
+    assert not gallery.verify(stranger, "person003", threshold=0.9).accepted
+
+
+def test_calibrated_threshold_is_used_and_reported(tmp_path):
+    people, _ = _people(5)
+    gallery = _gallery(tmp_path / "g")
+    gallery.enroll_many(people)
+    rng = np.random.default_rng(0)
+    scores = np.r_[rng.normal(0.8, 0.1, 2000), rng.normal(0.1, 0.1, 2000)]
+    is_same = np.r_[np.ones(2000, bool), np.zeros(2000, bool)]
+    result = gallery.calibrate(scores, is_same, target_far=1e-3)
+    assert result["far"] <= 1e-3 and 0.3 < result["threshold"] < 0.6
+    decision = gallery.verify(people["person001"][0], "person001")
+    assert decision.threshold == pytest.approx(result["threshold"])
+    assert decision.threshold_source["source"] == "calibrate" and decision.threshold_source["target_far"] == 1e-3
+    with pytest.raises(GalleryError, match="cannot measure FAR"):
+        gallery.calibrate(scores[1990:2010], is_same[1990:2010], target_far=1e-3)
+
+
+def test_persistence_across_processes(tmp_path):
+    people, _ = _people(6)
+    with _gallery(tmp_path / "g") as gallery:
+        gallery.enroll_many(people)
+    script = textwrap.dedent(f"""
+        import json, numpy as np
+        from gallery.gallery import Gallery
+        g = Gallery({str(tmp_path / 'g')!r})
+        print(json.dumps({{"stats": g.stats()["templates"], "top": g.identify(np.array({people['person004'][1].tolist()}), k=1).candidates[0][0]}}))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == {"stats": 18, "top": "person004"}
+
+
+def test_remove_rename_duplicates_and_audit(tmp_path):
+    people, _ = _people(4)
+    gallery = _gallery(tmp_path / "g")
+    gallery.enroll_many(people)
+    again = gallery.enroll("person000", list(people["person000"][:2]) + [people["person001"][0]])
+    assert again["added"] == 1 and len(again["duplicates"]) == 2
+    assert gallery.remove("person002") == 3
+    gallery.rename("person003", "alice")
+    assert [i["identity"] for i in gallery.list()] == ["alice", "person000", "person001"]
+    assert gallery.identify(people["person003"][0], k=1).candidates[0][0] == "alice"
+    assert all(c[0] != "person002" for c in gallery.identify(people["person002"][0], k=3).candidates)
+    actions = [entry["action"] for entry in gallery.audit_log()]
+    assert actions[0] == "create" and actions[-2:] == ["remove", "rename"]
+    with pytest.raises(Exception, match="append-only"):
+        gallery.store.connection.execute("DELETE FROM audit")
+    with pytest.raises(GalleryError, match="not enrolled"):
+        gallery.remove("nobody")
+    with pytest.raises(GalleryError, match="already exists"):
+        gallery.rename("alice", "person000")
+
+
+def test_bad_input_names_the_input_and_writes_nothing(tmp_path):
+    people, _ = _people(2)
+    gallery = _gallery(tmp_path / "g")
+    gallery.enroll_many(people)
+    before = gallery.stats()
+    nan = np.full(DIM, np.nan)
+    with pytest.raises(GalleryError, match=r"input 1: embedding contains NaN"):
+        gallery.enroll("bob", [people["person000"][0] * 0 + 1, nan])
+    with pytest.raises(GalleryError, match=r"input 0: embedding has dimension 8, the gallery holds 16"):
+        gallery.enroll("bob", [np.ones(8)])
+    with pytest.raises(GalleryError, match="all zeros"):
+        gallery.identify(np.zeros(DIM))
+    with pytest.raises(GalleryError, match="images need the gallery to be opened with an embedder"):
+        gallery.enroll("bob", [tmp_path / "face.png"])
+    after = gallery.stats()
+    assert (after["templates"], after["identities"], after["generation"]) == (before["templates"], before["identities"],
+                                                                              before["generation"])
+
+
+def test_images_through_the_embedder_and_preprocessor_errors(tmp_path, small_synthetic):
+    embedder = TorchEmbedder.untrained("small_cnn", DIM, 64, device="cpu")
+    images = list_identity_folder(small_synthetic / "aligned")
+    gallery = Gallery.create(tmp_path / "g", embedder)
+    result = gallery.enroll("id0", [i.path for i in images if i.identity == "id_00000"][:3])
+    assert result["added"] == 3
+    probe = [i.path for i in images if i.identity == "id_00000"][3]
+    assert gallery.identify(probe, k=1).candidates[0][0] == "id0"
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(GalleryError, match=r"broken.png: not a readable image"):
+        gallery.enroll("id1", [images[5].path, tmp_path / "broken.png"])
+    assert [i["identity"] for i in gallery.list()] == ["id0"]
+    from faceid.preprocessing import FacePreprocessor
+
+    strict = Gallery(tmp_path / "g", embedder, FacePreprocessor(device="cpu"))
+    blank = np.full((120, 120, 3), 128, np.uint8)
+    with pytest.raises(GalleryError, match="input 0: no face found"):
+        strict.enroll("id2", [blank])
+
+
+def test_a_different_embedder_is_refused_and_reembed_migrates(tmp_path, small_synthetic):
+    first = TorchEmbedder.untrained("small_cnn", DIM, 64, seed=0, device="cpu")
+    second = TorchEmbedder.untrained("small_cnn", DIM, 64, seed=1, device="cpu")
+    images = [i.path for i in list_identity_folder(small_synthetic / "aligned")[:6]]
+    gallery = Gallery.create(tmp_path / "g", first)
+    gallery.enroll("a", images[:3])
+    gallery.enroll("b", images[3:])
+    gallery.close()
+    with pytest.raises(GalleryError, match="Use `reembed` to migrate"):
+        Gallery(tmp_path / "g", second)
+    migrated = Gallery(tmp_path / "g", first).reembed(second)
+    assert migrated["templates"] == 6
+    reopened = Gallery(tmp_path / "g", second)
+    assert reopened.identify(second.embed([__import__("faceid.data.images", fromlist=["read_rgb"]).read_rgb(images[4])])[0],
+                             k=1).candidates[0] == ("b", pytest.approx(1.0, abs=1e-5))
+
+
+def test_export_and_import(tmp_path):
+    people, _ = _people(5)
+    gallery = _gallery(tmp_path / "g")
+    gallery.enroll_many(people, {"person001": {"badge": 7}})
+    gallery.export(tmp_path / "g.npz")
+    other = _gallery(tmp_path / "h")
+    other.import_(tmp_path / "g.npz")
+    assert other.stats()["templates"] == 15
+    assert {i["identity"]: i["metadata"] for i in other.list()}["person001"] == {"badge": 7}
+    assert other.import_(tmp_path / "g.npz")["person000"]["added"] == 0  # duplicates are skipped
+    stranger = Gallery.create(tmp_path / "x", fingerprint={"fingerprint": "other", "embedding_dim": DIM})
+    with pytest.raises(GalleryError, match="was made with embedder test-embedder"):
+        stranger.import_(tmp_path / "g.npz")
+
+
+@pytest.mark.parametrize("factory, parameters", [("HNSW32,Flat", {"efSearch": 64}), ("IVF16,Flat", {"nprobe": 8})])
+def test_approximate_indexes_recall_and_removal(tmp_path, factory, parameters):
+    people, centres = _people(300, per_person=2)
+    gallery = _gallery(tmp_path / "g", index_factory=factory, search_parameters=parameters)
+    gallery.enroll_many(people)
+    exact = _gallery(tmp_path / "exact")
+    exact.enroll_many(people)
+    probes = list(_unit(centres[:100] + 0.3 * np.random.default_rng(2).normal(size=(100, DIM))))
+    approximate_top = [r.candidates[0][0] for r in gallery.identify_many(probes, k=1)]
+    exact_top = [r.candidates[0][0] for r in exact.identify_many(probes, k=1)]
+    assert np.mean([a == b for a, b in zip(approximate_top, exact_top)]) >= 0.9
+    gallery.remove("person000")
+    assert len(gallery.index) == 598
+    with pytest.raises(ValueError, match="FAISS cannot build index"):
+        _gallery(tmp_path / "bad", index_factory="NotAnIndex")
+
+
+def test_stale_or_missing_index_is_rebuilt_from_sqlite(tmp_path, monkeypatch):
+    people, _ = _people(3)
+    gallery = _gallery(tmp_path / "g")
+    gallery.enroll_many(people)
+    original_save = VectorIndex.save
+    monkeypatch.setattr(VectorIndex, "save", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
+    with pytest.raises(OSError):
+        gallery.enroll("late", [_unit(np.ones(DIM))])  # committed to SQLite, index write 'crashed'
+    monkeypatch.setattr(VectorIndex, "save", original_save)
+    reopened = Gallery(tmp_path / "g")
+    assert reopened.identify(_unit(np.ones(DIM)), k=1).candidates[0][0] == "late"
+    assert len(reopened.index) == 10
+    for file in (tmp_path / "g").glob("index.*.faiss"):
+        file.unlink()
+    assert len(Gallery(tmp_path / "g").index) == 10
+
+
+CRASH_WRITER = """
+import sys, numpy as np
+from gallery.gallery import Gallery
+g = Gallery(sys.argv[1])
+rng = np.random.default_rng(int(sys.argv[2]))
+i = 0
+while True:
+    v = rng.normal(size=(2, {dim}))
+    g.enroll(f"{{sys.argv[2]}}-{{i}}", list(v / np.linalg.norm(v, axis=1, keepdims=True)))
+    print(i, flush=True)
+    i += 1
+"""
+
+
+@pytest.mark.slow
+def test_killing_a_writer_mid_enrolment_loses_nothing_committed(tmp_path):
+    _gallery(tmp_path / "g").close()
+    for attempt in range(3):
+        process = subprocess.Popen([sys.executable, "-c", CRASH_WRITER.format(dim=DIM), str(tmp_path / "g"), str(attempt)],
+                                   stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5 + 0.37 * attempt)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        reported = len(process.stdout.read().split())
+        gallery = Gallery(tmp_path / "g")
+        committed = [e for e in gallery.audit_log() if e["action"] == "enroll" and e["identity"].startswith(f"{attempt}-")]
+        assert len(committed) >= reported > 0  # every enrolment that returned is there
+        names = {i["identity"] for i in gallery.list()}
+        assert {e["identity"] for e in committed} <= names
+        assert len(gallery.index) == gallery.stats()["templates"]
+        last = committed[-1]["identity"]
+        vectors = gallery.store.templates_of(gallery.store.identity_id(last))
+        assert gallery.identify(vectors[0], k=1).candidates[0][0] == last
+        gallery.close()
+
+
+READER = """
+import sys, time, numpy as np
+from gallery.gallery import Gallery
+g = Gallery(sys.argv[1])
+probe = np.ones({dim}) / np.sqrt({dim})
+count = 0
+deadline = time.time() + 3
+while time.time() < deadline:
+    result = g.identify(probe, k=3)
+    assert result.candidates, "empty result"
+    count += 1
+print(count)
+"""
+
+
+@pytest.mark.slow
+def test_readers_keep_working_while_one_writer_enrolls(tmp_path):
+    gallery = _gallery(tmp_path / "g")
+    gallery.enroll("seed", [np.ones(DIM) / np.sqrt(DIM)])
+    readers = [subprocess.Popen([sys.executable, "-c", READER.format(dim=DIM), str(tmp_path / "g")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    rng = np.random.default_rng(0)
+    deadline = time.time() + 2.5
+    enrolled = 0
+    while time.time() < deadline:
+        gallery.enroll(f"w{enrolled}", [_unit(rng.normal(size=DIM))])
+        enrolled += 1
+    for reader in readers:
+        out, err = reader.communicate(timeout=30)
+        assert reader.returncode == 0, err
+        assert int(out) > 10
+    assert enrolled > 5 and gallery.stats()["identities"] == enrolled + 1
