@@ -22,7 +22,6 @@ from faceid.data.images import read_rgb
 from faceid.data.synthetic import generate_dataset
 from faceid.embedding import CHECKPOINT_FORMAT, Preprocessing, TorchEmbedder
 
-log = logging.getLogger(__name__)
 OPSET = 18
 MODEL_FORMAT = "faceid-embedder-1"
 PARITY_MIN_COSINE = 0.99999
@@ -118,6 +117,9 @@ def quantize_int8(model_path: str | Path, out: str | Path, calibration: Path | N
     model_path, out = Path(model_path), Path(out)
     prepared = out.with_suffix(".prep.onnx")
     quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser warns once per folded 1-d weight, which is expected
     try:
         if mode == "dynamic":
             quantize_dynamic(str(prepared), str(out), weight_type=QuantType.QInt8)
@@ -138,6 +140,7 @@ def quantize_int8(model_path: str | Path, out: str | Path, calibration: Path | N
         else:
             raise ValueError(f"int8 mode must be 'static' or 'dynamic', got {mode!r}")
     finally:
+        root.setLevel(level)
         prepared.unlink(missing_ok=True)
     quantized = onnx.load(out)
     source = {p.key: p.value for p in onnx.load(model_path).metadata_props}

@@ -5,14 +5,6 @@ import json
 import sys
 from pathlib import Path
 
-NOT_BUILT = {
-    "enroll": "the gallery (issue #8)",
-    "verify": "the gallery (issue #8)",
-    "identify": "the gallery (issue #8)",
-    "gallery": "the gallery (issue #8)",
-    "serve": "the gallery's HTTP service (issue #8)",
-}
-
 SUMMARIES = {
     "synth": "generate a synthetic identity-labelled face dataset (raw + aligned)",
     "align": "detect and align faces of an identity-folder tree",
@@ -26,7 +18,7 @@ SUMMARIES = {
     "serve": "serve a gallery over HTTP",
     "evaluate": "evaluate a model on a verification or identification protocol",
     "compare-losses": "train and compare several losses on one dataset",
-    "bench": "benchmarks (losses, ...) printing ratios to a baseline from the same run",
+    "bench": "benchmarks (losses, detect, embed, gallery) printing ratios to a baseline from the same run",
     "demo": "run the end-to-end demo on generated data",
 }
 
@@ -186,6 +178,152 @@ def _run_embed(args) -> int:
     return 0 if summary["embedded"] else 1
 
 
+def _gallery_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("gallery", type=Path, help="gallery directory")
+    parser.add_argument("--model", default=None, help="embedding model (needed when the gallery is created)")
+    parser.add_argument("--aligned", action="store_true", default=None,
+                        help="images are aligned crops: skip detection (remembered by a new gallery)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
+def _add_enroll(parser: argparse.ArgumentParser) -> None:
+    _gallery_options(parser)
+    parser.add_argument("images", nargs="*", type=Path, help="images of --identity")
+    parser.add_argument("--identity", help="the identity the images belong to")
+    parser.add_argument("--from-folder", type=Path, help="an identity-folder tree: one identity per sub-folder")
+    parser.add_argument("--index", default="Flat", help="FAISS factory string for a new gallery (default Flat: exact)")
+    parser.add_argument("--policy", choices=["all", "mean"], default="all", help="template policy of a new gallery")
+
+
+def _run_enroll(args) -> int:
+    from gallery.enrollment import enroll_folder, enroll_images
+    from gallery.session import open_gallery
+
+    if bool(args.identity) == bool(args.from_folder):
+        raise ValueError("give either --identity NAME IMAGES... or --from-folder DIR")
+    gallery = open_gallery(args.gallery, args.model, args.aligned, args.device, args.index, args.policy, create=True)
+    summary = (enroll_folder(gallery, args.from_folder) if args.from_folder
+               else enroll_images(gallery, args.identity, args.images))
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["enrolled_samples"] or summary["duplicates"] else 1
+
+
+def _add_verify(parser: argparse.ArgumentParser) -> None:
+    _gallery_options(parser)
+    parser.add_argument("image", type=Path)
+    parser.add_argument("--identity", required=True)
+    parser.add_argument("--threshold", type=float, default=None, help="default: the gallery's calibrated threshold")
+
+
+def _run_verify(args) -> int:
+    from dataclasses import asdict
+
+    from gallery.session import open_gallery
+
+    decision = open_gallery(args.gallery, args.model, args.aligned, args.device).verify(args.image, args.identity,
+                                                                                       args.threshold)
+    print(json.dumps(asdict(decision), indent=2))
+    return 0
+
+
+def _add_identify(parser: argparse.ArgumentParser) -> None:
+    _gallery_options(parser)
+    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("-k", type=int, default=5, help="candidates per probe (default 5)")
+    parser.add_argument("--threshold", type=float, default=None, help="default: the gallery's calibrated threshold")
+    parser.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+
+def _run_identify(args) -> int:
+    from gallery.gallery import GalleryError
+    from gallery.session import open_gallery
+
+    gallery = open_gallery(args.gallery, args.model, args.aligned, args.device)
+    rows = []
+    for image in args.images:
+        try:
+            result = gallery.identify(image, args.k, args.threshold)
+            rows.append({"image": str(image), "identity": result.identity, "candidates": result.candidates,
+                         "threshold": result.threshold, "threshold_source": result.threshold_source})
+        except GalleryError as error:
+            rows.append({"image": str(image), "error": str(error)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            if "error" in row:
+                print(f"{row['image']}: error: {row['error']}")
+                continue
+            best = ", ".join(f"{name} {score:.3f}" for name, score in row["candidates"])
+            threshold = "none" if row["threshold"] is None else f"{row['threshold']:.3f}"
+            print(f"{row['image']}: {row['identity']}  (threshold {threshold}; top: {best})")
+    return 0 if any("error" not in row for row in rows) else 1
+
+
+def _add_gallery(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, text in (("list", "enrolled identities"), ("stats", "counts, sizes, threshold"),
+                       ("audit", "the append-only audit log")):
+        _gallery_options(actions.add_parser(name, help=text))
+    remove = actions.add_parser("remove", help="remove an identity")
+    _gallery_options(remove)
+    remove.add_argument("identity")
+    rename = actions.add_parser("rename", help="rename an identity")
+    _gallery_options(rename)
+    rename.add_argument("identity")
+    rename.add_argument("new_name")
+    calibrate = actions.add_parser("calibrate", help="set the threshold from genuine/impostor pairs at a target FAR")
+    _gallery_options(calibrate)
+    calibrate.add_argument("--data", type=Path, required=True, help="identity-folder tree of calibration identities")
+    calibrate.add_argument("--pairs", type=Path, default=None, help="LFW pairs.txt or CSV (default: built from --data)")
+    calibrate.add_argument("--target-far", type=float, default=1e-3)
+    export = actions.add_parser("export", help="write the gallery to one .npz")
+    _gallery_options(export)
+    export.add_argument("file", type=Path)
+    imports = actions.add_parser("import", help="merge an exported .npz into the gallery")
+    _gallery_options(imports)
+    imports.add_argument("file", type=Path)
+
+
+def _run_gallery(args) -> int:
+    from gallery.enrollment import calibrate_from_folder
+    from gallery.session import open_gallery
+
+    gallery = open_gallery(args.gallery, args.model, args.aligned, args.device)
+    outputs = {
+        "list": lambda: gallery.list(),
+        "stats": lambda: gallery.stats(),
+        "audit": lambda: gallery.audit_log(),
+        "remove": lambda: {"removed": args.identity, "templates": gallery.remove(args.identity)} if args.action == "remove" else None,
+        "rename": lambda: gallery.rename(args.identity, args.new_name) or {"renamed": args.identity, "to": args.new_name},
+        "calibrate": lambda: calibrate_from_folder(gallery, args.data, args.pairs, args.target_far),
+        "export": lambda: {"written": str(gallery.export(args.file))},
+        "import": lambda: gallery.import_(args.file),
+    }
+    print(json.dumps(outputs[args.action](), indent=2, default=str))
+    return 0
+
+
+def _add_serve(parser: argparse.ArgumentParser) -> None:
+    _gallery_options(parser)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--api-key", default=None, help="require this X-API-Key header (default: $FACEID_API_KEY if set)")
+    parser.add_argument("--max-request-mb", type=float, default=20.0, help="largest accepted request body")
+
+
+def _run_serve(args) -> int:
+    import os
+
+    from gallery.service import serve
+    from gallery.session import open_gallery
+
+    gallery = open_gallery(args.gallery, args.model, args.aligned, args.device)
+    serve(gallery, args.host, args.port, args.api_key or os.environ.get("FACEID_API_KEY"),
+          int(args.max_request_mb * 1024 * 1024))
+    return 0
+
+
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="an ONNX model, a faceid checkpoint (.pt); baselines: "
@@ -238,7 +376,7 @@ def _run_evaluate(args) -> int:
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["losses", "detect", "embed"], help="what to benchmark")
+    parser.add_argument("target", choices=["losses", "detect", "embed", "gallery"], help="what to benchmark")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -248,6 +386,14 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_bench(args) -> int:
+    if args.target == "gallery":
+        from gallery.benchmark import run_gallery_benchmark
+
+        if args.quick:
+            run_gallery_benchmark(sizes=(1_000, 10_000), approximate_at=10_000)
+        else:
+            run_gallery_benchmark()
+        return 0
     if args.target == "embed":
         from export.benchmark import run_embed_benchmark
 
@@ -287,15 +433,15 @@ def _run_demo(args) -> int:
     overrides = [f"data.root={args.out / 'synthetic' / 'aligned'}", f"training.run_dir={args.out / 'run'}", *args.overrides]
     config = load_config(args.config, overrides)
     synth = config.synth
-    print(f"[1/3] generating {synth.identities} synthetic identities x {synth.images_per_identity} images in {args.out}")
+    print(f"[1/4] generating {synth.identities} synthetic identities x {synth.images_per_identity} images in {args.out}")
     summary = generate_dataset(args.out / "synthetic", synth.identities, synth.images_per_identity, synth.seed,
                                synth.canvas_size, synth.aligned_size)
     print(f"      raw faces + landmarks: {summary['raw']}; aligned crops: {summary['aligned']}")
-    print(f"[2/3] training {config.model.backbone} with {config.loss.name} on {config.device} "
+    print(f"[2/4] training {config.model.backbone} with {config.loss.name} on {config.device} "
           f"({config.training.epochs} epochs), run directory {config.training.run_dir}")
     trained = Trainer(config).train()
     print(f"      {trained['steps']} steps in {trained['seconds']:.0f} s ({trained['images_per_second']:.0f} images/s)")
-    print("[3/3] evaluating on held-out identities (never seen in training)")
+    print("[3/4] evaluating on held-out identities (never seen in training)")
     _, held_out = split_identities(list_identity_folder(config.data.root), config.data.validation_fraction, config.seed)
     protocol = build_pair_protocol(held_out, config.evaluation.folds, config.evaluation.pairs_per_fold, config.seed)
     baseline = TorchEmbedder.untrained(config.model.backbone, config.model.embedding_dim, config.model.input_size,
@@ -309,12 +455,18 @@ def _run_demo(args) -> int:
     print(f"held-out 10-fold accuracy: untrained {100 * before['accuracy_10fold_mean']:.1f}% -> "
           f"trained {100 * after['accuracy_10fold_mean']:.1f}% ± {100 * after['accuracy_10fold_std']:.1f}%")
     print(f"report: {args.out / 'report' / 'report.md'} (plots beside it); model: {trained['model']}")
+    print("[4/4] exporting to ONNX, enrolling held-out identities in a gallery, identifying probes")
+    from gallery.demo import gallery_demo
+
+    gallery_demo(trained["model"], held_out, args.out, config.seed)
     return 0
 
 
 HANDLERS = {"synth": (_add_synth, _run_synth), "align": (_add_align, _run_align), "train": (_add_train, _run_train),
             "compare-losses": (_add_compare_losses, _run_compare_losses), "export": (_add_export, _run_export),
-            "embed": (_add_embed, _run_embed), "evaluate": (_add_evaluate, _run_evaluate), "bench": (_add_bench, _run_bench), "demo": (_add_demo, _run_demo)}
+            "embed": (_add_embed, _run_embed), "enroll": (_add_enroll, _run_enroll),
+            "verify": (_add_verify, _run_verify), "identify": (_add_identify, _run_identify),
+            "gallery": (_add_gallery, _run_gallery), "serve": (_add_serve, _run_serve), "evaluate": (_add_evaluate, _run_evaluate), "bench": (_add_bench, _run_bench), "demo": (_add_demo, _run_demo)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -325,19 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"faceid {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, summary in SUMMARIES.items():
-        sub = commands.add_parser(name, help=summary, description=summary)
-        if name in HANDLERS:
-            HANDLERS[name][0](sub)
-        else:
-            sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        HANDLERS[name][0](commands.add_parser(name, help=summary, description=summary))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in NOT_BUILT:
-        print(f"faceid {args.command}: not built yet; it arrives with {NOT_BUILT[args.command]}", file=sys.stderr)
-        return 2
     try:
         return HANDLERS[args.command][1](args)
     except (ValueError, FileNotFoundError) as error:

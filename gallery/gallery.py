@@ -82,15 +82,29 @@ class Gallery:
                                f"(dim {embedder.embedding_dim}). Use `reembed` to migrate the gallery.")
         self.dim = int(self.fingerprint["embedding_dim"])
         self.policy = self.store.get("template_policy")
-        self.index = VectorIndex(self.dim, self.store.get("index_factory"), self.store.get("search_parameters"), gpu)
+        self.backend = self.store.get("backend", {"name": "faiss"})
+        self.gpu = gpu
+        self.index = self._new_index()
         self._loaded_generation = None
         self._refresh()
+
+    def _new_index(self):
+        parameters = self.store.get("search_parameters")
+        if self.backend["name"] == "milvus":
+            from gallery.milvus_index import MilvusIndex
+
+            return MilvusIndex(self.dim, self.backend["uri"], self.backend.get("index_type", "FLAT"), parameters)
+        return VectorIndex(self.dim, self.store.get("index_factory"), parameters, self.gpu)
 
     # ----- creation and opening ------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, embedder=None, *, fingerprint: dict | None = None, index_factory: str = "Flat",
-               template_policy: str = "all", search_parameters: dict | None = None, preprocessor=None) -> "Gallery":
-        """A new, empty gallery for `embedder` (or for embeddings described by `fingerprint`)."""
+               template_policy: str = "all", search_parameters: dict | None = None, preprocessor=None,
+               backend: str = "faiss", milvus_uri: str | None = None) -> "Gallery":
+        """A new, empty gallery for `embedder` (or for embeddings described by `fingerprint`).
+
+        `backend="milvus"` keeps the vectors in Milvus: `milvus_uri` names a cluster
+        (`http://host:19530`), or, by default, a Milvus Lite file inside the gallery directory."""
         path = Path(path)
         if (path / "gallery.db").exists():
             raise GalleryError(f"{path} already holds a gallery")
@@ -101,12 +115,20 @@ class Gallery:
         description = _fingerprint_of(embedder) if embedder is not None else dict(fingerprint)
         if "embedding_dim" not in description:
             raise GalleryError("the fingerprint must give embedding_dim")
-        VectorIndex(int(description["embedding_dim"]), index_factory)  # fails early on a bad factory string
+        if backend not in ("faiss", "milvus"):
+            raise GalleryError(f"backend must be 'faiss' or 'milvus', got {backend!r}")
+        if backend == "faiss":
+            VectorIndex(int(description["embedding_dim"]), index_factory)  # fails early on a bad factory string
         path.mkdir(parents=True, exist_ok=True)
+        backend_description = {"name": backend}
+        if backend == "milvus":
+            backend_description.update(uri=milvus_uri or str(path.resolve() / "milvus.db"),
+                                       index_type="FLAT" if index_factory == "Flat" else index_factory)
         store = MetadataStore(path / "gallery.db")
         with store.transaction() as connection:
             store.set(connection, "embedder", description)
             store.set(connection, "index_factory", index_factory)
+            store.set(connection, "backend", backend_description)
             store.set(connection, "template_policy", template_policy)
             store.set(connection, "search_parameters", search_parameters or {})
             store.set(connection, "generation", 0)
@@ -115,6 +137,7 @@ class Gallery:
         return cls(path, embedder, preprocessor)
 
     def close(self) -> None:
+        self.index.close()
         self.store.close()
 
     def __enter__(self):
@@ -313,6 +336,7 @@ class Gallery:
         size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
         return {"identities": identities, "templates": templates, "indexed_vectors": len(self.index),
                 "embedding_dim": self.dim, "template_policy": self.policy, "index_factory": self.index.factory,
+                "backend": self.backend["name"],
                 "embedder": self.fingerprint["fingerprint"], "threshold": self.store.get("threshold"),
                 "generation": self.store.generation(), "bytes_on_disk": size,
                 "bytes_per_identity": size / identities if identities else None}
@@ -438,7 +462,7 @@ class Gallery:
                 self.store.audit(connection, "reembed", None, {"templates": len(updated), "embedder": embedder.fingerprint})
                 generation = self.store.bump(connection)
             self.fingerprint = _fingerprint_of(embedder)
-            self.index = VectorIndex(self.dim, self.index.factory, self.index.search_parameters)
+            self.index = self._new_index()
             self._commit_index(generation, vectors_changed=True)
         return {"templates": len(updated), "embedder": embedder.fingerprint, "threshold": "cleared: calibrate again"}
 

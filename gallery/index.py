@@ -25,10 +25,14 @@ BLAS_BATCH = 8
 
 class VectorIndex:
     def __init__(self, dim: int, factory: str = "Flat", search_parameters: dict | None = None, gpu: bool = False):
+        if gpu and not hasattr(faiss, "StandardGpuResources"):
+            raise ValueError("GPU FAISS was asked for but this FAISS has no GPU support (install the gpu extra: faiss-gpu-cu12)")
         self.dim, self.factory, self.gpu = dim, factory, gpu
+        self._gpu_resources = faiss.StandardGpuResources() if gpu else None
+        self._gpu_index = None
         self.search_parameters = dict(search_parameters or {})
         self.index = self._empty()
-        self.ids = np.zeros(0, np.int64)
+        self.ids, self._matrix = np.zeros(0, np.int64), None
 
     @property
     def exact(self) -> bool:
@@ -47,12 +51,12 @@ class VectorIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if not self.index.is_trained:
             if len(vectors) == 0:
-                self.ids = np.zeros(0, np.int64)
+                self._sync()
                 return
             self.index.train(vectors)
         if len(vectors):
             self.index.add_with_ids(vectors, np.asarray(ids, np.int64))
-        self.ids = np.asarray(ids, np.int64)
+        self._sync()
         self._apply_parameters()
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> bool:
@@ -61,7 +65,7 @@ class VectorIndex:
             return False
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim),
                                 np.asarray(ids, np.int64))
-        self.ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        self._sync()
         return True
 
     def remove(self, ids: np.ndarray) -> bool:
@@ -70,7 +74,7 @@ class VectorIndex:
             self.index.remove_ids(np.asarray(ids, np.int64))
         except RuntimeError:
             return False
-        self.ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        self._sync()
         return True
 
     def _apply_parameters(self) -> None:
@@ -79,13 +83,22 @@ class VectorIndex:
             for name, value in self.search_parameters.items():
                 space.set_index_parameter(self.index, name, value)
 
-    def _flat_vectors(self) -> np.ndarray:
-        """The stored vectors of the exact index, viewed without a copy."""
-        flat = faiss.downcast_index(self.index.index)
-        return faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim).reshape(flat.ntotal, self.dim)
+    def _sync(self) -> None:
+        """After any change: the id order, (exact index) a no-copy view of the stored vectors, and the GPU copy."""
+        self.ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        self._gpu_index = None
+        if self._gpu_resources is not None and self.index.ntotal:
+            self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.index)
+        self._matrix = None
+        if self.exact and self.index.ntotal:
+            flat = faiss.downcast_index(self.index.index)
+            self._matrix = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim).reshape(flat.ntotal, self.dim)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
+
+    def close(self) -> None:
+        """Nothing to release: the index lives in memory and its file is closed after each write."""
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the k best per query; -1 ids pad when fewer vectors exist."""
@@ -93,13 +106,13 @@ class VectorIndex:
         k = max(1, min(k, len(self))) if len(self) else 0
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        if self.exact and len(queries) < BLAS_BATCH:
-            scores = queries @ self._flat_vectors().T
+        if self._matrix is not None and len(queries) < BLAS_BATCH:
+            scores = queries @ self._matrix.T
             top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(k), (len(queries), 1))
             top_scores = np.take_along_axis(scores, top, axis=1)
             order = np.argsort(-top_scores, axis=1)
             return np.take_along_axis(top_scores, order, 1), self.ids[np.take_along_axis(top, order, 1)]
-        return self.index.search(queries, k)
+        return (self._gpu_index or self.index).search(queries, k)
 
     def save(self, folder: Path, generation: int) -> Path:
         target = Path(folder) / f"index.{generation}.faiss"
@@ -133,6 +146,6 @@ class VectorIndex:
         stored = faiss.vector_to_array(self.index.id_map)
         if not np.array_equal(np.sort(stored), np.sort(expected_ids)):
             return False
-        self.ids = stored.astype(np.int64)
+        self._sync()
         self._apply_parameters()
         return True

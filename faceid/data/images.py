@@ -1,5 +1,6 @@
 """Reading image files as RGB uint8 arrays, with a clear error naming the file when that fails."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +20,20 @@ def read_rgb(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise ImageReadError(path, "empty file")
+    return decode_rgb(path.read_bytes(), path)
+
+
+def decode_rgb(data: bytes, name) -> np.ndarray:
+    """`read_rgb` for bytes already in memory (an upload, a record); `name` labels errors."""
+    if not data:
+        raise ImageReadError(name, "empty file")
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(data)) as image:
             image.load()
             image = ImageOps.exif_transpose(image)
             if image.mode in ("I;16", "I;16B", "I;16L", "I"):
                 array = np.asarray(image, dtype=np.float64)
                 image = Image.fromarray((array / max(array.max(), 1) * 255).astype(np.uint8))
             return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ImageReadError(path, "not a readable image", str(error)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ImageReadError(name, "not a readable image", str(error)) from None

@@ -12,7 +12,6 @@ import pytest
 from faceid.data.folder import list_identity_folder
 from faceid.embedding import TorchEmbedder
 from gallery.gallery import Gallery, GalleryError
-from gallery.index import VectorIndex
 
 DIM = 16
 
@@ -27,13 +26,22 @@ def _people(count, per_person=3, seed=0, spread=0.35):
     return {f"person{i:03d}": _unit(centres[i] + spread * rng.normal(size=(per_person, DIM))) for i in range(count)}, centres
 
 
-def _gallery(path, **options):
-    return Gallery.create(path, fingerprint={"fingerprint": "test-embedder", "embedding_dim": DIM}, **options)
+@pytest.fixture(params=["faiss", "milvus"])
+def backend(request):
+    """Every test taking this fixture runs against both vector backends."""
+    if request.param == "milvus":
+        pytest.importorskip("milvus_lite", reason="milvus-lite is not installed")
+    return request.param
 
 
-def test_identify_matches_a_brute_force_reference(tmp_path):
+def _gallery(path, backend="faiss", **options):
+    return Gallery.create(path, fingerprint={"fingerprint": "test-embedder", "embedding_dim": DIM}, backend=backend,
+                          **options)
+
+
+def test_identify_matches_a_brute_force_reference(tmp_path, backend):
     people, centres = _people(40)
-    gallery = _gallery(tmp_path / "g")
+    gallery = _gallery(tmp_path / "g", backend)
     gallery.enroll_many(people)
     names = [n for n, v in people.items() for _ in v]
     matrix = np.concatenate(list(people.values()))
@@ -50,9 +58,9 @@ def test_identify_matches_a_brute_force_reference(tmp_path):
 
 
 @pytest.mark.parametrize("policy", ["all", "mean"])
-def test_verify_and_open_set_unknowns(tmp_path, policy):
+def test_verify_and_open_set_unknowns(tmp_path, policy, backend):
     people, centres = _people(10)
-    gallery = _gallery(tmp_path / "g", template_policy=policy)
+    gallery = _gallery(tmp_path / "g", backend, template_policy=policy)
     gallery.enroll_many(people)
     genuine = _unit(centres[3] + 0.1 * np.random.default_rng(5).normal(size=DIM))
     decision = gallery.verify(genuine, "person003", threshold=0.4)
@@ -69,9 +77,9 @@ def test_verify_and_open_set_unknowns(tmp_path, policy):
     assert not gallery.verify(stranger, "person003", threshold=0.9).accepted
 
 
-def test_calibrated_threshold_is_used_and_reported(tmp_path):
+def test_calibrated_threshold_is_used_and_reported(tmp_path, backend):
     people, _ = _people(5)
-    gallery = _gallery(tmp_path / "g")
+    gallery = _gallery(tmp_path / "g", backend)
     gallery.enroll_many(people)
     rng = np.random.default_rng(0)
     scores = np.r_[rng.normal(0.8, 0.1, 2000), rng.normal(0.1, 0.1, 2000)]
@@ -85,9 +93,9 @@ def test_calibrated_threshold_is_used_and_reported(tmp_path):
         gallery.calibrate(scores[1990:2010], is_same[1990:2010], target_far=1e-3)
 
 
-def test_persistence_across_processes(tmp_path):
+def test_persistence_across_processes(tmp_path, backend):
     people, _ = _people(6)
-    with _gallery(tmp_path / "g") as gallery:
+    with _gallery(tmp_path / "g", backend) as gallery:
         gallery.enroll_many(people)
     script = textwrap.dedent(f"""
         import json, numpy as np
@@ -99,9 +107,9 @@ def test_persistence_across_processes(tmp_path):
     assert json.loads(out) == {"stats": 18, "top": "person004"}
 
 
-def test_remove_rename_duplicates_and_audit(tmp_path):
+def test_remove_rename_duplicates_and_audit(tmp_path, backend):
     people, _ = _people(4)
-    gallery = _gallery(tmp_path / "g")
+    gallery = _gallery(tmp_path / "g", backend)
     gallery.enroll_many(people)
     again = gallery.enroll("person000", list(people["person000"][:2]) + [people["person001"][0]])
     assert again["added"] == 1 and len(again["duplicates"]) == 2
@@ -120,9 +128,9 @@ def test_remove_rename_duplicates_and_audit(tmp_path):
         gallery.rename("alice", "person000")
 
 
-def test_bad_input_names_the_input_and_writes_nothing(tmp_path):
+def test_bad_input_names_the_input_and_writes_nothing(tmp_path, backend):
     people, _ = _people(2)
-    gallery = _gallery(tmp_path / "g")
+    gallery = _gallery(tmp_path / "g", backend)
     gallery.enroll_many(people)
     before = gallery.stats()
     nan = np.full(DIM, np.nan)
@@ -176,12 +184,12 @@ def test_a_different_embedder_is_refused_and_reembed_migrates(tmp_path, small_sy
                              k=1).candidates[0] == ("b", pytest.approx(1.0, abs=1e-5))
 
 
-def test_export_and_import(tmp_path):
+def test_export_and_import(tmp_path, backend):
     people, _ = _people(5)
-    gallery = _gallery(tmp_path / "g")
+    gallery = _gallery(tmp_path / "g", backend)
     gallery.enroll_many(people, {"person001": {"badge": 7}})
     gallery.export(tmp_path / "g.npz")
-    other = _gallery(tmp_path / "h")
+    other = _gallery(tmp_path / "h", backend)
     other.import_(tmp_path / "g.npz")
     assert other.stats()["templates"] == 15
     assert {i["identity"]: i["metadata"] for i in other.list()}["person001"] == {"badge": 7}
@@ -208,21 +216,28 @@ def test_approximate_indexes_recall_and_removal(tmp_path, factory, parameters):
         _gallery(tmp_path / "bad", index_factory="NotAnIndex")
 
 
-def test_stale_or_missing_index_is_rebuilt_from_sqlite(tmp_path, monkeypatch):
+def test_a_crash_between_commit_and_index_write_is_repaired_on_open(tmp_path, monkeypatch, backend):
     people, _ = _people(3)
-    gallery = _gallery(tmp_path / "g")
+    gallery = _gallery(tmp_path / "g", backend)
     gallery.enroll_many(people)
-    original_save = VectorIndex.save
-    monkeypatch.setattr(VectorIndex, "save", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
+    index_type = type(gallery.index)
+    original_add = index_type.add
+    monkeypatch.setattr(index_type, "add", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
     with pytest.raises(OSError):
         gallery.enroll("late", [_unit(np.ones(DIM))])  # committed to SQLite, index write 'crashed'
-    monkeypatch.setattr(VectorIndex, "save", original_save)
+    monkeypatch.setattr(index_type, "add", original_add)
+    gallery.close()
     reopened = Gallery(tmp_path / "g")
     assert reopened.identify(_unit(np.ones(DIM)), k=1).candidates[0][0] == "late"
     assert len(reopened.index) == 10
+
+
+def test_a_missing_index_file_is_rebuilt(tmp_path):
+    people, _ = _people(3)
+    _gallery(tmp_path / "g").enroll_many(people)
     for file in (tmp_path / "g").glob("index.*.faiss"):
         file.unlink()
-    assert len(Gallery(tmp_path / "g").index) == 10
+    assert len(Gallery(tmp_path / "g").index) == 9
 
 
 CRASH_WRITER = """
@@ -293,3 +308,16 @@ def test_readers_keep_working_while_one_writer_enrolls(tmp_path):
         assert reader.returncode == 0, err
         assert int(out) > 10
     assert enrolled > 5 and gallery.stats()["identities"] == enrolled + 1
+
+
+def test_gallery_benchmark_compares_against_faiss_and_numpy(capsys, monkeypatch):
+    from gallery import benchmark
+    from gallery.benchmark import run_gallery_benchmark
+
+    monkeypatch.setattr(benchmark, "MEASURE_SECONDS", 0.05)
+    rows = run_gallery_benchmark(sizes=(2000,), approximate_at=2000, factories=("HNSW32,Flat",))
+    exact = [r for r in rows if "numpy" in r]
+    assert [r["batch"] for r in exact] == [1, 256] and all(r["gallery"] > 0 for r in exact)
+    approximate = {r.get("factory") or r.get("backend"): r for r in rows if "recall_at_1" in r}
+    assert approximate["HNSW32,Flat"]["recall_at_1"] > 0.9
+    assert "gallery/FAISS" in capsys.readouterr().out

@@ -1,0 +1,126 @@
+"""`faceid bench gallery`: search and enrollment speed of the gallery against raw FAISS and a numpy
+brute-force baseline measured in the same run, recall of approximate indexes, and size on disk.
+
+Exact search at batch 1 is memory-bound: numpy's matrix-vector product plus argpartition streams
+the vectors once, so its rate is the bandwidth bound the gallery's exact path is compared with.
+"""
+
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from gallery.gallery import Gallery
+
+DIM = 512
+MEASURE_SECONDS = 1.5  # how long each rate is measured
+
+
+def _rate(function, queries: int) -> float:
+    seconds = MEASURE_SECONDS
+    function()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        function()
+        count += queries
+    return count / (time.perf_counter() - started)
+
+
+def _unit(rng, n):
+    x = rng.standard_normal((n, DIM), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def build_gallery(folder: Path, vectors: np.ndarray, factory: str = "Flat", parameters=None, chunk: int = 250_000,
+                  backend: str = "faiss"):
+    gallery = Gallery.create(folder, fingerprint={"fingerprint": "bench", "embedding_dim": DIM}, index_factory=factory,
+                             search_parameters=parameters, backend=backend)
+    started = time.perf_counter()
+    for start in range(0, len(vectors), chunk):
+        gallery.enroll_many({f"id{start + i}": [vectors[start + i]] for i in range(min(chunk, len(vectors) - start))})
+    return gallery, len(vectors) / (time.perf_counter() - started)
+
+
+def run_gallery_benchmark(sizes=(10_000, 100_000, 1_000_000), approximate_at: int = 100_000,
+                          factories: tuple[str, ...] = ("HNSW32,Flat", "IVF{lists},Flat", "IVF{lists},PQ64")) -> list[dict]:
+    """The full run takes about 15 minutes and 10 GB of disk (the 1M gallery); `--quick` runs 1k and 10k."""
+    rng = np.random.default_rng(0)
+    rows = []
+    print("faceid bench gallery  (512-d unit vectors, exact = Flat; queries/s; ratios in brackets)")
+    print(f"{'N':>9} {'batch':>6} {'numpy brute force':>18} {'raw FAISS Flat':>16} {'gallery':>10} "
+          f"{'gallery/numpy':>14} {'gallery/FAISS':>14}")
+    for size in sizes:
+        vectors = _unit(rng, size)
+        queries = _unit(rng, 256)
+        with tempfile.TemporaryDirectory() as scratch:
+            gallery, enroll_rate = build_gallery(Path(scratch) / "g", vectors)
+            raw = faiss.IndexFlatIP(DIM)
+            raw.add(vectors)
+            for batch in (1, 256):
+                q = queries[:batch]
+
+                def brute():
+                    scores = q @ vectors.T
+                    return np.argpartition(-scores, 5, axis=1)[:, :5]
+
+                numpy_rate = _rate(brute, batch)
+                faiss_rate = _rate(lambda: raw.search(q, 5), batch)
+                gallery_rate = _rate(lambda: gallery.index.search(q, 5), batch)
+                rows.append({"size": size, "batch": batch, "numpy": numpy_rate, "faiss": faiss_rate,
+                             "gallery": gallery_rate, "enroll_per_second": enroll_rate,
+                             "bytes_per_identity": gallery.stats()["bytes_per_identity"]})
+                print(f"{size:>9} {batch:>6} {numpy_rate:>18.1f} {faiss_rate:>16.1f} {gallery_rate:>10.1f} "
+                      f"{gallery_rate / numpy_rate:>14.2f} {gallery_rate / faiss_rate:>14.2f}", flush=True)
+            full = gallery.identify_many(list(queries[:32]), k=5)
+            assert all(r.candidates for r in full)
+            print(f"{size:>9} enrolment {enroll_rate:,.0f} templates/s; {gallery.stats()['bytes_per_identity']:,.0f} "
+                  f"bytes on disk per identity (one template each)", flush=True)
+            if size == approximate_at:
+                # probes of enrolled people: an enrolled vector plus noise (cosine ~0.8 to it), as a
+                # second photo would be; on pure noise every neighbour is a near-tie and recall means nothing
+                targets = rng.integers(0, size, len(queries))
+                probes = vectors[targets] + rng.standard_normal((len(queries), DIM), dtype=np.float32) * 0.03
+                probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+                exact_top = raw.search(probes, 1)[1][:, 0]
+                lists = 1024 if size >= 40_000 else max(4, int(np.sqrt(size)))
+                for template in factories:
+                    factory = template.format(lists=lists)
+                    parameters = {"efSearch": 64} if factory.startswith("HNSW") else {"nprobe": 16}
+                    started = time.perf_counter()
+                    approximate, _ = build_gallery(Path(scratch) / factory.replace(",", "_"), vectors, factory, parameters)
+                    built = time.perf_counter() - started
+                    ids = approximate.index.search(probes, 1)[1][:, 0]
+                    recall = float(np.mean(ids - 1 == exact_top))  # template ids are 1-based insertion order
+                    rate = _rate(lambda: approximate.index.search(queries[:1], 5), 1)
+                    rows.append({"size": size, "factory": factory, "recall_at_1": recall, "batch1_qps": rate,
+                                 "build_seconds": built})
+                    print(f"{size:>9} {factory:<14} recall@1 vs exact {recall:.3f}, batch-1 {rate:,.0f} q/s, "
+                          f"built in {built:.0f} s", flush=True)
+                    approximate.close()
+                milvus_row = benchmark_milvus(Path(scratch) / "milvus", vectors, queries, probes, exact_top)
+                if milvus_row:
+                    rows.append(milvus_row)
+            gallery.close()
+    return rows
+
+
+def benchmark_milvus(folder: Path, vectors, queries, probes, exact_top) -> dict | None:
+    """The Milvus Lite backend on the same vectors: enrolment rate, q/s at batch 1 and 256, recall."""
+    try:
+        import milvus_lite  # noqa: F401
+    except ImportError:
+        print("milvus-lite is not installed: Milvus Lite figures skipped")
+        return None
+    gallery, enroll_rate = build_gallery(folder, vectors, chunk=50_000, backend="milvus")
+    batch1 = _rate(lambda: gallery.index.search(queries[:1], 5), 1)
+    batch256 = _rate(lambda: gallery.index.search(queries, 5), len(queries))
+    ids = gallery.index.search(probes, 1)[1][:, 0]
+    recall = float(np.mean(ids - 1 == exact_top))
+    gallery.close()
+    print(f"{len(vectors):>9} Milvus Lite (FLAT) enrolment {enroll_rate:,.0f} templates/s, batch-1 {batch1:,.1f} q/s, "
+          f"batch-256 {batch256:,.1f} q/s, recall@1 vs exact {recall:.3f}", flush=True)
+    return {"size": len(vectors), "backend": "milvus-lite", "enroll_per_second": enroll_rate, "batch1_qps": batch1,
+            "batch256_qps": batch256, "recall_at_1": recall}

@@ -1,0 +1,64 @@
+"""The gallery part of `faceid demo`: export the trained model, calibrate a threshold on one group of
+held-out identities, enroll a second group, and identify probes of the enrolled group and of a third
+group that was never enrolled (open set)."""
+
+from pathlib import Path
+
+import numpy as np
+
+from export.embedder import OnnxEmbedder
+from export.onnx_export import export_onnx
+from faceid.data.folder import LabelledImage
+from faceid.data.images import read_rgb
+from faceid.data.protocols import build_all_pairs
+from gallery.gallery import UNKNOWN, Gallery
+
+TARGET_FAR = 1e-2
+ENROLLED_IMAGES = 4
+
+
+def gallery_demo(checkpoint: str, held_out: list[LabelledImage], out: Path, seed: int = 0) -> dict:
+    out = Path(out)
+    parity = export_onnx(checkpoint, out / "model.onnx")
+    print(f"      {out / 'model.onnx'}: {parity}")
+    embedder = OnnxEmbedder(out / "model.onnx", device="cpu")
+    identities = sorted({item.identity for item in held_out})
+    third = len(identities) // 3
+    calibration, enrolled, strangers = identities[:third], identities[third:2 * third], identities[2 * third:]
+    gallery_path = out / "gallery"
+    if (gallery_path / "gallery.db").exists():
+        for file in gallery_path.iterdir():
+            file.unlink()
+    gallery = Gallery.create(gallery_path, embedder)
+    pairs = build_all_pairs([i for i in held_out if i.identity in calibration], seed)
+    vectors = dict(zip(pairs.paths, embedder.embed([read_rgb(p) for p in pairs.paths])))
+    scores = np.array([vectors[pairs.paths[a]] @ vectors[pairs.paths[b]] for a, b in zip(pairs.first, pairs.second)])
+    calibrated = gallery.calibrate(scores, pairs.is_same, TARGET_FAR, description="demo calibration identities")
+    print(f"      threshold {calibrated['threshold']:.3f} calibrated on {len(calibration)} other held-out identities "
+          f"({calibrated['pairs']} pairs) for FAR {TARGET_FAR:g} (measured FAR {calibrated['far']:.4f}, "
+          f"TAR {calibrated['tar']:.3f})")
+    probes = []
+    for identity in enrolled:
+        images = [i.path for i in held_out if i.identity == identity]
+        gallery.enroll(identity, images[:ENROLLED_IMAGES])
+        probes += [(path, identity) for path in images[ENROLLED_IMAGES:]]
+    probes += [(i.path, None) for i in held_out if i.identity in strangers]
+    results = gallery.identify_many([p for p, _ in probes], k=3)
+    mated = [(r, truth) for r, (_, truth) in zip(results, probes) if truth is not None]
+    non_mated = [r for r, (_, truth) in zip(results, probes) if truth is None]
+    correct = np.mean([r.identity == truth for r, truth in mated])
+    rejected = np.mean([r.identity == UNKNOWN for r in non_mated])
+    print(f"      gallery {gallery_path}: {len(enrolled)} identities x {ENROLLED_IMAGES} images; "
+          f"{len(strangers)} further identities never enrolled")
+    print(f"      {'probe':<34} {'truth':<10} {'decision':<10} best candidate")
+    shown = mated[:4] + [(r, None) for r in non_mated[:4]]
+    paths = [p for p, t in probes if t is not None][:4] + [p for p, t in probes if t is None][:4]
+    for (result, truth), path in zip(shown, paths):
+        name, score = result.candidates[0]
+        print(f"      {Path(path).parent.name + '/' + Path(path).name:<34} {truth or 'stranger':<10} "
+              f"{result.identity:<10} {name} {score:.3f}")
+    print(f"      enrolled probes identified correctly: {100 * correct:.1f}% of {len(mated)}; "
+          f"strangers answered unknown: {100 * rejected:.1f}% of {len(non_mated)} (threshold {results[0].threshold:.3f})")
+    gallery.close()
+    return {"identified": float(correct), "rejected": float(rejected), "threshold": calibrated["threshold"]}
+

@@ -1,0 +1,42 @@
+"""Opening a gallery together with the model it was enrolled with, for the CLI and the service.
+
+A gallery made by `open_gallery(..., model=...)` remembers the model path and whether its images
+are aligned crops (no detection) or photos (detect + align with the shared FacePreprocessor), so
+later commands only name the gallery.
+"""
+
+from pathlib import Path
+
+from export.embedder import load_embedder
+from gallery.gallery import Gallery, GalleryError
+from gallery.store import MetadataStore
+
+
+def open_gallery(path: str | Path, model: str | None = None, aligned: bool | None = None, device: str = "auto",
+                 index_factory: str = "Flat", template_policy: str = "all", create: bool = False) -> Gallery:
+    path = Path(path)
+    exists = (path / "gallery.db").exists()
+    if not exists and not create:
+        raise GalleryError(f"{path} is not a gallery (create one with `faceid enroll {path} --model MODEL ...`)")
+    if exists:
+        store = MetadataStore(path / "gallery.db")
+        model = model or store.get("model")
+        aligned = store.get("aligned", False) if aligned is None else aligned
+        store.close()
+    if model is None:
+        raise GalleryError(f"{path}: name the embedding model with --model")
+    embedder = load_embedder(model, device)
+    preprocessor = None
+    if not aligned:
+        from faceid.preprocessing import FacePreprocessor
+
+        preprocessor = FacePreprocessor(select="largest", size=embedder.preprocessing.input_size,
+                                        device="cpu" if device == "auto" else device)
+    if exists:
+        return Gallery(path, embedder, preprocessor)
+    gallery = Gallery.create(path, embedder, index_factory=index_factory, template_policy=template_policy,
+                             preprocessor=preprocessor)
+    with gallery.store.transaction() as connection:
+        gallery.store.set(connection, "model", str(Path(model).resolve()) if Path(model).exists() else model)
+        gallery.store.set(connection, "aligned", bool(aligned))
+    return gallery
