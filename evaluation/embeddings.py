@@ -39,9 +39,13 @@ def _save_cache(cache_file: Path, entries: dict[str, tuple[str, np.ndarray]]) ->
 
 
 def embed_images(paths: list[Path], embedder: Embedder, cache_dir: Path | None = None, batch_size: int = 64,
-                 progress: bool = True) -> tuple[dict[Path, np.ndarray], dict[Path, str]]:
-    """({path: embedding}, {path: error}) for every path; cached entries are not recomputed."""
-    cache_file = Path(cache_dir) / f"{embedder.fingerprint}.npz" if cache_dir else None
+                 progress: bool = True, preprocessor=None) -> tuple[dict[Path, np.ndarray], dict[Path, str]]:
+    """({path: embedding}, {path: error}) for every path; cached entries are not recomputed.
+
+    Images are aligned crops, or, with a `preprocessor` (the shared `FacePreprocessor`), photos that are
+    detected and aligned first; an image without a face is then reported like an unreadable one."""
+    key = embedder.fingerprint + ("-detect" if preprocessor is not None else "")
+    cache_file = Path(cache_dir) / f"{key}.npz" if cache_dir else None
     cache = _load_cache(cache_file) if cache_file else {}
     embeddings, failures, todo = {}, {}, []
     for path in paths:
@@ -57,10 +61,18 @@ def embed_images(paths: list[Path], embedder: Embedder, cache_dir: Path | None =
         batch_paths, crops = [], []
         for path in todo[start:start + batch_size]:
             try:
-                crops.append(read_rgb(path))
-                batch_paths.append(path)
+                crop = read_rgb(path)
             except ImageReadError as error:
                 failures[path] = str(error)
+                continue
+            if preprocessor is not None:
+                faces = preprocessor(crop)
+                if not faces:
+                    failures[path] = f"{path}: no face found"
+                    continue
+                crop = faces[0].crop
+            crops.append(crop)
+            batch_paths.append(path)
         if crops:
             for path, vector in zip(batch_paths, embedder.embed(crops)):
                 embeddings[path] = vector

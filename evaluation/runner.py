@@ -12,16 +12,17 @@ from evaluation.verification import verification_report
 from faceid.data.protocols import IdentificationProtocol, PairProtocol
 
 
-def _embeddings(paths, model_name, embedder, embeddings_file, root, cache_dir, progress):
+def _embeddings(paths, embedder, embeddings_file, root, cache_dir, progress, preprocessor):
     if embeddings_file is not None:
         return load_external_embeddings(embeddings_file, paths, root)
-    return embed_images(paths, embedder, cache_dir=cache_dir, progress=progress)
+    return embed_images(paths, embedder, cache_dir=cache_dir, progress=progress, preprocessor=preprocessor)
 
 
 def evaluate_pairs(protocol: PairProtocol, out: Path, model_name: str, data: Path, embedder=None,
-                   embeddings_file=None, cache_dir=None, progress: bool = True, seed: int = 0) -> dict:
+                   embeddings_file=None, cache_dir=None, progress: bool = True, seed: int = 0, preprocessor=None) -> dict:
     """Verification on `protocol`; pairs with an image that failed are dropped and counted."""
-    embeddings, failures = _embeddings(protocol.paths, model_name, embedder, embeddings_file, data, cache_dir, progress)
+    embeddings, failures = _embeddings(protocol.paths, embedder, embeddings_file, data, cache_dir, progress,
+                                       preprocessor)
     keep = np.array([protocol.paths[a] in embeddings and protocol.paths[b] in embeddings
                      for a, b in zip(protocol.first, protocol.second)], dtype=bool)
     if not keep.any():
@@ -44,10 +45,11 @@ def evaluate_pairs(protocol: PairProtocol, out: Path, model_name: str, data: Pat
 
 
 def evaluate_identification(protocol: IdentificationProtocol, out: Path, model_name: str, data: Path,
-                            embedder=None, embeddings_file=None, cache_dir=None, progress: bool = True) -> dict:
+                            embedder=None, embeddings_file=None, cache_dir=None, progress: bool = True,
+                            preprocessor=None) -> dict:
     items = protocol.gallery + protocol.probes
-    embeddings, failures = _embeddings([i.path for i in items], model_name, embedder, embeddings_file, data,
-                                       cache_dir, progress)
+    embeddings, failures = _embeddings([i.path for i in items], embedder, embeddings_file, data, cache_dir, progress,
+                                       preprocessor)
     gallery = [i for i in protocol.gallery if i.path in embeddings]
     probes = [i for i in protocol.probes if i.path in embeddings]
     gallery_matrix = np.stack([embeddings[i.path] for i in gallery])

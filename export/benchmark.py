@@ -18,13 +18,16 @@ from faceid.backbones import build_backbone
 from faceid.embedding import save_backbone_checkpoint
 
 
-def _best(function, repeats: int) -> float:
+def _best(function, repeats: int, window: float = 0.5) -> float:
+    """Seconds per call: the best of `repeats` windows, each the mean over calls filling `window` seconds."""
     function()
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
+        calls, started = 0, time.perf_counter()
+        while calls == 0 or time.perf_counter() - started < window:
+            function()
+            calls += 1
+        times.append((time.perf_counter() - started) / calls)
     return min(times)
 
 

@@ -345,6 +345,8 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None, help="embedding cache (default ~/.cache/faceid/embeddings)")
     parser.add_argument("--preprocessing", type=Path, default=None,
                         help="YAML describing a third-party ONNX model's input (input_size, channel_order, mean, std)")
+    parser.add_argument("--detect", action="store_true",
+                        help="the images are photos: detect and align faces first (default: aligned crops)")
 
 
 def _run_evaluate(args) -> int:
@@ -355,8 +357,15 @@ def _run_evaluate(args) -> int:
 
     embedder = load_embedder(args.model, args.device, args.batch_size, preprocessing=args.preprocessing) if args.model else None
     model_name = args.model or str(args.embeddings)
+    preprocessor = None
+    if args.detect:
+        from faceid.preprocessing import FacePreprocessor
+
+        size = embedder.preprocessing.input_size if embedder else 112
+        preprocessor = FacePreprocessor(select="largest", size=size, device="cpu" if args.device == "auto" else args.device)
     common = dict(out=args.out, model_name=model_name, data=args.data, embedder=embedder,
-                  embeddings_file=args.embeddings, cache_dir=args.cache_dir or default_cache_dir())
+                  embeddings_file=args.embeddings, cache_dir=args.cache_dir or default_cache_dir(),
+                  preprocessor=preprocessor)
     if args.pairs is not None:
         reader = protocols.read_csv_pairs if args.pairs.suffix.lower() == ".csv" else protocols.read_lfw_pairs
         report = evaluate_pairs(reader(args.pairs, args.data, skip_missing=args.skip_missing), seed=args.seed, **common)
@@ -482,7 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "enroll" and not any(e.startswith("-") for e in extra):
+        args.images += [Path(e) for e in extra]  # `enroll GALLERY --identity NAME IMAGES...`: images after the option
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return HANDLERS[args.command][1](args)
     except (ValueError, FileNotFoundError) as error:

@@ -23,6 +23,9 @@ def gallery_demo(checkpoint: str, held_out: list[LabelledImage], out: Path, seed
     print(f"      {out / 'model.onnx'}: {parity}")
     embedder = OnnxEmbedder(out / "model.onnx", device="cpu")
     identities = sorted({item.identity for item in held_out})
+    if len(identities) < 6:
+        raise ValueError(f"the gallery demo needs at least 6 held-out identities (2 to calibrate, 2 to enroll, "
+                         f"2 strangers), got {len(identities)}: raise synth.identities or data.validation_fraction")
     third = len(identities) // 3
     calibration, enrolled, strangers = identities[:third], identities[third:2 * third], identities[2 * third:]
     gallery_path = out / "gallery"

@@ -30,9 +30,10 @@ def test_demo_reports_a_config_error(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_on_a_small_setting(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--set", "synth.identities=16", "--set", "synth.images_per_identity=4",
+    assert main(["demo", "--out", str(tmp_path), "--set", "synth.identities=24", "--set", "synth.images_per_identity=6",
                  "--set", "training.epochs=1", "--set", "training.batch_size=16", "--set", "model.input_size=32",
                  "--set", "evaluation.folds=2", "--set", "device=cpu"]) == 0
     out = capsys.readouterr().out
     assert "held-out 10-fold accuracy: untrained" in out
     assert (tmp_path / "report" / "report.md").is_file() and (tmp_path / "run" / "model.pt").is_file()
+    assert "strangers answered unknown" in out and (tmp_path / "gallery" / "gallery.db").is_file()

@@ -79,3 +79,14 @@ def test_bad_model_and_embeddings_give_clear_errors(small_synthetic, tmp_path, c
     assert main(["evaluate", "--embeddings", str(tmp_path / "bad.npz"), "--data", str(small_synthetic / "aligned"),
                  "--folds", "4", "--out", str(tmp_path / "y")]) == 1
     assert "must hold arrays 'paths' and 'embeddings'" in capsys.readouterr().err
+
+
+def test_photos_are_detected_and_aligned_with_detect(shared_data, tmp_path):
+    from faceid.preprocessing import FacePreprocessor
+
+    photos = [shared_data / "photos" / "kate_siegel.jpg", shared_data / "photos" / "multiface.jpg"]
+    blank = tmp_path / "blank.png"
+    __import__("PIL.Image", fromlist=["Image"]).new("RGB", (200, 200), (128, 128, 128)).save(blank)
+    embeddings, failures = embed_images(photos + [blank], load_embedder("untrained:small_cnn:16", device="cpu"),
+                                        progress=False, preprocessor=FacePreprocessor(device="cpu"))
+    assert set(embeddings) == set(photos) and failures[blank].endswith("no face found")
