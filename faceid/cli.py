@@ -84,8 +84,10 @@ def _run_train(args) -> int:
     from faceid.config import load_config
     from training.trainer import Trainer
 
+    import os
+
     summary = Trainer(load_config(args.config, args.overrides), resume=args.resume).train()
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({k: v for k, v in summary.items() if k != "last_validation"}, indent=2, default=float))
     return 0
 

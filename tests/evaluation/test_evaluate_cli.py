@@ -82,11 +82,13 @@ def test_bad_model_and_embeddings_give_clear_errors(small_synthetic, tmp_path, c
 
 
 def test_photos_are_detected_and_aligned_with_detect(shared_data, tmp_path):
+    from PIL import Image
+
     from faceid.preprocessing import FacePreprocessor
 
     photos = [shared_data / "photos" / "kate_siegel.jpg", shared_data / "photos" / "multiface.jpg"]
     blank = tmp_path / "blank.png"
-    __import__("PIL.Image", fromlist=["Image"]).new("RGB", (200, 200), (128, 128, 128)).save(blank)
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
     embeddings, failures = embed_images(photos + [blank], load_embedder("untrained:small_cnn:16", device="cpu"),
                                         progress=False, preprocessor=FacePreprocessor(device="cpu"))
     assert set(embeddings) == set(photos) and failures[blank].endswith("no face found")

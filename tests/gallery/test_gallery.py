@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from faceid.data.folder import list_identity_folder
+from faceid.data.images import read_rgb
 from faceid.embedding import TorchEmbedder
 from gallery.gallery import Gallery, GalleryError
 
@@ -180,8 +181,8 @@ def test_a_different_embedder_is_refused_and_reembed_migrates(tmp_path, small_sy
     migrated = Gallery(tmp_path / "g", first).reembed(second)
     assert migrated["templates"] == 6
     reopened = Gallery(tmp_path / "g", second)
-    assert reopened.identify(second.embed([__import__("faceid.data.images", fromlist=["read_rgb"]).read_rgb(images[4])])[0],
-                             k=1).candidates[0] == ("b", pytest.approx(1.0, abs=1e-5))
+    probe = second.embed([read_rgb(images[4])])[0]
+    assert reopened.identify(probe, k=1).candidates[0] == ("b", pytest.approx(1.0, abs=1e-5))
 
 
 def test_export_and_import(tmp_path, backend):

@@ -31,7 +31,7 @@ def test_tiny_mlp_learns(name):
     model = nn.Sequential(nn.Linear(INPUT_DIM, 32), nn.ReLU(), nn.Linear(32, EMBEDDING_DIM))
     loss = build_loss(name, EMBEDDING_DIM, CLASSES, **TOY.get(name, {}))
     optimiser = torch.optim.Adam(list(model.parameters()) + list(loss.parameters()), lr=0.01)
-    for step in range(300):
+    for _ in range(300):
         batch = torch.randperm(len(labels))[:60]
         value = loss(model(inputs[batch]), labels[batch])
         optimiser.zero_grad()
