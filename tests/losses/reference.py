@@ -73,7 +73,7 @@ def large_margin(x, y, W, m, lam, normalize):
             w = W[j] / norm(W[j]) if normalize else W[j]
             if j == int(y[i]):
                 c = cos_between(x[i], w)
-                theta = float(torch.acos(c))
+                theta = torch.acos(c).item()
                 k = min(math.floor(m * theta / math.pi), m - 1)
                 psi = (-1) ** k * torch.cos(m * torch.acos(c)) - 2 * k
                 row.append(norm(w) * norm(x[i]) * (lam * c + psi) / (1 + lam))
