@@ -55,9 +55,13 @@ def gallery_demo(checkpoint: str, held_out: list[LabelledImage], out: Path, seed
     print(f"      gallery {gallery_path}: {len(enrolled)} identities x {ENROLLED_IMAGES} images; "
           f"{len(strangers)} further identities never enrolled")
     print(f"      {'probe':<34} {'truth':<10} {'decision':<10} best candidate")
-    shown = mated[:4] + [(r, None) for r in non_mated[:4]]
-    paths = [p for p, t in probes if t is not None][:4] + [p for p, t in probes if t is None][:4]
-    for (result, truth), path in zip(shown, paths):
+    shown, seen = [], set()
+    for (path, truth), result in zip(probes, results):  # one probe from each of 4 enrolled people and 4 strangers
+        person = truth or Path(path).parent.name
+        if person not in seen and sum(1 for _, t in shown if (t is None) == (truth is None)) < 4:
+            seen.add(person)
+            shown.append(((path, result), truth))
+    for (path, result), truth in shown:
         name, score = result.candidates[0]
         print(f"      {Path(path).parent.name + '/' + Path(path).name:<34} {truth or 'stranger':<10} "
               f"{result.identity:<10} {name} {score:.3f}")
