@@ -190,3 +190,17 @@ def test_align_fails_only_when_nothing_could_be_processed(tmp_path, capsys):
     assert main(["align", str(tmp_path / "src"), str(tmp_path / "out")]) == 1
     assert main(["align", str(tmp_path / "src"), str(tmp_path / "src" / "inside")]) == 1
     assert "must lie outside" in capsys.readouterr().err
+
+
+def test_align_accepts_a_flat_folder_and_a_list_file(shared_data, tmp_path, capsys):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for k in (1, 2):
+        (flat / f"{k}.pgm").write_bytes((shared_data / "orl" / "s3" / f"{k}.pgm").read_bytes())
+    assert main(["align", str(flat), str(tmp_path / "a")]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] == 2 and (tmp_path / "a" / "1.png").is_file()
+    listing = tmp_path / "images.txt"
+    listing.write_text(f"{shared_data / 'orl' / 's4' / '1.pgm'}\n\n{shared_data / 'photos' / 'kate_siegel.jpg'}\n")
+    assert main(["align", str(listing), str(tmp_path / "b")]) == 0
+    assert json.loads(capsys.readouterr().out)["ok"] == 2
+    assert (tmp_path / "b" / "s4" / "1.png").is_file() and (tmp_path / "b" / "photos" / "kate_siegel.png").is_file()
