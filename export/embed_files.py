@@ -25,7 +25,7 @@ def embed_files(inputs: list[Path], model: str, out: Path, aligned: bool = False
     if not aligned:
         from faceid.preprocessing import FacePreprocessor
 
-        preprocessor = FacePreprocessor(select=select, device="cpu" if device == "auto" else device,
+        preprocessor = FacePreprocessor(select=select, device=device,
                                         size=embedder.preprocessing.input_size)
     paths, crops, failures = [], [], {}
     for path in tqdm(expand(inputs), desc="faces", unit="img"):

@@ -7,6 +7,7 @@ the training configuration hash and the faceid version, so loading code needs no
 """
 
 import contextlib
+import functools
 import io
 import logging
 from dataclasses import dataclass
@@ -48,8 +49,10 @@ def metadata_for(checkpoint: dict, preprocessing: Preprocessing) -> dict[str, st
             "faceid_version": faceid.__version__}
 
 
+@functools.lru_cache(maxsize=4)
 def sample_faces(folder: Path | None, count: int = 32) -> tuple[list[np.ndarray], str]:
-    """Aligned crops for parity and calibration: from `folder` (any depth) or generated."""
+    """Aligned crops for parity and calibration: from `folder` (any depth) or generated (cached, so the
+    export, its int8 copy and their parity checks share one set)."""
     if folder is not None:
         paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
         if not paths:

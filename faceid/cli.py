@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -42,8 +43,6 @@ def _run_synth(args) -> int:
 
 
 def default_cache_dir() -> Path:
-    import os
-
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "faceid" / "embeddings"
 
 
@@ -83,8 +82,6 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
 def _run_train(args) -> int:
     from faceid.config import load_config
     from training.trainer import Trainer
-
-    import os
 
     summary = Trainer(load_config(args.config, args.overrides), resume=args.resume).train()
     if int(os.environ.get("RANK", "0")) == 0:
@@ -315,8 +312,6 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_serve(args) -> int:
-    import os
-
     from gallery.service import serve
     from gallery.session import open_gallery
 
@@ -364,7 +359,7 @@ def _run_evaluate(args) -> int:
         from faceid.preprocessing import FacePreprocessor
 
         size = embedder.preprocessing.input_size if embedder else 112
-        preprocessor = FacePreprocessor(select="largest", size=size, device="cpu" if args.device == "auto" else args.device)
+        preprocessor = FacePreprocessor(select="largest", size=size, device=args.device)
     common = dict(out=args.out, model_name=model_name, data=args.data, embedder=embedder,
                   embeddings_file=args.embeddings, cache_dir=args.cache_dir or default_cache_dir(),
                   preprocessor=preprocessor)

@@ -168,20 +168,29 @@ class Gallery:
         means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
         return identity_ids, means.astype(np.float32)
 
+    def _index_ids(self) -> np.ndarray:
+        """The ids the index must hold: template ids, or (mean policy) ids of identities with templates."""
+        query = ("SELECT id FROM templates ORDER BY id" if self.policy == "all"
+                 else "SELECT DISTINCT identity_id FROM templates ORDER BY identity_id")
+        return np.array([row[0] for row in self.store.connection.execute(query)], np.int64)
+
+    def _load_names(self) -> None:
+        """Map index ids to identity names."""
+        rows = self.store.connection.execute("SELECT id, identity_id FROM templates").fetchall()
+        self._names = self.store.identity_names()
+        self._owner = dict(rows) if self.policy == "all" else {i: i for i in self._names}
+
     def _refresh(self, persist: bool = False) -> None:
         """Bring the in-memory index to the store's generation: load its file, or rebuild it from SQLite
         (and, when `persist` — only under the writer lock — write the rebuilt index)."""
         generation = self.store.generation()
         if generation == self._loaded_generation:
             return
-        ids, vectors = self._vectors_for_index()
-        if not self.index.load(self.path, generation, ids):
-            self.index.build(ids, vectors)
+        if not self.index.load(self.path, generation, self._index_ids()):
+            self.index.build(*self._vectors_for_index())
             if persist:
                 self.index.save(self.path, generation)
-        rows = self.store.connection.execute("SELECT id, identity_id FROM templates").fetchall()
-        self._owner = dict(rows) if self.policy == "all" else {i: i for i in self.store.identity_names()}
-        self._names = self.store.identity_names()
+        self._load_names()
         self._loaded_generation = generation
 
     def _commit_index(self, generation: int, added: tuple | None = None, removed: np.ndarray | None = None,
@@ -193,8 +202,8 @@ class Gallery:
         if not in_place:
             self.index.build(*self._vectors_for_index())
         self.index.save(self.path, generation)
-        self._loaded_generation = None
-        self._refresh()
+        self._load_names()
+        self._loaded_generation = generation
 
     # ----- inputs --------------------------------------------------------------------------------
     def _check_embedding(self, vector, name: str) -> np.ndarray:

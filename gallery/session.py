@@ -31,7 +31,7 @@ def open_gallery(path: str | Path, model: str | None = None, aligned: bool | Non
         from faceid.preprocessing import FacePreprocessor
 
         preprocessor = FacePreprocessor(select="largest", size=embedder.preprocessing.input_size,
-                                        device="cpu" if device == "auto" else device)
+                                        device=device)
     if exists:
         return Gallery(path, embedder, preprocessor)
     gallery = Gallery.create(path, embedder, index_factory=index_factory, template_policy=template_policy,
