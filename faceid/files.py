@@ -1,0 +1,48 @@
+"""Atomic file writes: a reader sees the old file or the new one, never a half-written one."""
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def fsync_directory(folder: str | Path) -> None:
+    """Make a rename inside `folder` durable (a no-op where directories cannot be opened)."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed over `path` in one step.
+
+        with atomic_write("model.pt") as temporary:
+            torch.save(state, temporary)
+
+    The temporary file keeps `path`'s suffix (so writers that choose a format by suffix work) and is
+    removed if the block raises. `durable=True` fsyncs the file and its directory, for data that must
+    survive a power cut (gallery indexes), at the cost of a disk flush.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(descriptor)
+    temporary = Path(name)
+    try:
+        yield temporary
+        if durable:
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_directory(path.parent)
