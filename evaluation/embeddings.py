@@ -5,15 +5,15 @@ modification time are unchanged, so re-running a report costs only the metrics. 
 images are reported and left out, never fatal.
 """
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from faceid.arrays import l2_normalize
 from faceid.data.images import ImageReadError, read_rgb
 from faceid.embedding import Embedder
+from faceid.files import atomic_write
 
 
 def _stamp(path: Path) -> str:
@@ -29,13 +29,10 @@ def _load_cache(cache_file: Path) -> dict[str, tuple[str, np.ndarray]]:
 
 
 def _save_cache(cache_file: Path, entries: dict[str, tuple[str, np.ndarray]]) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
     paths = sorted(entries)
-    handle, temporary = tempfile.mkstemp(dir=cache_file.parent, suffix=".npz")
-    os.close(handle)
-    np.savez(temporary, paths=np.array(paths), stamps=np.array([entries[p][0] for p in paths]),
-             embeddings=np.stack([entries[p][1] for p in paths]))
-    os.replace(temporary, cache_file)
+    with atomic_write(cache_file) as temporary:
+        np.savez(temporary, paths=np.array(paths), stamps=np.array([entries[p][0] for p in paths]),
+                 embeddings=np.stack([entries[p][1] for p in paths]))
 
 
 def embed_images(paths: list[Path], embedder: Embedder, cache_dir: Path | None = None, batch_size: int = 64,
@@ -101,7 +98,7 @@ def load_external_embeddings(npz_file: str | Path, paths: list[Path], root: Path
     lookup = {}
     for given, vector in zip(given_paths, vectors):
         given = Path(str(given))
-        lookup[str((given if given.is_absolute() else root / given).resolve())] = vector / np.linalg.norm(vector)
+        lookup[str((given if given.is_absolute() else root / given).resolve())] = l2_normalize(vector)
     embeddings, failures = {}, {}
     for path in paths:
         key = str(Path(path).resolve())

@@ -20,6 +20,7 @@ import onnx
 import onnxruntime as ort
 import yaml
 
+from faceid.arrays import l2_normalize
 from faceid.embedding import Embedder, PixelEmbedder, Preprocessing, TorchEmbedder
 
 PREPROCESSING_KEYS = ("input_size", "channel_order", "mean", "std")
@@ -118,7 +119,7 @@ class OnnxEmbedder:
         if not outputs:
             return np.zeros((0, self.embedding_dim), np.float32)
         embeddings = np.concatenate(outputs).reshape(len(crops), -1)
-        return embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+        return l2_normalize(embeddings, axis=1)
 
 
 def load_embedder(model: str | Path, device: str = "auto", batch_size: int = 32, threads: int = 0,

@@ -18,6 +18,7 @@ import onnx
 import torch
 
 import faceid
+from faceid.arrays import l2_normalize
 from faceid.data.folder import IMAGE_SUFFIXES
 from faceid.data.images import read_rgb
 from faceid.data.synthetic import generate_dataset
@@ -66,17 +67,13 @@ def sample_faces(folder: Path | None, count: int = 32) -> tuple[list[np.ndarray]
         return [read_rgb(p) for p in paths], "synthetic"
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def check_parity(torch_embedder: TorchEmbedder, onnx_path: Path, faces: list[np.ndarray], source: str) -> Parity:
     from export.embedder import OnnxEmbedder
 
     reference = torch_embedder.embed(faces)
     exported = OnnxEmbedder(onnx_path, device="cpu").embed(faces)
     raw_diff = float(np.abs(reference - exported).max())
-    cosine = float((_unit(reference) * _unit(exported)).sum(1).min())
+    cosine = float((l2_normalize(reference) * l2_normalize(exported)).sum(1).min())
     return Parity(raw_diff, cosine, len(faces), source)
 
 
@@ -111,8 +108,13 @@ def export_onnx(checkpoint_path: str | Path, out: str | Path, parity_faces: Path
 def quantize_int8(model_path: str | Path, out: str | Path, calibration: Path | None = None, mode: str = "static") -> Path:
     """onnxruntime int8 quantisation: `static` (QDQ, per-channel, calibrated on aligned faces from
     `calibration` or generated ones) or `dynamic` (weights only). Metadata is carried over."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from export.embedder import OnnxEmbedder

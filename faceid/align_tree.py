@@ -19,6 +19,7 @@ import cv2
 from tqdm import tqdm
 
 from faceid.data.folder import is_image_file
+from faceid.files import atomic_write
 
 MANIFEST = "manifest.jsonl"
 
@@ -54,9 +55,9 @@ _preprocessor = None
 
 def _init_worker(options: dict) -> None:
     global _preprocessor
-    from faceid.preprocessing import FacePreprocessor
-
     import torch
+
+    from faceid.preprocessing import FacePreprocessor
 
     torch.set_num_threads(options.pop("threads"))
     _preprocessor = FacePreprocessor(**options)
@@ -79,10 +80,8 @@ def _process(job_and_destination: tuple[AlignJob, str]) -> dict:
     for index, face in enumerate(faces):
         suffix = "" if len(faces) == 1 else f"_{index}"
         output = Path(destination) / f"{job.relative}{suffix}.png"
-        output.parent.mkdir(parents=True, exist_ok=True)
-        temporary = output.with_suffix(".tmp.png")
-        cv2.imwrite(str(temporary), face.crop[..., ::-1])
-        os.replace(temporary, output)
+        with atomic_write(output) as temporary:
+            cv2.imwrite(str(temporary), face.crop[..., ::-1])
         outputs.append(str(output))
     record.update(status="ok", output=outputs[0] if len(outputs) == 1 else outputs,
                   score=round(max(f.face.score for f in faces), 5))

@@ -14,7 +14,8 @@ def option_names(factory: Callable[..., Any], skip: int = 0) -> list[str] | None
     parameters = list(signature.parameters.values())
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return None
-    named = [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    named = [p for p in parameters if p.kind in keyword_kinds]
     return [p.name for p in named[skip:]]
 
 

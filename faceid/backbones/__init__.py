@@ -6,8 +6,8 @@ member is one module that registers itself in `BACKBONES`.
 
 import torch.nn as nn
 
-from faceid.backbones.registry import BACKBONES
 from faceid.backbones import external, iresnet, mobilefacenet, small_cnn  # noqa: F401  (register themselves)
+from faceid.backbones.registry import BACKBONES
 
 
 def available_backbones() -> list[str]:
@@ -15,7 +15,10 @@ def available_backbones() -> list[str]:
 
 
 def build_backbone(name: str, embedding_dim: int = 512, input_size: int = 112, **options) -> nn.Module:
-    """Build backbone `name` producing `embedding_dim`-d embeddings from (N, 3, input_size, input_size)."""
+    """Build backbone `name` producing `embedding_dim`-d embeddings from (N, 3, input_size, input_size).
+
+    `options` are the family's own (e.g. `width`, `norm` for small_cnn); an unknown one is a
+    ValueError naming it and the valid ones."""
     if embedding_dim < 1:
         raise ValueError(f"embedding_dim must be >= 1, got {embedding_dim}")
-    return BACKBONES.get(name)(embedding_dim=embedding_dim, input_size=input_size, **options)
+    return BACKBONES.build(name, embedding_dim=embedding_dim, input_size=input_size, **options)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceid.data.folder import LabelledImage, list_identity_folder
+from faceid.data.folder import LabelledImage
 from faceid.data.images import ImageReadError, read_rgb
 from faceid.data.recordio import RecordIOReader
 
@@ -71,10 +71,6 @@ class FolderDataset(FaceDataset):
         index = {name: k for k, name in enumerate(self.class_names)}
         self.labels = np.array([index[i.identity] for i in images], dtype=np.int64)
         self.num_classes = len(self.class_names)
-
-    @classmethod
-    def from_root(cls, root: str | Path) -> "FolderDataset":
-        return cls(list_identity_folder(root))
 
     def read(self, index: int) -> np.ndarray:
         return read_rgb(self.images[index].path)

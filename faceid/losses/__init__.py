@@ -9,22 +9,19 @@ Joint supervision composes with `+`: `build_loss("arcface+center", ...)` is ArcF
 both accept is addressed with a `main_` or `aux_` prefix.
 """
 
-import inspect
-
 import torch.nn as nn
 
 from faceid.losses import lace, lgm, margin, ncm, pair, softmax, terms  # noqa: F401  (register themselves)
 from faceid.losses.base import ClassificationLoss, FaceLoss
 from faceid.losses.registry import AUX_TERMS, LOSSES
 from faceid.losses.terms import JointLoss
-
-# The classic joint losses of the seeds, registered as SoftMax + their term.
-STANDALONE_TERMS = ("center", "range", "icv", "center_invariant", "marginal")
+from faceid.registry import option_names
 
 
 def available_losses() -> list[str]:
-    """Every name `build_loss` accepts (compositions `main+term` aside)."""
-    return sorted(set(LOSSES.names()) | set(STANDALONE_TERMS))
+    """Every name `build_loss` accepts (compositions `main+term` aside): the losses, and each auxiliary
+    term on its own, which means SoftMax plus that term (the classic joint losses)."""
+    return sorted(set(LOSSES.names()) | set(AUX_TERMS.names()))
 
 
 def available_aux_terms() -> list[str]:
@@ -32,15 +29,8 @@ def available_aux_terms() -> list[str]:
 
 
 def _hyperparameters(factory) -> list[str]:
-    parameters = inspect.signature(factory.__init__).parameters
-    return [name for name in parameters if name not in ("self", "embedding_dim", "num_classes")]
-
-
-def _check_names(label: str, factory, given: dict) -> None:
-    valid = _hyperparameters(factory)
-    unknown = sorted(set(given) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown hyperparameter(s) {unknown} for {label}; valid: {valid or 'none'}")
+    """Every keyword a loss or term takes after (embedding_dim, num_classes)."""
+    return option_names(factory, skip=2)
 
 
 def _build_joint(main_name: str, term_name: str, embedding_dim: int, num_classes: int, options: dict) -> JointLoss:
@@ -76,14 +66,12 @@ def build_loss(name: str, embedding_dim: int, num_classes: int | None = None, **
     if "+" in name:
         main_name, _, term_name = name.partition("+")
         return _build_joint(main_name.strip(), term_name.strip(), embedding_dim, num_classes, hyperparameters)
-    if name in STANDALONE_TERMS:
+    if name in AUX_TERMS:
         return _build_joint("softmax", name, embedding_dim, num_classes, hyperparameters)
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; available: {', '.join(available_losses())}; "
                          f"or main+term with a term among {', '.join(available_aux_terms())}")
-    factory = LOSSES.get(name)
-    _check_names(repr(name), factory, hyperparameters)
-    return factory(embedding_dim, num_classes, **hyperparameters)
+    return LOSSES.build(name, embedding_dim, num_classes, **hyperparameters)
 
 
 __all__ = ["FaceLoss", "ClassificationLoss", "JointLoss", "available_losses", "available_aux_terms", "build_loss"]

@@ -1,4 +1,5 @@
-"""LACE, the learnable adaptive cosine estimator (Peeples et al., seed 000, Eq. 3-4).
+"""LACE, the learnable adaptive cosine estimator (Peeples et al., "Learnable Adaptive Cosine Estimator (LACE)
+for Image Classification", Eq. 3-4).
 
 z_ij = s_jᵀP(x_i − μ) / (√(s_jᵀPs_j) · √((x_i − μ)ᵀP(x_i − μ))), loss CE(scale · z).
 P = Σ_b⁻¹ is kept positive definite as P = MMᵀ + εI. Then s_jᵀPx = [Mᵀs_j; √ε s_j]·[Mᵀx; √ε x],
@@ -31,13 +32,6 @@ class LACELoss(ClassificationLoss):
 
     def background_mean(self) -> torch.Tensor:
         return self.mean if self.use_mean else torch.zeros_like(self.mean)
-
-    def background_precision(self) -> torch.Tensor:
-        """The effective Σ_b⁻¹ = MMᵀ + εI (the identity when `use_cov` is off)."""
-        if not self.use_cov:
-            return torch.eye(self.embedding_dim, dtype=self.whitening.dtype, device=self.whitening.device)
-        identity = torch.eye(self.embedding_dim, dtype=self.whitening.dtype, device=self.whitening.device)
-        return self.whitening @ self.whitening.T + self.eps * identity
 
     def whiten(self, vectors: torch.Tensor) -> torch.Tensor:
         if not self.use_cov:

@@ -1,4 +1,5 @@
-"""Large-margin Gaussian mixture loss (Wan et al., CVPR 2018; seed 001).
+"""Large-margin Gaussian mixture loss (Wan et al., "Rethinking Feature Distribution for Loss
+Functions in Image Classification", CVPR 2018).
 
 Features follow a mixture of Gaussians N(μ_k, Σ_k), Σ_k diagonal, equal priors. With
 d_k = ½(x − μ_k)ᵀΣ_k⁻¹(x − μ_k), the logits are −d_k − ½log|Σ_k|, and the target class also pays

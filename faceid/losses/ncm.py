@@ -1,4 +1,5 @@
-"""Anchor-based nearest class mean loss (Hao et al., seed 002, Eq. 4-8).
+"""Anchor-based nearest class mean loss (Hao et al., "Anchor-based Nearest Class Mean Loss for
+Convolutional Neural Networks", Eq. 4-8).
 
 p(c|x) ∝ exp(−M(x, a_c)) over fixed unit anchors a_c, with M the Euclidean distance (E-NCM,
 `metric="euclidean"`) or one minus the cosine (C-NCM, `metric="cosine"`).

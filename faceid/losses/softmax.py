@@ -1,4 +1,5 @@
-"""Softmax-family losses: SoftMax, L2-SoftMax, NormFace and CoCo (seed 004)."""
+"""Softmax-family losses: SoftMax, L2-SoftMax, NormFace and CoCo, as set out in Petiushko's lecture
+"FaceID: Evolution of Loss function"."""
 
 import torch
 import torch.nn as nn

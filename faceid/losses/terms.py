@@ -16,8 +16,8 @@ from faceid.losses.registry import AUX_TERMS
 class CenterTerm(FaceLoss):
     """Center loss (Wen et al.): (1/2B) Σ_i ‖x_i − c_{y_i}‖².
 
-    `center_update="gradient"`: centres are parameters learnt by the optimiser (seed 003's
-    Hadamard layer). `center_update="ema"`: Wen's rule after each training-mode forward,
+    `center_update="gradient"`: centres are parameters learnt by the optimiser (the Hadamard layer
+    of Pilarczyk and Skarbek, "On Intra-class Variance for Deep Learning of Classifiers"). `center_update="ema"`: Wen's rule after each training-mode forward,
     c_j ← c_j − α Σ_{i: y_i=j}(c_j − x_i) / (1 + n_j), α = `center_alpha`.
     """
 
@@ -60,7 +60,7 @@ class CenterInvariantTerm(CenterTerm):
     """Center loss plus the center-invariant term (Wu et al.):
     (1/2B)Σ‖x_i − c_{y_i}‖² + invariant_weight · (1/4B) Σ_i (‖c_{y_i}‖² − (1/K)Σ_j ‖c_j‖²)².
 
-    The lecture (seed 004) prints the CI term without the square; Wu et al.'s paper squares it,
+    Petiushko's lecture "FaceID: Evolution of Loss function" prints the CI term without the square; Wu et al.'s paper squares it,
     which keeps it bounded below, so the square is used here.
     """
 
@@ -118,7 +118,7 @@ class RangeTerm(FaceLoss):
 
 @AUX_TERMS.register("marginal")
 class MarginalTerm(FaceLoss):
-    """Marginal loss (Deng et al.), as in seed 004:
+    """Marginal loss (Deng et al.), as in Petiushko's lecture "FaceID: Evolution of Loss function":
     1/(m² − m) Σ_{i<j} max(0, ξ − y_ij(θ − ‖x̂_i − x̂_j‖²)), y_ij = +1 same identity, −1 otherwise;
     θ = `threshold`, ξ = `error_margin`."""
 

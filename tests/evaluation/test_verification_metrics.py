@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from evaluation import (best_threshold_accuracy, equal_error_rate, kfold_accuracy, roc, roc_auc, tar_at_far,
-                        verification_report)
+from evaluation import (
+    best_threshold_accuracy,
+    equal_error_rate,
+    kfold_accuracy,
+    roc,
+    roc_auc,
+    tar_at_far,
+    verification,
+    verification_report,
+)
 
 
 def _scores(seed, n=400, ties=False):
@@ -91,3 +99,20 @@ def test_verification_report_keys_and_stratified_folds():
     assert np.isnan(report["tar_at_far"]["1e-3"])  # fewer than 1000 impostors
     assert 0.6 < report["accuracy_10fold_mean"] < 0.9
     assert report["num_genuine"] + report["num_impostor"] == 600
+
+
+def test_report_builds_the_full_data_roc_once(monkeypatch):
+    rng = np.random.default_rng(3)
+    is_same = rng.random(400) < 0.3
+    scores = rng.normal(size=400) + is_same
+    built = []
+    original = verification.RocCurve.of.__func__
+
+    def counting(cls, s, same):
+        built.append(len(np.asarray(s)))
+        return original(cls, s, same)
+
+    monkeypatch.setattr(verification.RocCurve, "of", classmethod(counting))
+    report = verification.verification_report(scores, is_same)
+    assert built.count(400) == 1  # the other curves are the k-fold training subsets
+    assert report["auc"] == verification.roc_auc(scores, is_same)

@@ -85,11 +85,16 @@ def test_center_ema_follows_wens_rule():
 
 def test_lace_precision_is_positive_definite_and_needs_no_decomposition():
     loss = _built("lace", {})
-    precision = loss.background_precision()
-    assert precision.shape == (D, D)
+    # The whitened inner product [Mᵀa; √ε a]·[Mᵀb; √ε b] must equal aᵀ(MMᵀ + εI)b, a positive-definite form.
+    with torch.no_grad():
+        loss.whitening.copy_(torch.randn(D, D, dtype=loss.whitening.dtype))
+    precision = loss.whitening @ loss.whitening.T + loss.eps * torch.eye(D, dtype=loss.whitening.dtype)
     assert torch.linalg.eigvalsh(precision).min() > 0
+    a, b = torch.randn(3, D, dtype=precision.dtype), torch.randn(4, D, dtype=precision.dtype)
+    assert torch.allclose(loss.whiten(a) @ loss.whiten(b).T, a @ precision @ b.T, atol=1e-8)
     assert loss.background_mean().shape == (D,)
-    assert torch.equal(build_loss("lace", D, C, use_cov=False).background_precision(), torch.eye(D))
+    plain = build_loss("lace", D, C, use_cov=False)
+    assert torch.equal(plain.whiten(a.float()), a.float())
 
 
 def test_ncm_anchors_are_unit_and_maximally_separated():
