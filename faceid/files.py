@@ -19,6 +19,12 @@ def fsync_directory(folder: str | Path) -> None:
         os.close(descriptor)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed over `path` in one step.
@@ -35,6 +41,7 @@ def atomic_write(path: str | Path, durable: bool = False) -> Iterator[Path]:
     descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(descriptor)
     temporary = Path(name)
+    os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file what open() would
     try:
         yield temporary
         if durable:
