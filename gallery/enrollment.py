@@ -55,7 +55,8 @@ def enroll_folder(gallery: Gallery, root: Path) -> dict:
     return _summary(results, failures, len(results))
 
 
-def calibrate_from_folder(gallery: Gallery, root: Path, pairs_file: Path | None = None, target_far: float = 1e-3) -> dict:
+def calibrate_from_folder(gallery: Gallery, root: Path, pairs_file: Path | None = None,
+                          target_far: float = 1e-3) -> dict:
     """Embed a pair protocol with the gallery's own preprocessing and embedder, then calibrate."""
     from faceid.data import protocols
 
@@ -71,10 +72,10 @@ def calibrate_from_folder(gallery: Gallery, root: Path, pairs_file: Path | None 
             embeddings[path] = gallery.resolve([path])[0].embedding
         except GalleryError as error:
             failures[str(path)] = str(error)
-    keep = [i for i, (a, b) in enumerate(zip(protocol.first, protocol.second))
+    keep = [i for i, (a, b) in enumerate(zip(protocol.first, protocol.second, strict=True))
             if protocol.paths[a] in embeddings and protocol.paths[b] in embeddings]
-    scores = np.array([float(embeddings[protocol.paths[protocol.first[i]]] @ embeddings[protocol.paths[protocol.second[i]]])
-                       for i in keep])
+    scores = np.array([float(embeddings[protocol.paths[protocol.first[i]]]
+                             @ embeddings[protocol.paths[protocol.second[i]]]) for i in keep])
     result = gallery.calibrate(scores, protocol.is_same[keep], target_far, description=str(root))
     return {**result, "images_failed": len(failures)}
 

@@ -5,82 +5,46 @@ their embeddings, thresholds, the embedder's fingerprint and an append-only audi
 index of the current generation, and `.lock`, which serialises writers while readers go on.
 
 Probes and enrollment samples are images (run through the shared `FacePreprocessor` and the
-gallery's embedder) or embeddings. Every mutation validates all its inputs first, then commits one
-SQLite transaction, then writes the index atomically: a crash at any point loses nothing that was
-committed, and a stale or missing index is rebuilt from SQLite when the gallery is opened.
+gallery's embedder) or embeddings; `SampleResolver` turns them into validated samples. Every
+mutation validates all its inputs first, then commits one SQLite transaction (`MetadataStore` owns
+all SQL), then writes the index atomically: a crash at any point loses nothing that was committed,
+and a stale or missing index is rebuilt from SQLite when the gallery is opened. Moving galleries
+(export, import, re-embedding) lives in `gallery.transfer`.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from faceid.data.images import ImageReadError, read_rgb
+from faceid.arrays import l2_normalize
 from gallery.index import VectorIndex
+from gallery.records import Decision, GalleryError, IdentifyResult, Sample
+from gallery.resolver import SampleResolver, embedder_fingerprint
 from gallery.store import MetadataStore
+from gallery.transfer import export_gallery, import_gallery, reembed_gallery
 
 TEMPLATE_POLICIES = ("all", "mean")
 UNKNOWN = "unknown"
 
 
-class GalleryError(ValueError):
-    """Bad input or an incompatible gallery; the message names the input and what is wrong."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One enrollment sample or probe, resolved to a unit embedding."""
-
-    embedding: np.ndarray
-    source: str | None = None
-    file_hash: str | None = None
-    quality: float | None = None
-
-
-@dataclass(frozen=True)
-class Decision:
-    identity: str
-    score: float
-    threshold: float | None
-    accepted: bool | None
-    threshold_source: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class IdentifyResult:
-    """Top-k candidates; `identity` is the best candidate, or `unknown` when it scores below the threshold."""
-
-    identity: str
-    candidates: list[tuple[str, float]]
-    threshold: float | None
-    threshold_source: dict = field(default_factory=dict)
-
-
-def _fingerprint_of(embedder) -> dict:
-    return {"fingerprint": embedder.fingerprint, "embedding_dim": int(embedder.embedding_dim),
-            "preprocessing": repr(embedder.preprocessing)}
-
-
 class Gallery:
     def __init__(self, path: Path, embedder=None, preprocessor=None, gpu: bool = False):
         self.path = Path(path)
-        self.embedder, self.preprocessor = embedder, preprocessor
         self.store = MetadataStore(self.path / "gallery.db")
         self.fingerprint = self.store.get("embedder")
         if self.fingerprint is None:
             raise GalleryError(f"{self.path} is not a faceid gallery (no embedder fingerprint); create it first")
-        if embedder is not None and _fingerprint_of(embedder) != self.fingerprint:
+        if embedder is not None and embedder_fingerprint(embedder) != self.fingerprint:
             raise GalleryError(f"{self.path} was enrolled with embedder {self.fingerprint['fingerprint']} "
                                f"(dim {self.fingerprint['embedding_dim']}); this embedder is {embedder.fingerprint} "
                                f"(dim {embedder.embedding_dim}). Use `reembed` to migrate the gallery.")
         self.dim = int(self.fingerprint["embedding_dim"])
+        self.resolver = SampleResolver(self.dim, embedder, preprocessor)
         self.policy = self.store.get("template_policy")
         self.backend = self.store.get("backend", {"name": "faiss"})
         self.gpu = gpu
@@ -96,11 +60,11 @@ class Gallery:
             return MilvusIndex(self.dim, self.backend["uri"], self.backend.get("index_type", "FLAT"), parameters)
         return VectorIndex(self.dim, self.store.get("index_factory"), parameters, self.gpu)
 
-    # ----- creation and opening ------------------------------------------------------------------
+    # ----- lifecycle -----------------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | Path, embedder=None, *, fingerprint: dict | None = None, index_factory: str = "Flat",
                template_policy: str = "all", search_parameters: dict | None = None, preprocessor=None,
-               backend: str = "faiss", milvus_uri: str | None = None) -> "Gallery":
+               backend: str = "faiss", milvus_uri: str | None = None) -> Gallery:
         """A new, empty gallery for `embedder` (or for embeddings described by `fingerprint`).
 
         `backend="milvus"` keeps the vectors in Milvus: `milvus_uri` names a cluster
@@ -112,7 +76,7 @@ class Gallery:
             raise GalleryError(f"template_policy must be one of {TEMPLATE_POLICIES}, got {template_policy!r}")
         if embedder is None and fingerprint is None:
             raise GalleryError("a gallery needs an embedder, or a fingerprint with embedding_dim for embeddings only")
-        description = _fingerprint_of(embedder) if embedder is not None else dict(fingerprint)
+        description = embedder_fingerprint(embedder) if embedder is not None else dict(fingerprint)
         if "embedding_dim" not in description:
             raise GalleryError("the fingerprint must give embedding_dim")
         if backend not in ("faiss", "milvus"):
@@ -157,41 +121,28 @@ class Gallery:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    # ----- index state ---------------------------------------------------------------------------
-    def _vectors_for_index(self) -> tuple[np.ndarray, np.ndarray]:
-        ids, owners, embeddings = self.store.all_templates()
-        if self.policy == "all":
-            return ids, embeddings
-        identity_ids = np.unique(owners)
-        means = [embeddings[owners == i].mean(0) for i in identity_ids]
-        means = np.stack(means) if means else np.zeros((0, self.dim), np.float32)
-        means /= np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-        return identity_ids, means.astype(np.float32)
-
-    def _index_ids(self) -> np.ndarray:
-        """The ids the index must hold: template ids, or (mean policy) ids of identities with templates."""
-        query = ("SELECT id FROM templates ORDER BY id" if self.policy == "all"
-                 else "SELECT DISTINCT identity_id FROM templates ORDER BY identity_id")
-        return np.array([row[0] for row in self.store.connection.execute(query)], np.int64)
-
-    def _load_names(self) -> None:
-        """Map index ids to identity names."""
-        rows = self.store.connection.execute("SELECT id, identity_id FROM templates").fetchall()
-        self._names = self.store.identity_names()
-        self._owner = dict(rows) if self.policy == "all" else {i: i for i in self._names}
-
     def _refresh(self, persist: bool = False) -> None:
         """Bring the in-memory index to the store's generation: load its file, or rebuild it from SQLite
-        (and, when `persist` — only under the writer lock — write the rebuilt index)."""
+        (and, when `persist` — only under the writer lock — write the rebuilt index). Refused when another
+        writer re-embedded the gallery since it was opened: its vectors no longer match this embedder."""
         generation = self.store.generation()
         if generation == self._loaded_generation:
             return
-        if not self.index.load(self.path, generation, self._index_ids()):
-            self.index.build(*self._vectors_for_index())
+        stored = self.store.get("embedder")
+        if stored != self.fingerprint:
+            raise GalleryError(f"{self.path} was re-embedded with embedder {stored['fingerprint']} after it was "
+                               f"opened with {self.fingerprint['fingerprint']}; open it again with the new embedder")
+        if not self.index.load(self.path, generation, self.store.index_ids(per_identity=self.policy == "mean")):
+            self.index.build(*self.store.index_vectors(per_identity=self.policy == "mean"))
             if persist:
                 self.index.save(self.path, generation)
         self._load_names()
         self._loaded_generation = generation
+
+    def _load_names(self) -> None:
+        """Map index ids to identity names."""
+        self._names = self.store.identity_names()
+        self._owner = self.store.template_owners() if self.policy == "all" else {i: i for i in self._names}
 
     def _commit_index(self, generation: int, added: tuple | None = None, removed: np.ndarray | None = None,
                       vectors_changed: bool = True) -> None:
@@ -200,58 +151,23 @@ class Gallery:
         in_place = not vectors_changed or self.policy == "all" and (
             (added is not None and self.index.add(*added)) or (removed is not None and self.index.remove(removed)))
         if not in_place:
-            self.index.build(*self._vectors_for_index())
+            self.index.build(*self.store.index_vectors(per_identity=self.policy == "mean"))
         self.index.save(self.path, generation)
         self._load_names()
         self._loaded_generation = generation
 
-    # ----- inputs --------------------------------------------------------------------------------
-    def _check_embedding(self, vector, name: str) -> np.ndarray:
-        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if vector.shape != (self.dim,):
-            raise GalleryError(f"{name}: embedding has dimension {vector.size}, the gallery holds {self.dim}")
-        if not np.isfinite(vector).all():
-            raise GalleryError(f"{name}: embedding contains NaN or infinite values")
-        norm = float(np.linalg.norm(vector))
-        if norm == 0:
-            raise GalleryError(f"{name}: embedding is all zeros")
-        return vector / norm
+    def _adopt_embedder(self, resolver: SampleResolver, generation: int) -> None:
+        """After a committed re-embedding (under the writer lock): take the new embedder and rebuild the index."""
+        self.resolver, self.dim = resolver, resolver.dim
+        self.fingerprint = self.store.get("embedder")
+        self.index = self._new_index()
+        self._commit_index(generation)
 
-    def _from_image(self, image, name: str) -> Sample:
-        if self.embedder is None:
-            raise GalleryError(f"{name}: images need the gallery to be opened with an embedder")
-        path = Path(image) if isinstance(image, (str, Path)) else None
-        try:
-            rgb = read_rgb(path) if path is not None else np.asarray(image)
-        except ImageReadError as error:
-            raise GalleryError(f"{name}: {error.reason}") from None
-        file_hash = hashlib.sha256(path.read_bytes() if path else rgb.tobytes()).hexdigest()
-        quality = None
-        if self.preprocessor is not None:
-            faces = self.preprocessor(rgb)
-            if not faces:
-                raise GalleryError(f"{name}: no face found")
-            crop, quality = faces[0].crop, float(faces[0].face.score)
-        else:
-            crop = rgb
-        embedding = self.embedder.embed([crop])[0]
-        return Sample(self._check_embedding(embedding, name), str(path) if path else None, file_hash, quality)
-
+    # ----- enroll, remove, rename ----------------------------------------------------------------
     def resolve(self, items, names: list[str] | None = None) -> list[Sample]:
         """Images (paths or RGB arrays) or embeddings -> validated samples; the first bad one raises."""
-        samples = []
-        for position, item in enumerate(items):
-            name = (names[position] if names else None) or (str(item) if isinstance(item, (str, Path)) else f"input {position}")
-            if isinstance(item, Sample):
-                samples.append(item)
-            elif isinstance(item, (str, Path)) or (isinstance(item, np.ndarray) and item.ndim == 3):
-                samples.append(self._from_image(item, name))
-            else:
-                vector = self._check_embedding(item, name)
-                samples.append(Sample(vector, None, hashlib.sha256(vector.tobytes()).hexdigest()))
-        return samples
+        return self.resolver.resolve(items, names)
 
-    # ----- mutations -----------------------------------------------------------------------------
     def enroll(self, identity: str, items, metadata: dict | None = None) -> dict:
         """Add samples (images or embeddings) to `identity`, creating it if new. Re-enrolling appends;
         a sample whose file (or embedding) hash the identity already has is reported and skipped."""
@@ -270,22 +186,16 @@ class Gallery:
                 for identity, samples in resolved.items():
                     identity_id = self.store.identity_id(identity, connection)
                     if identity_id is None:
-                        identity_id = connection.execute(
-                            "INSERT INTO identities(name, metadata, created) VALUES(?, ?, ?)",
-                            (identity, json.dumps((metadata or {}).get(identity, {})), now)).lastrowid
-                    known = {row[0] for row in connection.execute(
-                        "SELECT file_hash FROM templates WHERE identity_id = ?", (identity_id,))}
+                        identity_id = self.store.add_identity(connection, identity, (metadata or {}).get(identity, {}),
+                                                              now)
+                    known = self.store.file_hashes(connection, identity_id)
                     added, duplicates = 0, []
                     for sample in samples:
                         if sample.file_hash in known:
                             duplicates.append(sample.source or sample.file_hash[:12])
                             continue
                         known.add(sample.file_hash)
-                        template_id = connection.execute(
-                            "INSERT INTO templates(identity_id, source, file_hash, quality, embedding, created) "
-                            "VALUES(?, ?, ?, ?, ?, ?)", (identity_id, sample.source, sample.file_hash, sample.quality,
-                                                         sample.embedding.tobytes(), now)).lastrowid
-                        new_ids.append(template_id)
+                        new_ids.append(self.store.add_template(connection, identity_id, sample, now))
                         new_vectors.append(sample.embedding)
                         added += 1
                     self.store.audit(connection, "enroll", identity, {"added": added, "duplicates": duplicates})
@@ -298,15 +208,11 @@ class Gallery:
     def remove(self, identity: str) -> int:
         with self._writer():
             with self.store.transaction() as connection:
-                identity_id = self._require(identity, connection)
-                removed = np.array([r[0] for r in connection.execute(
-                    "SELECT id FROM templates WHERE identity_id = ?", (identity_id,))], np.int64)
-                count = connection.execute("DELETE FROM templates WHERE identity_id = ?", (identity_id,)).rowcount
-                connection.execute("DELETE FROM identities WHERE id = ?", (identity_id,))
-                self.store.audit(connection, "remove", identity, {"templates": count})
+                removed = self.store.remove_identity(connection, self._require(identity, connection))
+                self.store.audit(connection, "remove", identity, {"templates": len(removed)})
                 generation = self.store.bump(connection)
             self._commit_index(generation, removed=removed)
-        return count
+        return len(removed)
 
     def rename(self, identity: str, new_name: str) -> None:
         if not new_name or new_name == UNKNOWN:
@@ -316,15 +222,10 @@ class Gallery:
                 identity_id = self._require(identity, connection)
                 if self.store.identity_id(new_name, connection) is not None:
                     raise GalleryError(f"identity {new_name!r} already exists")
-                connection.execute("UPDATE identities SET name = ? WHERE id = ?", (new_name, identity_id))
+                self.store.rename_identity(connection, identity_id, new_name)
                 self.store.audit(connection, "rename", identity, {"to": new_name})
                 generation = self.store.bump(connection)
             self._commit_index(generation, vectors_changed=False)
-
-    def set_threshold(self, threshold: float, source: dict) -> None:
-        with self._writer(), self.store.transaction() as connection:
-            self.store.set(connection, "threshold", {"threshold": float(threshold), **source})
-            self.store.audit(connection, "threshold", None, {"threshold": float(threshold), **source})
 
     def _require(self, identity: str, connection=None) -> int:
         identity_id = self.store.identity_id(identity, connection)
@@ -332,45 +233,17 @@ class Gallery:
             raise GalleryError(f"identity {identity!r} is not enrolled")
         return identity_id
 
-    # ----- queries -------------------------------------------------------------------------------
-    def list(self) -> list[dict]:
-        rows = self.store.connection.execute(
-            "SELECT i.name, COUNT(t.id), i.metadata, i.created FROM identities i LEFT JOIN templates t "
-            "ON t.identity_id = i.id GROUP BY i.id ORDER BY i.name").fetchall()
-        return [{"identity": n, "templates": c, "metadata": json.loads(m), "created": t} for n, c, m, t in rows]
-
-    def stats(self) -> dict:
-        identities = self.store.connection.execute("SELECT COUNT(*) FROM identities").fetchone()[0]
-        templates = self.store.connection.execute("SELECT COUNT(*) FROM templates").fetchone()[0]
-        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
-        return {"identities": identities, "templates": templates, "indexed_vectors": len(self.index),
-                "embedding_dim": self.dim, "template_policy": self.policy, "index_factory": self.index.factory,
-                "backend": self.backend["name"],
-                "embedder": self.fingerprint["fingerprint"], "threshold": self.store.get("threshold"),
-                "generation": self.store.generation(), "bytes_on_disk": size,
-                "bytes_per_identity": size / identities if identities else None}
-
-    def audit_log(self) -> list[dict]:
-        rows = self.store.connection.execute("SELECT time, action, identity, detail FROM audit ORDER BY id").fetchall()
-        return [{"time": t, "action": a, "identity": i, "detail": json.loads(d)} for t, a, i, d in rows]
-
-    def _threshold(self, threshold: float | None) -> tuple[float | None, dict]:
-        if threshold is not None:
-            return float(threshold), {"source": "given"}
-        stored = self.store.get("threshold")
-        if not stored:
-            return None, {"source": "none: run calibrate or pass a threshold"}
-        return stored["threshold"], {k: v for k, v in stored.items() if k != "threshold"}
-
+    # ----- verify and identify -------------------------------------------------------------------
     def verify(self, probe, identity: str, threshold: float | None = None) -> Decision:
         """1:1: the probe's best score against `identity`'s templates (or its mean template)."""
         self._refresh()
         identity_id = self._require(identity)
         embedding = self.resolve([probe])[0].embedding
         templates = self.store.templates_of(identity_id)
+        if not len(templates):
+            raise GalleryError(f"identity {identity!r} has no templates to verify against; enroll samples first")
         if self.policy == "mean":
-            mean = templates.mean(0)
-            score = float(embedding @ (mean / np.linalg.norm(mean)))
+            score = float(embedding @ l2_normalize(templates.mean(0)))
         else:
             score = float((templates @ embedding).max())
         value, source = self._threshold(threshold)
@@ -389,7 +262,8 @@ class Gallery:
         searched = k if self.policy == "mean" else min(len(self.index), max(4 * k, k + 16))
         while True:
             scores, ids = self.index.search(queries, searched)
-            candidates = [self._top_identities(row_scores, row_ids, k) for row_scores, row_ids in zip(scores, ids)]
+            candidates = [self._top_identities(row_scores, row_ids, k)
+                          for row_scores, row_ids in zip(scores, ids, strict=True)]
             if searched >= len(self.index) or all(len(c) >= min(k, len(self._names)) for c in candidates):
                 break
             searched = min(len(self.index), searched * 4)
@@ -402,7 +276,7 @@ class Gallery:
 
     def _top_identities(self, scores, ids, k) -> list[tuple[str, float]]:
         best: dict[str, float] = {}
-        for score, template in zip(scores, ids):
+        for score, template in zip(scores, ids, strict=True):
             if template < 0:
                 continue
             name = self._names[self._owner[int(template)]]
@@ -412,70 +286,20 @@ class Gallery:
                 break
         return list(best.items())
 
-    # ----- moving galleries ----------------------------------------------------------------------
-    def export(self, file: str | Path) -> Path:
-        """Every identity and template (embeddings included) and the gallery's settings, in one .npz."""
-        rows = self.store.connection.execute(
-            "SELECT i.name, i.metadata, t.source, t.file_hash, t.quality, t.embedding FROM templates t "
-            "JOIN identities i ON i.id = t.identity_id ORDER BY t.id").fetchall()
-        settings = {key: self.store.get(key) for key in ("embedder", "template_policy", "index_factory", "threshold")}
-        file = Path(file)
-        np.savez(file, identities=np.array([r[0] for r in rows], dtype=str),
-                 metadata=np.array([r[1] for r in rows], dtype=str),
-                 sources=np.array([r[2] or "" for r in rows], dtype=str), hashes=np.array([r[3] or "" for r in rows], dtype=str),
-                 qualities=np.array([np.nan if r[4] is None else r[4] for r in rows], dtype=np.float64),
-                 embeddings=np.stack([np.frombuffer(r[5], np.float32) for r in rows]) if rows else np.zeros((0, self.dim)),
-                 settings=np.array(json.dumps(settings)))
-        return file
-
-    def import_(self, file: str | Path) -> dict[str, dict]:
-        """Merge an exported gallery into this one (same embedder fingerprint); duplicates are skipped."""
-        with np.load(file, allow_pickle=False) as data:
-            settings = json.loads(str(data["settings"]))
-            if settings["embedder"] != self.fingerprint:
-                raise GalleryError(f"{file} was made with embedder {settings['embedder']['fingerprint']}, this gallery "
-                                   f"uses {self.fingerprint['fingerprint']}")
-            batches: dict[str, list] = {}
-            metadata: dict[str, dict] = {}
-            for name, meta, source, file_hash, quality, vector in zip(
-                    data["identities"], data["metadata"], data["sources"], data["hashes"], data["qualities"],
-                    data["embeddings"]):
-                batches.setdefault(str(name), []).append(Sample(self._check_embedding(vector, f"{file}: {name}"),
-                                                                str(source) or None, str(file_hash) or None,
-                                                                None if np.isnan(quality) else float(quality)))
-                metadata[str(name)] = json.loads(str(meta))
-        return self.enroll_many(batches, metadata) if batches else {}
-
-    def reembed(self, embedder, preprocessor=None) -> dict:
-        """Migrate to another embedder: every template is embedded again from its source image, and
-        the gallery takes the new fingerprint. Refused, changing nothing, if any source is unreadable."""
-        rows = self.store.connection.execute("SELECT id, source FROM templates ORDER BY id").fetchall()
-        missing = [f"template {i}" if not source else source for i, source in rows
-                   if not source or not Path(source).is_file()]
-        if missing:
-            raise GalleryError(f"{len(missing)} template(s) have no readable source image to re-embed, "
-                               f"e.g. {missing[:3]}; the gallery is unchanged")
-        previous = (self.embedder, self.preprocessor, self.dim)
-        self.embedder, self.preprocessor = embedder, preprocessor
-        self.dim = int(embedder.embedding_dim)
-        try:
-            updated = [(self._from_image(source, source).embedding.tobytes(), i) for i, source in rows]
-        except GalleryError:
-            self.embedder, self.preprocessor, self.dim = previous
-            raise
-        with self._writer():
-            with self.store.transaction() as connection:
-                connection.executemany("UPDATE templates SET embedding = ? WHERE id = ?", updated)
-                self.store.set(connection, "embedder", _fingerprint_of(embedder))
-                self.store.set(connection, "threshold", None)
-                self.store.audit(connection, "reembed", None, {"templates": len(updated), "embedder": embedder.fingerprint})
-                generation = self.store.bump(connection)
-            self.fingerprint = _fingerprint_of(embedder)
-            self.index = self._new_index()
-            self._commit_index(generation, vectors_changed=True)
-        return {"templates": len(updated), "embedder": embedder.fingerprint, "threshold": "cleared: calibrate again"}
-
     # ----- thresholds ----------------------------------------------------------------------------
+    def _threshold(self, threshold: float | None) -> tuple[float | None, dict]:
+        if threshold is not None:
+            return float(threshold), {"source": "given"}
+        stored = self.store.get("threshold")
+        if not stored:
+            return None, {"source": "none: run calibrate or pass a threshold"}
+        return stored["threshold"], {k: v for k, v in stored.items() if k != "threshold"}
+
+    def set_threshold(self, threshold: float, source: dict) -> None:
+        with self._writer(), self.store.transaction() as connection:
+            self.store.set(connection, "threshold", {"threshold": float(threshold), **source})
+            self.store.audit(connection, "threshold", None, {"threshold": float(threshold), **source})
+
     def calibrate(self, scores, is_same, target_far: float = 1e-3, description: str = "") -> dict:
         """Set the decision threshold from genuine/impostor pair scores (e.g. an evaluation run):
         the most permissive threshold whose FAR does not exceed `target_far`."""
@@ -489,3 +313,33 @@ class Gallery:
                   "pairs": int(len(is_same)), "description": description, "time": time.time()}
         self.set_threshold(result["threshold"], source)
         return {"threshold": result["threshold"], **source}
+
+    # ----- listing and stats ---------------------------------------------------------------------
+    def list(self) -> list[dict]:
+        return self.store.identity_summaries()
+
+    def audit_log(self) -> list[dict]:
+        return self.store.audit_entries()
+
+    def stats(self) -> dict:
+        identities, templates = self.store.counts()
+        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        return {"identities": identities, "templates": templates, "indexed_vectors": len(self.index),
+                "embedding_dim": self.dim, "template_policy": self.policy, "index_factory": self.index.factory,
+                "backend": self.backend["name"],
+                "embedder": self.fingerprint["fingerprint"], "threshold": self.store.get("threshold"),
+                "generation": self.store.generation(), "bytes_on_disk": size,
+                "bytes_per_identity": size / identities if identities else None}
+
+    # ----- moving galleries (gallery.transfer) ---------------------------------------------------
+    def export(self, file: str | Path) -> Path:
+        """Every identity and template (embeddings included) and the gallery's settings, in one .npz."""
+        return export_gallery(self, file)
+
+    def import_(self, file: str | Path) -> dict[str, dict]:
+        """Merge an exported gallery into this one (same embedder fingerprint); duplicates are skipped."""
+        return import_gallery(self, file)
+
+    def reembed(self, embedder, preprocessor=None) -> dict:
+        """Migrate to another embedder (see `gallery.transfer.reembed_gallery`)."""
+        return reembed_gallery(self, embedder, preprocessor)

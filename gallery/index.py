@@ -10,23 +10,32 @@ Exact search at small query batches is memory-bound: a BLAS matrix-vector produc
 vectors plus a partial sort beats FAISS's flat scan there, so the exact path uses it for batches
 below `BLAS_BATCH` and FAISS above.
 
-On disk the index is `index.<generation>.faiss`, written to a temporary file, fsynced and renamed;
-a file whose generation differs from the store's is stale and is rebuilt from the store.
+On disk the index is `index.<generation>.faiss`, written with `faceid.files.atomic_write` (durable: a
+temporary `.index.<generation>.<random>.tmp.faiss` beside it, fsynced, renamed, directory fsynced); a
+file whose generation differs from the store's is stale and is rebuilt from the store.
 """
 
-import os
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from faceid.files import atomic_write
+
 BLAS_BATCH = 8
 
 
 class VectorIndex:
+    """FAISS index of `dim`-d unit vectors under int64 ids (template or identity row ids), inner-product search.
+
+    `factory` is any FAISS factory string; `search_parameters` are applied after each build or load; `gpu`
+    searches on a GPU copy. The index lives in memory and is saved per generation (see the module doc).
+    """
+
     def __init__(self, dim: int, factory: str = "Flat", search_parameters: dict | None = None, gpu: bool = False):
         if gpu and not hasattr(faiss, "StandardGpuResources"):
-            raise ValueError("GPU FAISS was asked for but this FAISS has no GPU support (install the gpu extra: faiss-gpu-cu12)")
+            raise ValueError("GPU FAISS was asked for but this FAISS has no GPU support "
+                             "(install the gpu extra: faiss-gpu-cu12)")
         self.dim, self.factory, self.gpu = dim, factory, gpu
         self._gpu_resources = faiss.StandardGpuResources() if gpu else None
         self._gpu_index = None
@@ -108,24 +117,18 @@ class VectorIndex:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         if self._matrix is not None and len(queries) < BLAS_BATCH:
             scores = queries @ self._matrix.T
-            top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(k), (len(queries), 1))
+            top = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1]
+                   else np.tile(np.arange(k), (len(queries), 1)))
             top_scores = np.take_along_axis(scores, top, axis=1)
             order = np.argsort(-top_scores, axis=1)
             return np.take_along_axis(top_scores, order, 1), self.ids[np.take_along_axis(top, order, 1)]
         return (self._gpu_index or self.index).search(queries, k)
 
     def save(self, folder: Path, generation: int) -> Path:
+        """Write `index.<generation>.faiss` atomically and durably, then delete the other generations' files."""
         target = Path(folder) / f"index.{generation}.faiss"
-        temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        faiss.write_index(self.index, str(temporary))
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-        directory = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        with atomic_write(target, durable=True) as temporary:
+            faiss.write_index(self.index, str(temporary))
         for stale in Path(folder).glob("index.*.faiss"):
             if stale != target:
                 stale.unlink(missing_ok=True)

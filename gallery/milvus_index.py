@@ -53,7 +53,7 @@ class MilvusIndex:
         vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         for start in range(0, len(vectors), QUERY_PAGE):
             rows = [{"id": int(i), "vector": v.tolist()}
-                    for i, v in zip(ids[start:start + QUERY_PAGE], vectors[start:start + QUERY_PAGE])]
+                    for i, v in zip(ids[start:start + QUERY_PAGE], vectors[start:start + QUERY_PAGE], strict=True)]
             self.client.insert(COLLECTION, rows)
         self._count = None
         return True

@@ -58,8 +58,10 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
-    app = FastAPI(title="faceid gallery", version="1", description="Enroll identities, verify (1:1) and identify (1:N).")
+def create_app(gallery: Gallery, api_key: str | None = None,
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
+    app = FastAPI(title="faceid gallery", version="1",
+                  description="Enroll identities, verify (1:1) and identify (1:N).")
     lock = threading.Lock()  # one request at a time touches the gallery object (SQLite connection, index)
 
     def authorised(request: Request) -> None:

@@ -7,6 +7,8 @@ Every mutation runs in one transaction and bumps `generation`, which names the i
 matches it (see `gallery.index`).
 """
 
+from __future__ import annotations
+
 import json
 import sqlite3
 import time
@@ -14,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from faceid.arrays import l2_normalize
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -34,6 +38,12 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
 
 
 class MetadataStore:
+    """The one owner of the gallery's SQL: the schema and every query, as named methods.
+
+    Reads go through the store's connection; mutations take the connection yielded by `transaction()`
+    (the same one, inside BEGIN IMMEDIATE), so a caller cannot write outside a transaction by accident.
+    """
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self.connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
@@ -62,8 +72,8 @@ class MetadataStore:
         return json.loads(row[0]) if row else default
 
     def set(self, connection, key: str, value) -> None:
-        connection.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                           (key, json.dumps(value)))
+        connection.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
 
     def generation(self) -> int:
         return int(self.get("generation", 0))
@@ -78,13 +88,92 @@ class MetadataStore:
         connection.execute("INSERT INTO audit(time, action, identity, detail) VALUES(?, ?, ?, ?)",
                            (time.time(), action, identity, json.dumps(detail)))
 
-    # identities and templates
+    def audit_entries(self) -> list[dict]:
+        rows = self.connection.execute("SELECT time, action, identity, detail FROM audit ORDER BY id").fetchall()
+        return [{"time": t, "action": a, "identity": i, "detail": json.loads(d)} for t, a, i, d in rows]
+
+    # identities
     def identity_id(self, name: str, connection=None) -> int | None:
         row = (connection or self.connection).execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
 
     def identity_names(self) -> dict[int, str]:
         return dict(self.connection.execute("SELECT id, name FROM identities"))
+
+    def add_identity(self, connection, name: str, metadata: dict, created: float) -> int:
+        return connection.execute("INSERT INTO identities(name, metadata, created) VALUES(?, ?, ?)",
+                                  (name, json.dumps(metadata), created)).lastrowid
+
+    def rename_identity(self, connection, identity_id: int, name: str) -> None:
+        connection.execute("UPDATE identities SET name = ? WHERE id = ?", (name, identity_id))
+
+    def remove_identity(self, connection, identity_id: int) -> np.ndarray:
+        """Delete the identity and its templates; returns the deleted template ids."""
+        removed = np.array([r[0] for r in connection.execute(
+            "SELECT id FROM templates WHERE identity_id = ? ORDER BY id", (identity_id,))], np.int64)
+        connection.execute("DELETE FROM templates WHERE identity_id = ?", (identity_id,))
+        connection.execute("DELETE FROM identities WHERE id = ?", (identity_id,))
+        return removed
+
+    def identity_summaries(self) -> list[dict]:
+        """Every identity by name: its template count, metadata and creation time."""
+        rows = self.connection.execute(
+            "SELECT i.name, COUNT(t.id), i.metadata, i.created FROM identities i LEFT JOIN templates t "
+            "ON t.identity_id = i.id GROUP BY i.id ORDER BY i.name").fetchall()
+        return [{"identity": n, "templates": c, "metadata": json.loads(m), "created": t} for n, c, m, t in rows]
+
+    def counts(self) -> tuple[int, int]:
+        """(identities, templates)."""
+        identities = self.connection.execute("SELECT COUNT(*) FROM identities").fetchone()[0]
+        return identities, self.connection.execute("SELECT COUNT(*) FROM templates").fetchone()[0]
+
+    # templates
+    def add_template(self, connection, identity_id: int, sample, created: float) -> int:
+        """Insert one `Sample` (embedding, source, file hash, quality) for `identity_id`; returns its row id."""
+        return connection.execute(
+            "INSERT INTO templates(identity_id, source, file_hash, quality, embedding, created) "
+            "VALUES(?, ?, ?, ?, ?, ?)",
+            (identity_id, sample.source, sample.file_hash, sample.quality, sample.embedding.tobytes(), created),
+        ).lastrowid
+
+    def file_hashes(self, connection, identity_id: int) -> set[str]:
+        return {row[0] for row in connection.execute("SELECT file_hash FROM templates WHERE identity_id = ?",
+                                                     (identity_id,))}
+
+    def template_sources(self) -> list[tuple[int, str | None]]:
+        """(template id, source image path or None), ordered by template id."""
+        return self.connection.execute("SELECT id, source FROM templates ORDER BY id").fetchall()
+
+    def replace_embeddings(self, connection, embeddings: list[tuple[int, np.ndarray]]) -> None:
+        """Overwrite the embedding of each (template id, vector)."""
+        connection.executemany("UPDATE templates SET embedding = ? WHERE id = ?",
+                               [(np.asarray(vector, np.float32).tobytes(), i) for i, vector in embeddings])
+
+    def index_ids(self, per_identity: bool) -> np.ndarray:
+        """The template ids, or (`per_identity`) the ids of identities that have templates, ascending."""
+        query = ("SELECT DISTINCT identity_id FROM templates ORDER BY identity_id" if per_identity
+                 else "SELECT id FROM templates ORDER BY id")
+        return np.array([row[0] for row in self.connection.execute(query)], np.int64)
+
+    def index_vectors(self, per_identity: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, unit vectors) the index holds: every template, or (`per_identity`) each identity's mean template."""
+        ids, owners, embeddings = self.all_templates()
+        if not per_identity:
+            return ids, embeddings
+        identity_ids = np.unique(owners)
+        if not len(identity_ids):
+            return identity_ids, np.zeros((0, 0), np.float32)
+        return identity_ids, l2_normalize(np.stack([embeddings[owners == i].mean(0) for i in identity_ids]))
+
+    def template_owners(self) -> dict[int, int]:
+        """Template id -> identity id."""
+        return dict(self.connection.execute("SELECT id, identity_id FROM templates"))
+
+    def export_rows(self) -> list[tuple]:
+        """(identity name, identity metadata JSON, source, file hash, quality, embedding bytes) per template, by id."""
+        return self.connection.execute(
+            "SELECT i.name, i.metadata, t.source, t.file_hash, t.quality, t.embedding FROM templates t "
+            "JOIN identities i ON i.id = t.identity_id ORDER BY t.id").fetchall()
 
     def all_templates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(template ids, identity ids, embeddings (N, d) float32), ordered by template id."""

@@ -9,11 +9,13 @@ def test_enroll_calibrate_identify_verify_and_manage(small_synthetic, tmp_path, 
     save_backbone_checkpoint(tmp_path / "model.pt", embedder.model, "small_cnn", 16, 64)
     gallery = str(tmp_path / "g")
     aligned = small_synthetic / "aligned"
-    assert main(["enroll", gallery, "--model", str(tmp_path / "model.pt"), "--aligned", "--from-folder", str(aligned)]) == 0
+    assert main(["enroll", gallery, "--model", str(tmp_path / "model.pt"), "--aligned",
+                 "--from-folder", str(aligned)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["identities"] == 12 and summary["enrolled_samples"] == 48
     (tmp_path / "bad.png").write_text("nope")
-    assert main(["enroll", gallery, "--identity", "extra", str(aligned / "id_00000" / "000.png"), str(tmp_path / "bad.png")]) == 0
+    assert main(["enroll", gallery, "--identity", "extra", str(aligned / "id_00000" / "000.png"),
+                 str(tmp_path / "bad.png")]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["failed"] == 1 and "not a readable image" in next(iter(summary["failures"].values()))
     assert summary["enrolled_samples"] == 1

@@ -24,7 +24,8 @@ def _unit(x):
 def _people(count, per_person=3, seed=0, spread=0.35):
     rng = np.random.default_rng(seed)
     centres = _unit(rng.normal(size=(count, DIM)))
-    return {f"person{i:03d}": _unit(centres[i] + spread * rng.normal(size=(per_person, DIM))) for i in range(count)}, centres
+    people = {f"person{i:03d}": _unit(centres[i] + spread * rng.normal(size=(per_person, DIM))) for i in range(count)}
+    return people, centres
 
 
 @pytest.fixture(params=["faiss", "milvus"])
@@ -48,10 +49,10 @@ def test_identify_matches_a_brute_force_reference(tmp_path, backend):
     matrix = np.concatenate(list(people.values()))
     rng = np.random.default_rng(1)
     probes = _unit(centres[rng.integers(0, 40, 25)] + 0.4 * rng.normal(size=(25, DIM))).astype(np.float32)
-    for probe, result in zip(probes, gallery.identify_many(list(probes), k=5)):
+    for probe, result in zip(probes, gallery.identify_many(list(probes), k=5), strict=True):
         scores = matrix @ probe
         best = {}
-        for name, score in sorted(zip(names, scores), key=lambda t: -t[1]):
+        for name, score in sorted(zip(names, scores, strict=True), key=lambda t: -t[1]):
             best.setdefault(name, score)
         expected = list(best.items())[:5]
         assert [n for n, _ in result.candidates] == [n for n, _ in expected]
@@ -102,7 +103,8 @@ def test_persistence_across_processes(tmp_path, backend):
         import json, numpy as np
         from gallery.gallery import Gallery
         g = Gallery({str(tmp_path / 'g')!r})
-        print(json.dumps({{"stats": g.stats()["templates"], "top": g.identify(np.array({people['person004'][1].tolist()}), k=1).candidates[0][0]}}))
+        top = g.identify(np.array({people['person004'][1].tolist()}), k=1).candidates[0][0]
+        print(json.dumps({{"stats": g.stats()["templates"], "top": top}}))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == {"stats": 18, "top": "person004"}
@@ -210,7 +212,7 @@ def test_approximate_indexes_recall_and_removal(tmp_path, factory, parameters):
     probes = list(_unit(centres[:100] + 0.3 * np.random.default_rng(2).normal(size=(100, DIM))))
     approximate_top = [r.candidates[0][0] for r in gallery.identify_many(probes, k=1)]
     exact_top = [r.candidates[0][0] for r in exact.identify_many(probes, k=1)]
-    assert np.mean([a == b for a, b in zip(approximate_top, exact_top)]) >= 0.9
+    assert np.mean([a == b for a, b in zip(approximate_top, exact_top, strict=True)]) >= 0.9
     gallery.remove("person000")
     assert len(gallery.index) == 598
     with pytest.raises(ValueError, match="FAISS cannot build index"):
@@ -259,14 +261,15 @@ while True:
 def test_killing_a_writer_mid_enrolment_loses_nothing_committed(tmp_path):
     _gallery(tmp_path / "g").close()
     for attempt in range(3):
-        process = subprocess.Popen([sys.executable, "-c", CRASH_WRITER.format(dim=DIM), str(tmp_path / "g"), str(attempt)],
-                                   stdout=subprocess.PIPE, text=True)
+        process = subprocess.Popen([sys.executable, "-c", CRASH_WRITER.format(dim=DIM), str(tmp_path / "g"),
+                                    str(attempt)], stdout=subprocess.PIPE, text=True)
         time.sleep(1.5 + 0.37 * attempt)
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         reported = len(process.stdout.read().split())
         gallery = Gallery(tmp_path / "g")
-        committed = [e for e in gallery.audit_log() if e["action"] == "enroll" and e["identity"].startswith(f"{attempt}-")]
+        committed = [e for e in gallery.audit_log()
+                     if e["action"] == "enroll" and e["identity"].startswith(f"{attempt}-")]
         assert len(committed) >= reported > 0  # every enrolment that returned is there
         names = {i["identity"] for i in gallery.list()}
         assert {e["identity"] for e in committed} <= names

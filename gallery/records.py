@@ -1,0 +1,43 @@
+"""The gallery's vocabulary: `GalleryError`, and the records it takes and gives back (`Sample` in,
+`Decision` from verification, `IdentifyResult` from identification)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class GalleryError(ValueError):
+    """Bad input or an incompatible gallery; the message names the input and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One enrollment sample or probe, resolved to a unit embedding."""
+
+    embedding: np.ndarray
+    source: str | None = None
+    file_hash: str | None = None
+    quality: float | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """1:1: the probe's score against one identity and, with a threshold, whether it is accepted."""
+
+    identity: str
+    score: float
+    threshold: float | None
+    accepted: bool | None
+    threshold_source: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IdentifyResult:
+    """Top-k candidates; `identity` is the best candidate, or `unknown` when it scores below the threshold."""
+
+    identity: str
+    candidates: list[tuple[str, float]]
+    threshold: float | None
+    threshold_source: dict = field(default_factory=dict)
