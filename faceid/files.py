@@ -19,10 +19,13 @@ def fsync_directory(folder: str | Path) -> None:
         os.close(descriptor)
 
 
-def _current_umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once, at import: os.umask can only be read by setting it, for the whole process
 
 
 @contextlib.contextmanager
@@ -41,7 +44,7 @@ def atomic_write(path: str | Path, durable: bool = False) -> Iterator[Path]:
     descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(descriptor)
     temporary = Path(name)
-    os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the file what open() would
+    os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file what open() would
     try:
         yield temporary
         if durable:
