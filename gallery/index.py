@@ -35,7 +35,7 @@ class VectorIndex:
     def __init__(self, dim: int, factory: str = "Flat", search_parameters: dict | None = None, gpu: bool = False):
         if gpu and not hasattr(faiss, "StandardGpuResources"):
             raise ValueError("GPU FAISS was asked for but this FAISS has no GPU support "
-                             "(install the gpu extra: faiss-gpu-cu12)")
+                             "(install the gpu extra: faiss-gpu)")
         self.dim, self.factory, self.gpu = dim, factory, gpu
         self._gpu_resources = faiss.StandardGpuResources() if gpu else None
         self._gpu_index = None
