@@ -82,8 +82,8 @@ class DlibResNet(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(3, 32, 7, 2, padding=0)
         self.affine = Affine(32)
-        channels = [32] + [outputs for outputs, _ in BLOCKS]
-        self.blocks = nn.ModuleList(ResidualBlock(a, b, down) for a, (b, down) in zip(channels, BLOCKS, strict=True))
+        inputs = [32] + [outputs for outputs, _ in BLOCKS[:-1]]
+        self.blocks = nn.ModuleList(ResidualBlock(a, b, down) for a, (b, down) in zip(inputs, BLOCKS, strict=True))
         self.fc = nn.Linear(256, EMBEDDING_DIM, bias=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
