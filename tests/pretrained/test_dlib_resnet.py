@@ -192,3 +192,68 @@ def test_parity_with_dlib(dat_file, tmp_path):
 
 def test_default_preprocessing_is_dlibs():
     assert dlib_preprocessing()["mean"] == pytest.approx((122.782 / 255, 117.001 / 255, 104.298 / 255))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The primitive encodings and the layer versions the shipped file does not use, on hand-made bytes.
+
+
+def _int(value: int) -> bytes:
+    """dlib's integer encoding (serialize.h pack_int)."""
+    magnitude = abs(value)
+    body = magnitude.to_bytes(max(1, (magnitude.bit_length() + 7) // 8), "little")
+    return bytes([len(body) | (0x80 if value < 0 else 0)]) + body
+
+
+def _float(value: float) -> bytes:  # exact for the dyadic values used here
+    mantissa, exponent = float(value).as_integer_ratio()
+    return _int(mantissa) + _int(-(exponent.bit_length() - 1))
+
+
+def _str(text: str) -> bytes:
+    return _int(len(text)) + text.encode()
+
+
+def _tensor(values: np.ndarray) -> bytes:
+    shape = (1, values.size, 1, 1)
+    return _int(2) + b"".join(map(_int, shape)) + values.astype("<f4").tobytes()
+
+
+def _alias(*shape: int) -> bytes:
+    return _int(1) + b"".join(map(_int, shape))
+
+
+def _reader(data: bytes):
+    return dlib_format._Reader(data, "handmade.dat")
+
+
+def test_primitive_encodings():
+    data = _int(0) + _int(-300) + _int(2**40) + _float(0.75) + _float(-3.0) + _int(0) + _int(32000) + _str("abc") + b"1"
+    r = _reader(data)
+    assert [r.integer("a"), r.integer("b"), r.integer("c")] == [0, -300, 2**40]
+    assert [r.real("d"), r.real("e"), r.real("inf")] == [0.75, -3.0, float("inf")]
+    assert r.string("f") == "abc" and r.boolean("g") is True and r.pos == len(data)
+    with pytest.raises(ValueError, match="bad integer control byte 0x80"):
+        _reader(b"\x80").integer("x")
+    with pytest.raises(ValueError, match="truncated while reading the 6 floats of t"):
+        _reader(_int(2) + b"".join(map(_int, (1, 6, 1, 1))) + b"\0" * 8).tensor("t")
+
+
+def test_batch_norm_layers_fold_like_dlibs_affine():
+    gamma, beta = np.array([1.0, 2.0, 0.5]), np.array([0.0, -1.0, 0.25])
+    means, variances, eps = np.array([0.5, 1.0, -2.0]), np.array([4.0, 0.25, 1.0]), 2.0**-10
+    layer = (_str("bn_con2") + _tensor(np.concatenate([gamma, beta])) + _alias(1, 3, 1, 1) + _alias(1, 3, 1, 1)
+             + _tensor(np.zeros(3)) + _tensor(np.zeros(3)) + _tensor(means) + _tensor(variances)
+             + _int(100) + _int(1000) + _float(1) + _float(1) + _float(1) + _float(0) + _float(eps))
+    r = _reader(layer)
+    folded = dlib_format._read_affine(r, "bn")
+    scale = gamma / np.sqrt(variances + eps)
+    assert r.pos == len(layer)
+    assert folded.weight == pytest.approx(scale, rel=1e-6)
+    assert folded.bias == pytest.approx(beta - scale * means, rel=1e-6)
+    disabled = _str("affine_2") + _tensor(np.zeros(0)) + _alias(1, 3, 1, 1) + _alias(1, 3, 1, 1) + _int(0) + b"1"
+    identity = dlib_format._read_affine(_reader(disabled), "affine")
+    assert identity.weight.tolist() == [1, 1, 1] and identity.bias.tolist() == [0, 0, 0]
+    fc_mode = _str("affine_") + _tensor(np.ones(6)) + _alias(1, 3, 1, 1) + _alias(1, 3, 1, 1) + _int(1)
+    with pytest.raises(ValueError, match="only CONV-mode"):
+        dlib_format._read_affine(_reader(fc_mode), "affine")
