@@ -16,7 +16,7 @@ import torch
 from faceid.backbones import build_backbone
 from faceid.backbones.dlib_resnet import DlibResNet, add_zero_padded
 from faceid.embedding import CHECKPOINT_FORMAT, Preprocessing, TorchEmbedder
-from faceid.zoo import dlib_format
+from faceid.zoo import dlib_format, dlib_layers
 from faceid.zoo.dlib_format import (
     convert_dlib_model,
     dlib_model_file,
@@ -24,6 +24,7 @@ from faceid.zoo.dlib_format import (
     parse_dlib_network,
     read_dlib_network,
 )
+from faceid.zoo.dlib_serialization import DlibReader
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 MAX_ABS_DIFF, MIN_COSINE = 1e-4, 0.99999
@@ -224,7 +225,7 @@ def _alias(*shape: int) -> bytes:
 
 
 def _reader(data: bytes):
-    return dlib_format._Reader(data, "handmade.dat")
+    return DlibReader(data, "handmade.dat")
 
 
 def test_primitive_encodings():
@@ -246,14 +247,14 @@ def test_batch_norm_layers_fold_like_dlibs_affine():
              + _tensor(np.zeros(3)) + _tensor(np.zeros(3)) + _tensor(means) + _tensor(variances)
              + _int(100) + _int(1000) + _float(1) + _float(1) + _float(1) + _float(0) + _float(eps))
     r = _reader(layer)
-    folded = dlib_format._read_affine(r, "bn")
+    folded = dlib_layers._read_affine(r, "bn")
     scale = gamma / np.sqrt(variances + eps)
     assert r.pos == len(layer)
     assert folded.weight == pytest.approx(scale, rel=1e-6)
     assert folded.bias == pytest.approx(beta - scale * means, rel=1e-6)
     disabled = _str("affine_2") + _tensor(np.zeros(0)) + _alias(1, 3, 1, 1) + _alias(1, 3, 1, 1) + _int(0) + b"1"
-    identity = dlib_format._read_affine(_reader(disabled), "affine")
+    identity = dlib_layers._read_affine(_reader(disabled), "affine")
     assert identity.weight.tolist() == [1, 1, 1] and identity.bias.tolist() == [0, 0, 0]
     fc_mode = _str("affine_") + _tensor(np.ones(6)) + _alias(1, 3, 1, 1) + _alias(1, 3, 1, 1) + _int(1)
     with pytest.raises(ValueError, match="only CONV-mode"):
-        dlib_format._read_affine(_reader(fc_mode), "affine")
+        dlib_layers._read_affine(_reader(fc_mode), "affine")
