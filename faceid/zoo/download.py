@@ -116,7 +116,7 @@ def _fetch(url: str, partial: Path, timeout: float, progress: bool) -> bool:
                      desc=partial.name.removesuffix(".part"), disable=not progress, leave=False) as bar:
             while True:
                 try:
-                    chunk = response.read(CHUNK)
+                    chunk = response.read1(CHUNK)
                 except TimeoutError:
                     raise DownloadError(url, f"no data for {timeout:g} s (read timed out; partial download kept "
                                              f"at {partial}, it resumes on the next try)") from None
