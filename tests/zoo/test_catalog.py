@@ -105,7 +105,7 @@ def _check_facenet_conversion(monkeypatch, tmp_path):
     not_facenet = tmp_path / "other.pt"
     torch.save({"conv.weight": torch.zeros(3)}, not_facenet)
     remove_model("facenet_vggface2")
-    point(monkeypatch, "facenet_vggface2", (), sha256=None)
+    point(monkeypatch, "facenet_vggface2", sha256=None)
     with pytest.raises(ZooError, match="does not hold facenet-pytorch InceptionResnetV1 weights"):
         import_model(not_facenet, "facenet_vggface2")
     assert cached_path("facenet_vggface2") is None
@@ -141,7 +141,7 @@ def test_import_and_remove_round_trip(monkeypatch, tmp_path, home):
     model = tiny_onnx()
     file = tmp_path / "face_recognition_sface_2021dec.onnx"
     file.write_bytes(model)
-    point(monkeypatch, "sface", (), sha256=sha(model))
+    point(monkeypatch, "sface", sha256=sha(model))
     path = import_model(file, "sface")
     assert path == home / "models" / "sface" / "sface.onnx" and path.read_bytes() == model and file.exists()
     assert path.with_suffix(".yaml").is_file() and cached_path("sface") == path
@@ -158,7 +158,7 @@ def test_import_and_remove_round_trip(monkeypatch, tmp_path, home):
 
     bare = tmp_path / "w600k_mbf.onnx"  # the recognizer alone, checked against the member checksum
     bare.write_bytes(tiny_onnx(dim=512))
-    point(monkeypatch, "buffalo_s", (), member_sha256=sha(bare.read_bytes()))
+    point(monkeypatch, "buffalo_s", member_sha256=sha(bare.read_bytes()))
     assert import_model(bare, "buffalo_s", accept_licence=True).read_bytes() == bare.read_bytes()
 
 
@@ -193,7 +193,7 @@ def test_models_command(monkeypatch, tmp_path, capsys):
 
     assert models.SUMMARY
     model = tiny_onnx()
-    point(monkeypatch, "sface", (), sha256=sha(model))
+    point(monkeypatch, "sface", sha256=sha(model))
     file = tmp_path / "sface.onnx"
     file.write_bytes(model)
     assert _run("import", str(file), "--as", "sface") == 0

@@ -83,10 +83,10 @@ def serving(files: dict[str, bytes]):
         server.server_close()
 
 
-def point(monkeypatch, name: str, urls: tuple[str, ...], **changes) -> None:
+def point(monkeypatch, name: str, urls: tuple[str, ...] | None = None, **changes) -> None:
     """Make catalog entry `name` download from `urls` (the real catalog keeps the real addresses)."""
-    monkeypatch.setitem(zoo_catalog.CATALOG, name,
-                        dataclasses.replace(zoo_catalog.CATALOG[name], urls=urls, **changes))
+    entry = zoo_catalog.CATALOG[name]
+    monkeypatch.setitem(zoo_catalog.CATALOG, name, dataclasses.replace(entry, urls=urls or entry.urls, **changes))
 
 
 def tiny_onnx(dim: int = 128, size: int = 112, seed: int = 0) -> bytes:
