@@ -120,15 +120,14 @@ def _verify(file: Path, expected: str | None, what: str, shown: str = "") -> Non
 
 
 def _download(entry: ModelEntry, timeout: float | None, progress: bool) -> Path:
-    hint = (f"If you obtained {entry.download_name} another way (from {entry.urls[0]}), install it with: "
-            f"{import_command(entry.name)}")
+    hint = f"If you obtained {entry.download_name} another way, install it with: {import_command(entry.name)}"
     failures = []
     for url in entry.urls:
         try:
             return download(url, _download_path(entry), entry.sha256, timeout, progress)
         except OfflineError:
-            raise ZooError(f"model {entry.name} is not in the cache ({model_dir(entry.name)}) and cannot be "
-                           f"downloaded from {url}: network access is disabled (FACEID_OFFLINE=1). {hint}") from None
+            raise ZooError(f"model {entry.name} is not in the cache ({model_dir(entry.name)}) and FACEID_OFFLINE=1 "
+                           f"forbids downloading it from {url}. {hint}") from None
         except DownloadError as error:
             failures.append(str(error))
     raise ZooError(f"could not download model {entry.name}: {'; '.join(failures)}. {hint}")
@@ -136,12 +135,7 @@ def _download(entry: ModelEntry, timeout: float | None, progress: bool) -> Path:
 
 def _install(entry: ModelEntry, source: Path) -> Path:
     destination = model_path(entry.name)
-    if entry.kind in ("onnx", "onnx_zip"):
-        description = {**entry.preprocessing(), "alignment": entry.alignment, "embedding_dim": entry.embedding_dim,
-                       "zoo_name": entry.name, "licence": entry.licence, "source": entry.source}
-        with atomic_write(destination.with_suffix(".yaml")) as temporary:
-            temporary.write_text(yaml.safe_dump(description, sort_keys=False))
-    with atomic_write(destination) as temporary:
+    with atomic_write(destination) as temporary:  # renamed into place last: its presence means complete
         if entry.kind == "facenet":
             from faceid.zoo.facenet import convert_facenet
 
@@ -152,7 +146,16 @@ def _install(entry: ModelEntry, source: Path) -> Path:
             convert_dlib_model(source, temporary)
         else:
             _copy_onnx(entry, source, temporary)
+            _write_description(entry, destination.with_suffix(".yaml"))
     return destination
+
+
+def _write_description(entry: ModelEntry, path: Path) -> None:
+    """faceid's third-party preprocessing description, plus the alignment template and provenance."""
+    description = {**entry.preprocessing(), "alignment": entry.alignment, "embedding_dim": entry.embedding_dim,
+                   "zoo_name": entry.name, "licence": entry.licence, "source": entry.source}
+    with atomic_write(path) as temporary:
+        temporary.write_text(yaml.safe_dump(description, sort_keys=False))
 
 
 def _copy_onnx(entry: ModelEntry, source: Path, target: Path) -> None:

@@ -49,6 +49,9 @@ def _handler(state: ServerState):
             start, requested = 0, self.headers.get("Range")
             if requested and not state.ignore_range:
                 start = int(requested.removeprefix("bytes=").split("-")[0])
+                if start >= len(data):
+                    self.send_error(416)
+                    return
                 self.send_response(206)
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             else:
@@ -150,6 +153,15 @@ def test_server_ignoring_range_gets_a_full_download(server, model_bytes):
     server.drops, server.ignore_range = 1, True
     assert pull("sface", progress=False).read_bytes() == model_bytes
     assert len(server.requests) == 2 and server.requests[1][1] is not None
+
+
+def test_a_partial_file_the_server_cannot_continue_is_replaced(server, model_bytes, home):
+    partial = home / "models" / "sface" / "download" / "sface.onnx.part"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(model_bytes + b"left over from another file")
+    size = partial.stat().st_size
+    assert pull("sface", progress=False).read_bytes() == model_bytes
+    assert [header for _, header in server.requests] == [f"bytes={size}-", None]  # 416, then a full download
 
 
 def test_stalled_body_times_out_and_the_next_pull_resumes(server, model_bytes, home):
