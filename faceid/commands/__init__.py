@@ -19,6 +19,7 @@ from faceid.commands import (
     export,
     gallery,
     identify,
+    models,
     serve,
     synth,
     train,
@@ -39,5 +40,6 @@ COMMANDS: dict[str, ModuleType] = {
     "evaluate": evaluate,
     "compare-losses": compare_losses,
     "bench": bench,
+    "models": models,
     "demo": demo,
 }
