@@ -23,6 +23,7 @@ import numpy as np
 
 from faceid.arrays import l2_normalize
 from gallery.index import VectorIndex
+from gallery.kept_images import keep_images
 from gallery.names import UNKNOWN, validate_identity_name
 from gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
 from gallery.resolver import SampleResolver, embedder_fingerprint
@@ -179,7 +180,7 @@ class Gallery:
     def enroll_many(self, batches: dict[str, list], metadata: dict[str, dict] | None = None) -> dict[str, dict]:
         """Several identities in one transaction and one index write."""
         names = {identity: validate_identity_name(identity) for identity in batches}
-        resolved = {identity: self.resolve(items) for identity, items in batches.items()}
+        resolved = {identity: keep_images(self, self.resolve(items)) for identity, items in batches.items()}
         results, new_ids, new_vectors = {}, [], []
         with self._writer():
             with self.store.transaction() as connection:
@@ -237,8 +238,7 @@ class Gallery:
         return identity_id
 
     def _refuse_clash(self, name: str, connection) -> None:
-        taken = self.store.name_taken(name, connection)
-        if taken is not None:
+        if (taken := self.store.name_taken(name, connection)) is not None:
             raise GalleryError(f"identity name {name!r} clashes with the enrolled {taken!r}: names are compared "
                                "ignoring case; use the enrolled name, or a different one")
 

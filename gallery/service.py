@@ -15,6 +15,8 @@ that is not enrolled, 408 for a body that stalls, 413 for a body (or image, in p
 import hmac
 import json
 import os
+from dataclasses import replace
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
@@ -22,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from faceid.data.images import DEFAULT_MAX_PIXELS
 from gallery.gallery import Gallery
+from gallery.kept_images import keep_bytes, keeps_images
 from gallery.names import validate_identity_name
 from gallery.records import GalleryError, NotEnrolled
 from gallery.service_limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, BodyLimits
@@ -50,9 +53,16 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
         if not key_ok(request):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
-    async def prepared(upload: UploadFile, number: int = 0):
+    async def prepared(upload: UploadFile, number: int = 0, keep: bool = False):
         data, name = await upload.read(), upload.filename or f"upload {number}"
-        return await workers.read(lambda g: g.resolver.prepare(None, name, data))
+
+        def prepare(g: Gallery):
+            crop = g.resolver.prepare(None, name, data)
+            if keep and keeps_images(g):  # an enrolled upload is kept, so that it can be re-embedded
+                return replace(crop, source=keep_bytes(g, data, crop.file_hash, Path(name).suffix))
+            return crop
+
+        return await workers.read(prepare)
 
     @app.exception_handler(GalleryError)
     async def gallery_error(_, error: GalleryError):
@@ -74,7 +84,7 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
     @app.post("/identities/{name}", dependencies=guarded)
     async def enroll(name: str, files: Annotated[list[UploadFile], File(description="face images")]) -> dict:
         name = validate_identity_name(name)
-        crops = [await prepared(upload, number) for number, upload in enumerate(files)]
+        crops = [await prepared(upload, number, keep=True) for number, upload in enumerate(files)]
         samples = await workers.read(lambda g: g.resolver.embed_prepared(crops))
         return await workers.write(lambda g: g.enroll(name, samples))
 
