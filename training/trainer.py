@@ -26,8 +26,8 @@ from faceid.device import resolve_device
 from faceid.embedding import Preprocessing, TorchEmbedder
 from faceid.losses import build_loss
 from faceid.losses.margin import CombinedMarginLoss
+from training import checkpoint
 from training.augmentation import Augmentation
-from training.checkpoint import restore_training_state, save_model, save_training_state, training_state
 from training.distributed import DistributedContext, init_distributed, shutdown
 from training.partial_fc import ShardedMarginHead
 from training.run_log import RunLog
@@ -177,13 +177,13 @@ class Trainer:
 
     # ----- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, name: str = "last.pt") -> None:
-        state = training_state(self)  # every rank joins the gather of a sharded head
+        state = checkpoint.training_state(self)  # every rank joins the gather of a sharded head
         if self.context.is_main:
-            save_training_state(state, self.run_dir / "checkpoints" / name)
+            checkpoint.save_training_state(state, self.run_dir / "checkpoints" / name)
 
     def save_model(self, path: Path) -> None:
         if self.context.is_main:
-            save_model(self, path)
+            checkpoint.save_model(self, path)
 
     # ----- validation --------------------------------------------------------------------------
     def validate(self) -> dict:
@@ -291,7 +291,7 @@ class Trainer:
         the schedule keeps its full length and `resume` continues from there)."""
         last_step = min(self.total_steps, until_step or self.total_steps)
         if self.resume_path is not None:
-            restore_training_state(self, self.resume_path)
+            checkpoint.restore_training_state(self, self.resume_path)
         self.run_log = RunLog(self.run_dir, self.config, self.resume_path is not None, self.total_steps, self.step,
                               writes=self.context.is_main, progress=self.progress)
         self.last_validation, self.validated_at, stopped_early = None, None, False
