@@ -3,6 +3,8 @@
 import contextlib
 import io
 import socket
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -212,3 +214,36 @@ def test_a_chunked_body_over_the_limit_gets_413(tmp_path):
         chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in [part, b"y" * 4000, b"z" * 4000]) + b"0\r\n\r\n"
         answer = _raw(port, head, chunks, wait=8)
         assert answer.startswith(b"HTTP/1.1 413") and b"larger than 10000 bytes" in answer
+
+
+def test_several_worker_processes_serve_one_gallery_and_keep_uploads(tmp_path, small_synthetic):
+    from faceid.embedding import save_backbone_checkpoint
+    from gallery.session import open_gallery
+
+    embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
+    save_backbone_checkpoint(tmp_path / "model.pt", embedder.model, "small_cnn", 16, 64)
+    open_gallery(tmp_path / "g", str(tmp_path / "model.pt"), aligned=True, device="cpu", create=True,
+                 keep_images=True).close()
+    image = list_identity_folder(small_synthetic / "aligned")[0].path
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "faceid.cli", "serve", str(tmp_path / "g"), "--device", "cpu",
+                               "--port", str(port), "--workers", "2"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with contextlib.suppress(OSError):
+                if _call(f"{base}/health")[0] == 200:
+                    break
+            time.sleep(0.3)
+        status, body = _call(f"{base}/identities/alice", "POST", files=[("files", "a.png", image.read_bytes())])
+        assert status == 200 and body["added"] == 1
+        answers = [_call(f"{base}/identify", "POST", files=[("file", "p.png", image.read_bytes())])
+                   for _ in range(8)]
+        assert all(status == 200 and body["identity"] == "alice" for status, body in answers), answers
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    kept = list((tmp_path / "g" / "images").rglob("*.png"))
+    assert len(kept) == 1 and kept[0].read_bytes() == image.read_bytes()
