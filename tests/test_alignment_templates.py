@@ -131,9 +131,11 @@ def _dlib_models() -> Path:
     return models
 
 
+@pytest.mark.slow
 def test_dlib_150_chips_embed_like_dlibs_own_chips():
-    """On 40 ORL + 40 Caltech images (the held-out split of tools/derive_dlib_template.py), dlib's
-    network gives faceid's chip and dlib's own chip cosine mean >= 0.98 and 5th percentile >= 0.95."""
+    """On 40 ORL + 20 Caltech images (from the held-out split of tools/derive_dlib_template.py), dlib's
+    network gives faceid's chip and dlib's own chip cosine mean >= 0.98 and 5th percentile >= 0.95.
+    (Caltech's images differ in size, so each is its own MTCNN batch: the costly part of this test.)"""
     models = _dlib_models()
     import dlib
 
@@ -146,7 +148,7 @@ def test_dlib_150_chips_embed_like_dlibs_own_chips():
     mtcnn = FaceDetector(device="cpu", select="largest")
     orl = [SHARED_DATA / "orl" / f"s{s}" / f"{k}.pgm" for s in range(21, 41) for k in (2, 7)]
     caltech = sorted((SHARED_DATA / "caltech_faces").glob("*.jpg"))
-    paths = orl + caltech[len(caltech) // 2::5][:40]
+    paths = orl + caltech[len(caltech) // 2::10][:20]
     images = [read_rgb(p) for p in paths]
     cosines = []
     for rgb, faces in zip(images, mtcnn.detect_arrays(images), strict=True):
@@ -158,6 +160,6 @@ def test_dlib_150_chips_embed_like_dlibs_own_chips():
         ours, _ = align_face(rgb, faces[0].landmarks, "dlib_150")
         a, b = (np.asarray(network.compute_face_descriptor(np.ascontiguousarray(c))) for c in (own, ours))
         cosines.append(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
-    assert len(cosines) >= 70, f"both detectors found a face in only {len(cosines)} of {len(paths)} images"
+    assert len(cosines) >= 55, f"both detectors found a face in only {len(cosines)} of {len(paths)} images"
     mean, p5 = float(np.mean(cosines)), float(np.percentile(cosines, 5))
     assert mean >= 0.98 and p5 >= 0.95, f"chip cosine mean {mean:.4f}, 5th percentile {p5:.4f} (n={len(cosines)})"

@@ -308,6 +308,8 @@ def main(argv=None) -> int:
     points = np.stack([apply(r["facenet"][0], r["landmarks"]) for r in unclipped])
     facenet = points.mean(0)
     print(f"fit images whose box lies inside the image: {len(unclipped)} of {len(fit_rows)}")
+    aspect = [(r["box"][3] - r["box"][1]) / (r["box"][2] - r["box"][0]) for r in rows if not r["facenet"][1]]
+    print(f"MTCNN box height/width (the crop squeezes faces vertically by its inverse): {summary(aspect)}")
     print("MTCNN points in the 160 crop: mean\n", facenet, "\nmedian\n", np.median(points, 0), "\nper-point std\n",
           points.std(0))
     facenet_grid = chip_grid(FACENET_SIZE)
