@@ -109,8 +109,8 @@ class DlibPipeline:
 
 
 def match(faces, shape):
-    """The MTCNN face that is dlib's face: the one whose eye midpoint is nearest dlib's, if within half
-    dlib's inter-eye distance... measured generously (one dlib eye distance)."""
+    """The MTCNN face that is dlib's face: the one whose eye midpoint is nearest dlib's, provided it lies
+    within one dlib inter-eye distance of it; None otherwise."""
     parts = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
     # dlib's 5-point model: 0,1 = one eye's corners, 2,3 = the other's, 4 = below the nose
     eye_a, eye_b = parts[0:2].mean(0), parts[2:4].mean(0)
