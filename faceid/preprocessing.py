@@ -17,7 +17,10 @@ class AlignedFace:
 
 
 class FacePreprocessor:
-    def __init__(self, detector: FaceDetector | None = None, size: int | tuple[int, int] = 112,
+    """`size` is the crop: an alignment template (name, spec or `AlignmentTemplate`, e.g. an embedder's
+    `preprocessing.crop_template()`), or an int / (height, width) for the ArcFace template at that size."""
+
+    def __init__(self, detector: FaceDetector | None = None, size=112,
                  select: str = "largest", **detector_options):
         self.detector = detector or FaceDetector(select=select, **detector_options)
         self.detector.select = select
