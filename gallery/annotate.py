@@ -26,9 +26,10 @@ def draw_matches(rgb: np.ndarray, matches: list[FaceMatch]) -> np.ndarray:
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
         label = match.identity if match.best_score is None else f"{match.identity} {match.best_score:.2f}"
         (width, height), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
-        top = max(0, y1 - height - baseline - 2)
-        cv2.rectangle(canvas, (x1, top), (x1 + width + 2, top + height + baseline + 2), colour, cv2.FILLED)
-        cv2.putText(canvas, label, (x1 + 1, top + height + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+        pad = 2 * thickness
+        top = max(0, y1 - height - baseline - pad)
+        cv2.rectangle(canvas, (x1, top), (x1 + width + 2 * pad, top + height + baseline + pad), colour, cv2.FILLED)
+        cv2.putText(canvas, label, (x1 + pad, top + height + pad // 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                     (255, 255, 255), thickness, cv2.LINE_AA)
     return canvas
 
