@@ -122,8 +122,6 @@ def test_an_image_the_detector_chokes_on_fails_alone(tmp_path):
     tiny = np.zeros((8, 8, 3), np.uint8)  # below the detector's smallest face: MTCNN raises on it
     results = prepare_faces([tiny, tmp_path / "missing.png", tiny], ["first", "second", "third"],
                             FacePreprocessor(device="cpu"))
-    assert [str(r) for r in results] == ["first: face detection failed (torch.cat(): expected a non-empty list "
-                                         "of Tensors)", "second: no such file",
-                                         "third: face detection failed (torch.cat(): expected a non-empty list "
-                                         "of Tensors)"]
+    assert str(results[0]).startswith("first: face detection failed (") and str(results[1]) == "second: no such file"
+    assert str(results[2]).startswith("third: face detection failed (")
     assert not any(isinstance(r, PreparedFace) for r in results)
