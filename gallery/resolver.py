@@ -16,7 +16,6 @@ import numpy as np
 
 from faceid.arrays import NORM_EPS, l2_normalize
 from faceid.data.images import ImageReadError, decode_rgb
-from faceid.detection import to_rgb_array
 from gallery.records import GalleryError, Sample
 
 IMAGE_BATCH = 32  # images decoded and detected together: bounds the memory of decoded photos
@@ -52,6 +51,8 @@ def read_image(image, name: str) -> tuple[np.ndarray, str | None, str]:
             return decode_rgb(data, name), str(image), hashlib.sha256(data).hexdigest()
         if isinstance(image, bytes):
             return decode_rgb(image, name), None, hashlib.sha256(image).hexdigest()
+        from faceid.detection import to_rgb_array  # here: it imports torch, which embeddings-only galleries skip
+
         array = np.asarray(image)
         return to_rgb_array(array), None, hashlib.sha256(array.tobytes()).hexdigest()
     except ImageReadError as error:

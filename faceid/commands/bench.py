@@ -5,17 +5,18 @@ from pathlib import Path
 
 from faceid.commands.options import add_device_option
 
-SUMMARY = "benchmarks (losses, detect, embed, gallery) printing ratios to a baseline from the same run"
+SUMMARY = "benchmarks (losses, detect, embed, enroll, gallery) printing ratios to a baseline from the same run"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["losses", "detect", "embed", "gallery"], help="what to benchmark")
+    parser.add_argument("target", choices=["losses", "detect", "embed", "enroll", "gallery"], help="what to benchmark")
     add_device_option(parser)
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/caltech_faces"),
-                        help="real photos for `bench detect` and `bench embed` (default ../shared/data/caltech_faces)")
+                        help="real photos for `bench detect`, `embed`, `enroll` (default ../shared/data/caltech_faces)")
     parser.add_argument("--limit", type=int, default=200, help="at most this many images for `bench detect`")
+    parser.add_argument("--workers", type=int, default=2, help="decode + detect processes for `bench enroll`")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
         from export.benchmark import run_embed_benchmark
 
         run_embed_benchmark(args.data, repeats=args.repeats)
+    elif args.target == "enroll":
+        from gallery.enroll_benchmark import run_enroll_benchmark
+
+        run_enroll_benchmark(args.data, workers=args.workers, repeats=args.repeats)
     elif args.target == "detect":
         from evaluation.benchmarks.detection import run_detection_benchmark
 
