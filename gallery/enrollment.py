@@ -71,8 +71,7 @@ def calibrate_from_folder(gallery: Gallery, root: Path, pairs_file: Path | None 
         protocol = protocols.build_pair_protocol(list_identity_folder(root), folds=10, pairs_per_fold=2000)
     failures: dict = {}
     embeddings = {}
-    for path, outcome in zip(protocol.paths, resolve_paths(gallery.resolver, protocol.paths,
-                                                            desc="calibration images"), strict=True):
+    for path, outcome in resolve_paths(gallery.resolver, protocol.paths, desc="calibration images"):
         if isinstance(outcome, GalleryError):
             failures[str(path)] = str(outcome)
         else:
