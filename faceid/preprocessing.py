@@ -42,4 +42,7 @@ class FacePreprocessor:
             raise ValueError(f"select must be one of {SELECT_CHOICES}, got {select!r}")
         if select == self.detector.select:
             return self
-        return FacePreprocessor(copy.copy(self.detector), self.size, select)
+        selecting = copy.copy(self)
+        selecting.detector = copy.copy(self.detector)
+        selecting.detector.select = select
+        return selecting
