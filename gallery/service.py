@@ -57,7 +57,7 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
         data, name = await upload.read(), upload.filename or f"upload {number}"
 
         def prepare(g: Gallery):
-            crop = g.resolver.prepare(None, name, data)
+            crop = g.resolver.prepare(data, name)
             if keep and keeps_images(g):  # an enrolled upload is kept, so that it can be re-embedded
                 return replace(crop, source=keep_bytes(g, data, crop.file_hash, Path(name).suffix))
             return crop
