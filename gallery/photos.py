@@ -52,7 +52,7 @@ def identify_photo(gallery: Gallery, image, k: int = 5, threshold: float | None 
     if preprocessor is None or embedder is None:
         raise GalleryError(f"{name}: finding every face of a photo needs a gallery opened with an embedder and a "
                            "face detector (not one of aligned crops)")
-    rgb = read_image(image, name)[0]
+    rgb = read_image(image, name, gallery.resolver.max_pixels)[0]
     faces = sorted(preprocessor.selecting("all").many([rgb])[0], key=lambda f: (f.face.box[0], f.face.box[1]))
     if not faces:
         return []

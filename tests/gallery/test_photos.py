@@ -103,3 +103,17 @@ def test_annotate_needs_exactly_one_photo(enrolled, photo, tmp_path, capsys):
     gallery, _, _ = enrolled
     assert main(["identify", str(gallery.path), str(photo), str(photo), "--annotate", str(tmp_path / "a.jpg")]) == 1
     assert "--annotate draws one photo; 2 were given" in capsys.readouterr().err
+
+
+def test_http_identify_all_faces_returns_every_face(enrolled, photo):
+    from gallery.service import create_app
+    from tests.gallery.http_client import call, running
+
+    gallery, matches, _ = enrolled
+    with running(create_app(gallery)) as (base, _):
+        status, faces = call(f"{base}/identify?all_faces=true", "POST", fields={"k": 3, "threshold": THRESHOLD},
+                             files=[("file", "multiface.jpg", photo.read_bytes())], key=None)
+    assert status == 200, faces
+    assert [face["identity"] for face in faces] == [match.identity for match in matches]
+    assert {"box", "landmarks", "identity", "candidates"} <= set(faces[0])
+    assert sorted(f["identity"] for f in faces if f["identity"] != "unknown") == sorted(ENROLLED.values())
