@@ -10,6 +10,7 @@ from evaluation.quality import quality_report
 from evaluation.report import plot_cmc, plot_roc, plot_score_histograms, write_report
 from evaluation.verification import verification_report
 from faceid.data.protocols import IdentificationProtocol, PairProtocol
+from faceid.embedding import Embedder
 
 
 def _embeddings(paths, embedder, embeddings_file, root, cache_dir, progress, preprocessor):
@@ -19,14 +20,16 @@ def _embeddings(paths, embedder, embeddings_file, root, cache_dir, progress, pre
 
 
 def evaluate_pairs(protocol: PairProtocol, out: Path, model_name: str, data: Path, embedder=None,
-                   embeddings_file=None, cache_dir=None, progress: bool = True, seed: int = 0, preprocessor=None) -> dict:
+                   embeddings_file=None, cache_dir=None, progress: bool = True, seed: int = 0,
+                   preprocessor=None) -> dict:
     """Verification on `protocol`; pairs with an image that failed are dropped and counted."""
     embeddings, failures = _embeddings(protocol.paths, embedder, embeddings_file, data, cache_dir, progress,
                                        preprocessor)
     keep = np.array([protocol.paths[a] in embeddings and protocol.paths[b] in embeddings
-                     for a, b in zip(protocol.first, protocol.second)], dtype=bool)
+                     for a, b in zip(protocol.first, protocol.second, strict=True)], dtype=bool)
     if not keep.any():
-        raise ValueError(f"no pair could be scored: {len(failures)} image(s) failed, e.g. {next(iter(failures.values()), '')}")
+        example = next(iter(failures.values()), "")
+        raise ValueError(f"no pair could be scored: {len(failures)} image(s) failed, e.g. {example}")
     first = np.stack([embeddings[protocol.paths[a]] for a in protocol.first[keep]])
     second = np.stack([embeddings[protocol.paths[b]] for b in protocol.second[keep]])
     scores, is_same = (first * second).sum(1), protocol.is_same[keep]
@@ -66,3 +69,18 @@ def evaluate_identification(protocol: IdentificationProtocol, out: Path, model_n
     plot_cmc(identification["cmc"], out / "cmc.png", f"CMC: {model_name}")
     write_report(report, out)
     return report
+
+
+def compare_embedders(protocol: PairProtocol, embedders: dict[str, Embedder], out_dir: Path, data: Path) -> list[dict]:
+    """Verification accuracy of each embedder on one protocol, the first being the baseline of `change`.
+
+    Each embedder's report goes to `out_dir / evaluation-<name>`. Rows hold `model`, `accuracy` and `change`
+    (10-fold accuracy and its difference to the first, in percentage points) and `auc`."""
+    rows = []
+    for name, embedder in embedders.items():
+        report = evaluate_pairs(protocol, out_dir / f"evaluation-{name}", name, data, embedder=embedder,
+                                progress=False)["verification"]
+        accuracy = 100 * report["accuracy_10fold_mean"]
+        change = accuracy - rows[0]["accuracy"] if rows else 0.0
+        rows.append({"model": name, "accuracy": accuracy, "change": change, "auc": report["auc"]})
+    return rows

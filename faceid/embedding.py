@@ -66,15 +66,24 @@ class TorchEmbedder:
     """An embedder over a PyTorch backbone (eval mode, no gradients), batched."""
 
     def __init__(self, model: torch.nn.Module, name: str, embedding_dim: int, preprocessing: Preprocessing,
-                 device: str = "auto", batch_size: int = 64, identity: str = ""):
-        self.device = resolve_device(device)
+                 device: str | torch.device = "auto", batch_size: int = 64, identity: str = ""):
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = model.to(self.device).eval()
         self.name, self.embedding_dim, self.preprocessing = name, embedding_dim, preprocessing
-        self.batch_size = batch_size
-        digest = hashlib.sha256(json.dumps([name, embedding_dim, asdict(preprocessing), identity]).encode())
-        for tensor in self.model.state_dict().values():
-            digest.update(tensor.detach().cpu().numpy().tobytes())
-        self.fingerprint = digest.hexdigest()[:16]
+        self.batch_size, self.identity = batch_size, identity
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the name, size, preprocessing and weights, computed on first use from the weights
+        of that moment (so wrapping a live model, as validation during training does, hashes nothing)."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(json.dumps([self.name, self.embedding_dim, asdict(self.preprocessing),
+                                                self.identity]).encode())
+            for tensor in self.model.state_dict().values():
+                digest.update(tensor.detach().cpu().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "auto", batch_size: int = 64) -> "TorchEmbedder":
@@ -87,7 +96,10 @@ class TorchEmbedder:
             raise ValueError(f"{path} is not a readable PyTorch checkpoint: {error}") from None
         if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a faceid backbone checkpoint (format {CHECKPOINT_FORMAT})")
-        model = build_backbone(checkpoint["backbone"], checkpoint["embedding_dim"], checkpoint["input_size"])
+        options = checkpoint.get("backbone_options") or {}
+        if not isinstance(options, dict):
+            raise ValueError(f"{path}: backbone_options must be a mapping, got {type(options).__name__}")
+        model = build_backbone(checkpoint["backbone"], checkpoint["embedding_dim"], checkpoint["input_size"], **options)
         model.load_state_dict(checkpoint["state_dict"])
         return cls(model, checkpoint["backbone"], checkpoint["embedding_dim"],
                    Preprocessing(input_size=checkpoint["input_size"]), device, batch_size)

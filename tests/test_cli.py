@@ -5,15 +5,40 @@ import sys
 import pytest
 
 from faceid.cli import main
+from faceid.commands import COMMANDS
 
 FACEID = [sys.executable, "-m", "faceid.cli"]
 
 
 def test_help_lists_every_subcommand():
     result = subprocess.run(FACEID + ["--help"], capture_output=True, text=True, check=True)
-    for name in ["synth", "align", "train", "export", "enroll", "verify", "identify", "gallery",
+    listing = " ".join(result.stdout.split())  # argparse wraps the summaries
+    for name in ["synth", "align", "train", "export", "embed", "enroll", "verify", "identify", "gallery", "serve",
                  "evaluate", "compare-losses", "bench", "demo"]:
-        assert name in result.stdout
+        assert f"{name} {COMMANDS[name].SUMMARY}" in listing
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_module_has_the_interface_and_its_help_works(name, capsys):
+    module = COMMANDS[name]
+    assert isinstance(module.SUMMARY, str) and module.SUMMARY
+    assert callable(module.add_arguments) and callable(module.run)
+    with pytest.raises(SystemExit) as exit_info:
+        main([name, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: faceid {name}") and " ".join(module.SUMMARY.split()) in " ".join(out.split())
+
+
+@pytest.mark.parametrize("command", [["align", "a", "b"], ["embed", "x.png", "--model", "m", "--out", "e.npy"],
+                                     ["identify", "g", "x.png"], ["gallery", "list", "g"], ["bench", "losses"]])
+def test_device_rejects_a_bad_value_naming_the_choices(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--device", "tpu"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # the line after the usage
+    assert "argument --device: invalid choice: 'tpu'" in error
+    assert all(choice in error for choice in ("auto", "cpu", "cuda"))
 
 
 def test_synth_writes_the_tree(tmp_path, capsys):

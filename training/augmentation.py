@@ -14,9 +14,7 @@ from faceid.registry import Registry
 PRESETS = Registry("augmentation preset")
 
 
-@PRESETS.register("none")
-def no_augmentation() -> list:
-    return []
+PRESETS.register("none")(list)  # list() is [], no transforms
 
 
 @PRESETS.register("light")
@@ -52,7 +50,7 @@ def _from_list(entries: list[dict]) -> list:
 
 class Augmentation:
     def __init__(self, spec: str | list[dict] = "light"):
-        transforms = PRESETS.get(spec)() if isinstance(spec, str) else _from_list(spec)
+        transforms = PRESETS.build(spec) if isinstance(spec, str) else _from_list(spec)
         self.compose = A.Compose(transforms) if transforms else None
 
     def __call__(self, image: np.ndarray, seed: int) -> np.ndarray:

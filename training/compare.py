@@ -42,8 +42,9 @@ def compare_losses(config: FaceidConfig, losses: list[str], eval_root: Path | No
         run_config.loss.name, run_config.loss.params = name, params
         run_config.training.run_dir = str(run_dir)
         summary = Trainer(run_config).train()
-        report = evaluate_pairs(protocol, run_dir / "evaluation", f"{name} {params or ''}".strip(), eval_root or config.data.root,
-                                embedder=TorchEmbedder.from_checkpoint(summary["model"], config.device), progress=False)
+        embedder = TorchEmbedder.from_checkpoint(summary["model"], config.device)
+        report = evaluate_pairs(protocol, run_dir / "evaluation", f"{name} {params or ''}".strip(),
+                                eval_root or config.data.root, embedder=embedder, progress=False)
         verification = report["verification"]
         rows.append({"loss": name, "params": params, "accuracy": verification["accuracy_10fold_mean"],
                      "accuracy_std": verification["accuracy_10fold_std"], "auc": verification["auc"],
@@ -53,11 +54,13 @@ def compare_losses(config: FaceidConfig, losses: list[str], eval_root: Path | No
     (out / "comparison.json").write_text(json.dumps(rows, indent=2))
     lines = [f"Evaluation: {len(eval_images)} images of {len({i.identity for i in eval_images})} identities never "
              f"seen in training; {len(protocol)} pairs ({int(protocol.is_same.sum())} genuine).", "",
-             "| loss | hyperparameters | 10-fold accuracy | AUC | TAR@FAR=1e-2 | train time |", "|---|---|---|---|---|---|"]
+             "| loss | hyperparameters | 10-fold accuracy | AUC | TAR@FAR=1e-2 | train time |",
+             "|---|---|---|---|---|---|"]
     for row in rows:
         tar = row["tar_at_far_1e-2"]
         tar_text = "n/a" if tar != tar else f"{100 * tar:.1f}%"
         lines.append(f"| {row['loss']} | {row['params'] or 'defaults'} | {100 * row['accuracy']:.1f}% ± "
-                     f"{100 * row['accuracy_std']:.1f}% | {row['auc']:.3f} | {tar_text} | {row['train_seconds']:.0f} s |")
+                     f"{100 * row['accuracy_std']:.1f}% | {row['auc']:.3f} | {tar_text} | "
+                     f"{row['train_seconds']:.0f} s |")
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
     return rows

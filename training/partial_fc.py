@@ -12,12 +12,14 @@ over ranks, so the gathered-embedding gradient is multiplied by the world size t
 equal to single-process training on the global batch.
 """
 
+from itertools import pairwise
+
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from faceid.losses.base import replace_target
+from faceid.losses.base import check_inputs, cosine_logits
 from faceid.losses.margin import CombinedMarginLoss
 
 
@@ -65,36 +67,35 @@ class DistributedCrossEntropy(torch.autograd.Function):
 
 
 class ShardedMarginHead(nn.Module):
-    """CombinedMarginLoss (s, m1, m2, m3) with `weight` sharded over the ranks of the process group."""
+    """CombinedMarginLoss with `weight` sharded over the ranks of the process group: this rank's rows
+    of the class vectors plus the reference loss's MarginTransform (float32 math, autocast off)."""
 
     def __init__(self, reference: CombinedMarginLoss, rank: int, world_size: int):
         super().__init__()
         classes = reference.num_classes
         self.rank, self.world_size, self.num_classes = rank, world_size, classes
         self.embedding_dim = reference.embedding_dim
-        bounds = [classes * r // world_size for r in range(world_size + 1)]
-        self.start, self.end = bounds[rank], bounds[rank + 1]
+        self.bounds = [classes * r // world_size for r in range(world_size + 1)]
+        self.start, self.end = self.bounds[rank], self.bounds[rank + 1]
         self.weight = nn.Parameter(reference.weight.detach()[self.start:self.end].clone())
-        del reference.weight  # the full matrix lives on no rank; `reference` keeps only its margin formula
-        self.margin = reference
+        self.margin = reference.margin
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        gathered = GatherEmbeddings.apply(embeddings.float(), self.rank, self.world_size)
-        all_labels = [torch.empty_like(labels) for _ in range(self.world_size)]
-        dist.all_gather(all_labels, labels.contiguous())
-        all_labels = torch.cat(all_labels)
-        cos = F.normalize(gathered, dim=1) @ F.normalize(self.weight, dim=1).T
-        local = (all_labels >= self.start) & (all_labels < self.end)
-        local_labels = torch.where(local, all_labels - self.start, torch.zeros_like(all_labels))
-        target = self.margin.target_margin(cos.gather(1, local_labels[:, None]).squeeze(1))
-        margined = torch.where(local[:, None], replace_target(cos, local_labels, target), cos)
-        return DistributedCrossEntropy.apply(self.margin.s * margined, all_labels, self.start)
+        labels = check_inputs(embeddings, labels, self.embedding_dim, self.num_classes)
+        with torch.autocast(embeddings.device.type, enabled=False):
+            gathered = GatherEmbeddings.apply(embeddings.float(), self.rank, self.world_size)
+            all_labels = [torch.empty_like(labels) for _ in range(self.world_size)]
+            dist.all_gather(all_labels, labels.contiguous())
+            all_labels = torch.cat(all_labels)
+            cos = cosine_logits(gathered, self.weight)
+            local = (all_labels >= self.start) & (all_labels < self.end)
+            local_labels = torch.where(local, all_labels - self.start, torch.zeros_like(all_labels))
+            return DistributedCrossEntropy.apply(self.margin(cos, local_labels, local), all_labels, self.start)
 
     def full_weight(self) -> torch.Tensor:
         """Every rank's shard, gathered (for checkpoints); shards are padded to one size for all_gather."""
-        bounds = [self.num_classes * r // self.world_size for r in range(self.world_size + 1)]
-        rows = max(b - a for a, b in zip(bounds, bounds[1:]))
+        rows = max(b - a for a, b in pairwise(self.bounds))
         padded = F.pad(self.weight.detach(), (0, 0, 0, rows - self.weight.shape[0]))
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded.contiguous())
-        return torch.cat([part[: b - a] for part, a, b in zip(parts, bounds, bounds[1:])])
+        return torch.cat([part[: b - a] for part, (a, b) in zip(parts, pairwise(self.bounds), strict=True)])

@@ -6,14 +6,16 @@ global batches, so a resumed run and every rank of a distributed run see exactly
 """
 
 import numpy as np
+import torch.nn as nn
 
+from faceid.losses import ClassificationLoss, FaceLoss
 from faceid.registry import Registry
 
 SAMPLERS = Registry("sampler")
 
 
 class BatchSampler:
-    def __init__(self, labels: np.ndarray, batch_size: int, seed: int = 0, **options):
+    def __init__(self, labels: np.ndarray, batch_size: int, seed: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.labels, self.batch_size, self.seed = np.asarray(labels), batch_size, seed
@@ -86,4 +88,12 @@ class PKBatchSampler(BatchSampler):
 
 
 def build_sampler(name: str, labels, batch_size: int, seed: int = 0, **options) -> BatchSampler:
-    return SAMPLERS.get(name)(labels, batch_size, seed, **options)
+    """The sampler `name`; an option it does not take is a ValueError naming it and the valid ones."""
+    return SAMPLERS.build(name, labels, batch_size, seed, **options)
+
+
+def auto_sampler(loss: nn.Module) -> str:
+    """The sampler `training.sampler: auto` picks: P x K batches for a loss on pairs of samples (a
+    FaceLoss without class logits: contrastive, triplet), which needs several images per identity
+    in a batch; random batches for a classification loss or a joint loss built on one."""
+    return "pk" if isinstance(loss, FaceLoss) and not isinstance(loss, ClassificationLoss) else "random"

@@ -31,7 +31,7 @@ class LearningRateSchedule:
 
     def apply(self, optimizer, step: int) -> float:
         factor = self.factor(step)
-        for group, base in zip(optimizer.param_groups, self.base_lrs):
+        for group, base in zip(optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = max(self.config.min_lr, base * factor)
         return optimizer.param_groups[0]["lr"]
 

@@ -1,25 +1,19 @@
 """The training loop: any backbone with any loss from `faceid.losses`, on one CPU or many GPUs.
 
-A run directory holds `config.yaml`, `train.log`, `metrics.csv`, `checkpoints/last.pt` (the whole
-training state: model, loss, optimiser, schedule, scaler, RNG states, position), `best.pt` and
-`model.pt` (backbone checkpoints any embedder loads), and `summary.json`.
+A run directory holds `config.yaml`, `train.log`, `metrics.csv` (see `training.run_log`),
+`checkpoints/last.pt` (the whole training state: model, loss, optimiser, schedule, scaler, RNG
+states, position), `best.pt` and `model.pt` (backbone checkpoints any embedder loads; see
+`training.checkpoint`), and `summary.json`.
 """
 
-import csv
-import hashlib
-import json
 import logging
-import os
 import random
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
-import yaml
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from evaluation.verification import verification_report
 from faceid.backbones import build_backbone
@@ -29,19 +23,18 @@ from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.data.protocols import build_pair_protocol
 from faceid.device import resolve_device
-from faceid.embedding import Preprocessing, save_backbone_checkpoint
+from faceid.embedding import Preprocessing, TorchEmbedder
 from faceid.losses import build_loss
 from faceid.losses.margin import CombinedMarginLoss
+from training import checkpoint
 from training.augmentation import Augmentation
 from training.distributed import DistributedContext, init_distributed, shutdown
 from training.partial_fc import ShardedMarginHead
-from training.samplers import build_sampler
+from training.run_log import RunLog
+from training.samplers import auto_sampler, build_sampler
 from training.schedule import LearningRateSchedule
 
 log = logging.getLogger("faceid.train")
-PAIR_LOSSES = ("contrastive", "triplet")
-METRIC_COLUMNS = ["step", "epoch", "split", "loss", "lr", "images_per_second", "accuracy", "accuracy_std", "auc",
-                  "eer", "tar_at_far_1e-2", "tar_at_far_1e-3"]
 
 
 class TrainingSamples(torch.utils.data.Dataset):
@@ -71,10 +64,6 @@ class TrainModule(nn.Module):
         return self.loss(self.backbone(images), labels)
 
 
-def config_hash(config: FaceidConfig) -> str:
-    return hashlib.sha256(json.dumps(config.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
-
-
 def _datasets(config: FaceidConfig):
     data = config.data
     if data.format == "recordio":
@@ -92,14 +81,12 @@ def _datasets(config: FaceidConfig):
     return FolderDataset(train_images), validation
 
 
-def _atomic_save(payload, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
-
-
 class Trainer:
+    """One training run of `config`: data, model, loss, optimiser and schedule are built on
+    construction (joining the torchrun process group when there is one); `train()` runs the loop,
+    resuming from `resume` (a training checkpoint, or "auto" for the run's `last.pt`) when given,
+    and returns the summary it writes to `summary.json`."""
+
     def __init__(self, config: FaceidConfig, resume: str | Path | None = None, progress: bool = True):
         self.config, self.progress = config, progress
         device = resolve_device(config.device)
@@ -124,16 +111,28 @@ class Trainer:
         return path
 
     def _build(self) -> None:
-        config, t = self.config, self.config.training
+        config = self.config
         self.train_set, self.validation_images = _datasets(config)
         self.preprocessing = Preprocessing(input_size=config.model.input_size)
+        self._build_model()
+        self._build_batches()
+        self._build_optimizer()
+        self.step, self.best_metric, self.bad_validations = 0, -1.0, 0
+        if self.validation_images:
+            self.validation_protocol = build_pair_protocol(self.validation_images, config.evaluation.folds,
+                                                           config.evaluation.pairs_per_fold, config.seed)
+
+    def _build_model(self) -> None:
+        """The backbone, the loss (sharded over ranks with `model_parallel_head`) and what DDP wraps."""
+        config, t = self.config, self.config.training
         self.backbone = build_backbone(config.model.backbone, config.model.embedding_dim, config.model.input_size,
                                        **config.model.options).to(self.device)
         if self.device.type == "cuda" and self.context.enabled:
             self.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(self.backbone)
         if t.channels_last:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
-        loss = build_loss(config.loss.name, config.model.embedding_dim, self.train_set.num_classes, **config.loss.params)
+        loss = build_loss(config.loss.name, config.model.embedding_dim, self.train_set.num_classes,
+                          **config.loss.params)
         self.sharded = t.model_parallel_head and self.context.enabled
         if self.sharded:
             if not isinstance(loss, CombinedMarginLoss):
@@ -141,22 +140,24 @@ class Trainer:
                                  f"got {config.loss.name!r}")
             loss = ShardedMarginHead(loss, self.context.rank, self.context.world_size)
         self.loss = loss.to(self.device)
-        if self.context.enabled:
-            if self.sharded:
-                self.model = DistributedDataParallel(self.backbone)
-            else:
-                self.model = DistributedDataParallel(TrainModule(self.backbone, self.loss))
-        else:
+        if not self.context.enabled:
             self.model = TrainModule(self.backbone, self.loss)
+        else:
+            wrapped = self.backbone if self.sharded else TrainModule(self.backbone, self.loss)
+            self.model = DistributedDataParallel(wrapped)
 
-        sampler_name = t.sampler if t.sampler != "auto" else (
-            "pk" if config.loss.name.split("+")[0] in PAIR_LOSSES else "random")
-        options = {"images_per_identity": t.images_per_identity} if sampler_name == "pk" else {}
-        self.sampler = build_sampler(sampler_name, self.train_set.labels, t.batch_size, config.seed, **options)
+    def _build_batches(self) -> None:
+        config, t = self.config, self.config.training
+        name = auto_sampler(self.loss) if t.sampler == "auto" else t.sampler
+        options = {"images_per_identity": t.images_per_identity} if name == "pk" else {}
+        self.sampler = build_sampler(name, self.train_set.labels, t.batch_size, config.seed, **options)
         self.steps_per_epoch = len(self.sampler.batches(0))
         self.total_steps = min(t.max_steps or 10**12, t.epochs * self.steps_per_epoch)
         self.samples = TrainingSamples(self.train_set, Augmentation(t.augmentation), self.preprocessing)
 
+    def _build_optimizer(self) -> None:
+        """One parameter group for the backbone, one for the loss (its own lr and weight decay)."""
+        t = self.config.training
         loss_lr = t.loss_lr or t.lr
         loss_decay = t.weight_decay if t.loss_weight_decay is None else t.loss_weight_decay
         groups = [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": t.lr,
@@ -170,122 +171,32 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(groups)
         self.schedule = LearningRateSchedule(t.schedule, self.total_steps, self.steps_per_epoch,
                                              [g["lr"] for g in groups])
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp) if self.device.type == "cuda" else None
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
+        self.amp_dtype = amp if self.device.type == "cuda" else None
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.step, self.best_metric, self.bad_validations = 0, -1.0, 0
-        if self.validation_images:
-            self.validation_protocol = build_pair_protocol(self.validation_images, config.evaluation.folds,
-                                                              config.evaluation.pairs_per_fold, config.seed)
 
-    # ----- state -------------------------------------------------------------------------------
-    def _loss_state(self) -> dict:
-        if self.sharded:
-            return {"weight": self.loss.full_weight().cpu()}
-        return self.loss.state_dict()
-
-    def state(self) -> dict:
-        return {"format": "faceid-training-1", "step": self.step, "config": self.config.model_dump(),
-                "backbone": self.backbone.state_dict(), "loss": self._loss_state(),
-                "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-                "scaler": self.scaler.state_dict(), "best_metric": self.best_metric,
-                "bad_validations": self.bad_validations, "num_classes": self.train_set.num_classes,
-                "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                        "torch": torch.get_rng_state(),
-                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
-
-    def load_state(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        if state.get("format") != "faceid-training-1":
-            raise ValueError(f"{path} is not a faceid training checkpoint")
-        self.backbone.load_state_dict(state["backbone"])
-        if self.sharded:
-            with torch.no_grad():
-                self.loss.weight.copy_(state["loss"]["weight"][self.loss.start:self.loss.end])
-        else:
-            self.loss.load_state_dict(state["loss"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.step, self.best_metric = state["step"], state["best_metric"]
-        self.bad_validations = state["bad_validations"]
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
-
+    # ----- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self, name: str = "last.pt") -> None:
-        state = self.state()  # every rank joins the gather of a sharded head
+        state = checkpoint.training_state(self)  # every rank joins the gather of a sharded head
         if self.context.is_main:
-            _atomic_save(state, self.run_dir / "checkpoints" / name)
+            checkpoint.save_training_state(state, self.run_dir / "checkpoints" / name)
 
     def save_model(self, path: Path) -> None:
         if self.context.is_main:
-            save_backbone_checkpoint(path, self.backbone, self.config.model.backbone, self.config.model.embedding_dim,
-                                     self.config.model.input_size,
-                                     extra={"loss": self.config.loss.name, "config_hash": config_hash(self.config),
-                                            "step": self.step, "backbone_options": self.config.model.options})
+            checkpoint.save_model(self, path)
 
     # ----- validation --------------------------------------------------------------------------
-    @torch.no_grad()
     def validate(self) -> dict:
-        protocol = self.validation_protocol
-        self.backbone.eval()
-        embeddings = []
-        for start in range(0, len(protocol.paths), 64):
-            crops = [read_rgb(path) for path in protocol.paths[start:start + 64]]
-            batch = torch.from_numpy(self.preprocessing.apply(crops)).to(self.device)
-            embeddings.append(nn.functional.normalize(self.backbone(batch).float(), dim=1).cpu().numpy())
-        self.backbone.train()
-        embeddings = np.concatenate(embeddings)
+        """Verification on the validation pairs, through an embedder over the live backbone."""
+        protocol, model = self.validation_protocol, self.config.model
+        embedder = TorchEmbedder(self.backbone, model.backbone, model.embedding_dim, self.preprocessing, self.device)
+        try:
+            embeddings = np.concatenate([embedder.embed([read_rgb(path) for path in protocol.paths[start:start + 64]])
+                                         for start in range(0, len(protocol.paths), 64)])
+        finally:
+            self.backbone.train()
         scores = (embeddings[protocol.first] * embeddings[protocol.second]).sum(1)
         return verification_report(scores, protocol.is_same, folds=protocol.fold, seed=self.config.seed)
-
-    # ----- the loop ----------------------------------------------------------------------------
-    def _batches(self, epoch: int, skip: int):
-        local = self.context.local_slice(self.config.training.batch_size)
-        for position, batch in enumerate(self.sampler.batches(epoch)):
-            if position < skip:
-                continue
-            seeds = [hash((self.config.seed, epoch, position, k)) % 2**31 for k in range(len(batch))]
-            yield [(int(index), seed) for index, seed in list(zip(batch, seeds))[local]]
-
-    def _open_logs(self):
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.config.model_dump(), sort_keys=False))
-        handler = logging.FileHandler(self.run_dir / "train.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logging.getLogger("faceid").addHandler(handler)
-        logging.getLogger("faceid").setLevel(logging.INFO)
-        metrics_path = self.run_dir / "metrics.csv"
-        new = not metrics_path.exists() or self.resume_path is None
-        self.metrics_file = open(metrics_path, "w" if new else "a", newline="")
-        self.metrics = csv.DictWriter(self.metrics_file, fieldnames=METRIC_COLUMNS)
-        if new:
-            self.metrics.writeheader()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tensorboard = SummaryWriter(self.run_dir / "tensorboard")
-        except ImportError:
-            self.tensorboard = None
-        return handler
-
-    def _record(self, row: dict) -> None:
-        self.metrics.writerow({key: row.get(key, "") for key in METRIC_COLUMNS})
-        self.metrics_file.flush()
-        if self.tensorboard is not None:
-            for key, value in row.items():
-                if key not in ("step", "epoch", "split") and isinstance(value, (int, float)):
-                    self.tensorboard.add_scalar(f"{row['split']}/{key}", value, row["step"])
-
-    def _global_loss(self, value: torch.Tensor) -> float:
-        """The loss of the global batch: replicated ranks each hold their local batch's mean."""
-        value = value.detach().float().clone()
-        if self.context.enabled and not self.sharded:
-            torch.distributed.all_reduce(value)
-            value /= self.context.world_size
-        return float(value)
 
     def _validation_due(self, end_of_epoch: bool) -> bool:
         t = self.config.training
@@ -303,10 +214,11 @@ class Trainer:
         if self.context.is_main:
             report = self.validate()
             metric = report["accuracy_10fold_mean"]
-            self._record({"step": self.step, "epoch": self.step / self.steps_per_epoch, "split": "validation",
-                          "accuracy": metric, "accuracy_std": report["accuracy_10fold_std"], "auc": report["auc"],
-                          "eer": report["eer"], "tar_at_far_1e-2": report["tar_at_far"]["1e-2"],
-                          "tar_at_far_1e-3": report["tar_at_far"]["1e-3"]})
+            self.run_log.record({"step": self.step, "epoch": self.step / self.steps_per_epoch, "split": "validation",
+                                 "accuracy": metric, "accuracy_std": report["accuracy_10fold_std"],
+                                 "auc": report["auc"], "eer": report["eer"],
+                                 "tar_at_far_1e-2": report["tar_at_far"]["1e-2"],
+                                 "tar_at_far_1e-3": report["tar_at_far"]["1e-3"]})
             log.info("step %d validation: accuracy %.4f ± %.4f, AUC %.4f", self.step, metric,
                      report["accuracy_10fold_std"], report["auc"])
             self.schedule.observe(metric)
@@ -322,84 +234,94 @@ class Trainer:
             torch.distributed.broadcast(stop, 0)
         return bool(stop[0])
 
+    # ----- the loop ----------------------------------------------------------------------------
+    def _loader(self) -> torch.utils.data.DataLoader:
+        """The rest of the current epoch: this rank's slice of each global batch, with per-sample
+        augmentation seeds from (seed, epoch, position), so a resume sees the same samples."""
+        t = self.config.training
+        epoch, skip = divmod(self.step, self.steps_per_epoch)
+        local = self.context.local_slice(t.batch_size)
+        batches = []
+        for position, batch in enumerate(self.sampler.batches(epoch)[skip:], start=skip):
+            seeds = [hash((self.config.seed, epoch, position, k)) % 2**31 for k in range(len(batch))]
+            batches.append([(int(index), seed) for index, seed in list(zip(batch, seeds, strict=True))[local]])
+        return torch.utils.data.DataLoader(self.samples, batch_sampler=batches, num_workers=t.workers,
+                                           pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """One optimiser step on this rank's part of a batch: (its loss, the learning rate used)."""
+        t = self.config.training
+        lr = self.schedule.apply(self.optimizer, self.step)
+        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        if t.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        amp = self.amp_dtype is not None
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=amp):
+            value = self.loss(self.model(images), labels) if self.sharded else self.model(images, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(value).backward()
+        if t.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], t.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        return value, lr
+
+    def _global_loss(self, value: torch.Tensor) -> float:
+        """The loss of the global batch: replicated ranks each hold their local batch's mean."""
+        value = value.detach().float().clone()
+        if self.context.enabled and not self.sharded:
+            torch.distributed.all_reduce(value)
+            value /= self.context.world_size
+        return float(value)
+
+    def _after_step(self, value: torch.Tensor, lr: float) -> bool:
+        """Log, checkpoint and validate as configured after a step; True when early stopping says stop."""
+        t = self.config.training
+        if self.step % t.log_every_steps == 0 or self.step == self.total_steps:
+            self.run_log.train_row(self.step, self.step / self.steps_per_epoch, self._global_loss(value), lr)
+        if t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0:
+            self.save_checkpoint("last.pt")
+            self.save_checkpoint(f"step_{self.step:08d}.pt")
+        return self._validation_due(self.step % self.steps_per_epoch == 0) and self._run_validation()
+
     def train(self, until_step: int | None = None) -> dict:
         """Train to the end of the schedule, or stop after `until_step` (as an interruption would:
         the schedule keeps its full length and `resume` continues from there)."""
-        t = self.config.training
         last_step = min(self.total_steps, until_step or self.total_steps)
         if self.resume_path is not None:
-            self.load_state(self.resume_path)
-        handler = self._open_logs() if self.context.is_main else None
-        self.last_validation, self.validated_at = None, None
-        started, images_seen, stopped_early = time.perf_counter(), 0, False
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", unit="step",
-                   disable=not (self.progress and self.context.is_main))
+            checkpoint.restore_training_state(self, self.resume_path)
+        self.run_log = RunLog(self.run_dir, self.config, self.resume_path is not None, self.total_steps, self.step,
+                              writes=self.context.is_main, progress=self.progress)
+        self.last_validation, self.validated_at, stopped_early = None, None, False
         self.model.train()
-        window_start, window_images = time.perf_counter(), 0
         try:
             while self.step < last_step and not stopped_early:
-                epoch, skip = divmod(self.step, self.steps_per_epoch)
-                loader = torch.utils.data.DataLoader(self.samples, batch_sampler=list(self._batches(epoch, skip)),
-                                                     num_workers=t.workers, pin_memory=self.device.type == "cuda",
-                                                     persistent_workers=False)
-                for images, labels in loader:
-                    lr = self.schedule.apply(self.optimizer, self.step)
-                    images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-                    if t.channels_last:
-                        images = images.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                        enabled=self.amp_dtype is not None):
-                        value = (self.loss(self.model(images), labels) if self.sharded else self.model(images, labels))
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.scaler.scale(value).backward()
-                    if t.clip_grad_norm:
-                        self.scaler.unscale_(self.optimizer)
-                        nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
-                                                 t.clip_grad_norm)
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                    self.step += 1
-                    batch_images = len(images) * self.context.world_size
-                    images_seen += batch_images
-                    window_images += batch_images
-                    if self.step % t.log_every_steps == 0 or self.step == self.total_steps:
-                        loss_value = self._global_loss(value)
-                    if self.context.is_main and (self.step % t.log_every_steps == 0 or self.step == self.total_steps):
-                        rate = window_images / max(time.perf_counter() - window_start, 1e-9)
-                        window_start, window_images = time.perf_counter(), 0
-                        self._record({"step": self.step, "epoch": self.step / self.steps_per_epoch, "split": "train",
-                                      "loss": loss_value, "lr": lr, "images_per_second": rate})
-                        bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{rate:.0f}")
-                    bar.update(1)
-                    if t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0:
-                        self.save_checkpoint("last.pt")
-                        self.save_checkpoint(f"step_{self.step:08d}.pt")
-                    end_of_epoch = self.step % self.steps_per_epoch == 0
-                    if self._validation_due(end_of_epoch) and self._run_validation():
-                        stopped_early = True
+                for images, labels in self._loader():
+                    value, lr = self._step(images, labels)
+                    self.run_log.advance(len(images) * self.context.world_size)
+                    stopped_early = self._after_step(value, lr)
                     if stopped_early or self.step >= last_step:
                         break
-            bar.close()
             if self.validation_images and self.validated_at != self.step:
                 self._run_validation()
             self.save_checkpoint("last.pt")
             self.save_model(self.run_dir / "model.pt")
-            elapsed = time.perf_counter() - started
-            summary = {"steps": self.step, "epochs": self.step / self.steps_per_epoch, "seconds": round(elapsed, 2),
-                       "images_per_second": round(images_seen / max(elapsed, 1e-9), 2), "stopped_early": stopped_early,
-                       "best_validation_accuracy": self.best_metric if self.validation_images else None,
-                       "last_validation": self.last_validation, "identities": self.train_set.num_classes,
-                       "train_images": len(self.train_set), "validation_images": len(self.validation_images),
-                       "world_size": self.context.world_size, "device": str(self.device),
-                       "model": str(self.run_dir / "model.pt"),
-                       "best_model": str(self.run_dir / "best.pt") if self.validation_images else None}
-            if self.context.is_main:
-                (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+            summary = self._summary(stopped_early)
+            self.run_log.write_summary(summary)
             return summary
         finally:
-            if self.context.is_main:
-                self.metrics_file.close()
-                if self.tensorboard is not None:
-                    self.tensorboard.close()
-                logging.getLogger("faceid").removeHandler(handler)
+            self.run_log.close()
             shutdown(self.context)
+
+    def _summary(self, stopped_early: bool) -> dict:
+        elapsed, validated = self.run_log.elapsed(), bool(self.validation_images)
+        return {"steps": self.step, "epochs": self.step / self.steps_per_epoch, "seconds": round(elapsed, 2),
+                "images_per_second": round(self.run_log.images_seen / max(elapsed, 1e-9), 2),
+                "stopped_early": stopped_early, "best_validation_accuracy": self.best_metric if validated else None,
+                "last_validation": self.last_validation, "identities": self.train_set.num_classes,
+                "train_images": len(self.train_set), "validation_images": len(self.validation_images),
+                "world_size": self.context.world_size, "device": str(self.device),
+                "model": str(self.run_dir / "model.pt"),
+                "best_model": str(self.run_dir / "best.pt") if validated else None}

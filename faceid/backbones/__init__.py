@@ -6,7 +6,7 @@ member is one module that registers itself in `BACKBONES`.
 
 import torch.nn as nn
 
-from faceid.backbones import external, iresnet, mobilefacenet, small_cnn  # noqa: F401  (register themselves)
+from faceid.backbones import dlib_resnet, external, iresnet, mobilefacenet, small_cnn  # noqa: F401  (register themselves)
 from faceid.backbones.registry import BACKBONES
 
 

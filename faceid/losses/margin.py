@@ -1,7 +1,9 @@
 """Angular-margin losses.
 
-CombinedMarginLoss is the one formula behind ArcFace, CosFace/AM-Softmax and their combination:
-the target logit is s(cos(m1 θ_y + m2) − m3), every other logit s cos θ_j.
+MarginTransform is the one formula behind ArcFace, CosFace/AM-Softmax and their combination:
+the target logit is s(cos(m1 θ_y + m2) − m3), every other logit s cos θ_j. It holds no weight:
+CombinedMarginLoss is the class vectors plus that transform, and the model-parallel head of
+`training.partial_fc` is a shard of the class vectors plus the same transform.
 
 LargeMarginSoftmax is L-Softmax and, with normalised class vectors and no bias, A-Softmax
 (SphereFace): the target logit is ‖W_y‖‖x‖ψ_λ(θ_y) with ψ(θ) = (−1)^k cos(mθ) − 2k on
@@ -11,6 +13,7 @@ LargeMarginSoftmax is L-Softmax and, with normalised class vectors and no bias, 
 import math
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from faceid.losses.base import ClassificationLoss, class_weight, cosine_logits, replace_target
@@ -19,26 +22,24 @@ from faceid.losses.registry import LOSSES
 ANGLE_EPS = 1e-7
 
 
-class CombinedMarginLoss(ClassificationLoss):
-    """Target logit s(cos(m1 θ_y + m2) − m3).
+class MarginTransform(nn.Module):
+    """Cosines to training logits, weight-free: (cos (B, C), labels (B,)) -> s·cos with the target entry
+    of each row replaced by s(cos(m1 θ_y + m2) − m3).
 
+    The math runs in float32 (float64 stays float64) with autocast off, whatever the input dtype.
     Fallback when m1 θ_y + m2 would pass π (where cos stops decreasing): beyond the boundary
     θ* = (π − m2)/m1 the target logit continues as s(cos θ_y − cos θ* − 1 − m3), which is
     continuous at θ* and keeps decreasing in θ, so a wrong-side sample is never rewarded.
     """
 
-    def __init__(self, embedding_dim: int, num_classes: int, s: float = 64.0, m1: float = 1.0,
-                 m2: float = 0.5, m3: float = 0.0):
-        super().__init__(embedding_dim, num_classes)
+    def __init__(self, s: float = 64.0, m1: float = 1.0, m2: float = 0.5, m3: float = 0.0):
+        super().__init__()
         if m1 <= 0:
             raise ValueError(f"m1 must be > 0, got {m1}")
-        self.weight = class_weight(num_classes, embedding_dim)
         self.s, self.m1, self.m2, self.m3 = float(s), float(m1), float(m2), float(m3)
 
-    def logits(self, embeddings):
-        return self.s * cosine_logits(embeddings, self.weight)
-
     def target_margin(self, cos_target: torch.Tensor) -> torch.Tensor:
+        """cos(m1 θ + m2) − m3 for the target cosines (B,), with the fallback beyond θ*."""
         if self.m1 == 1.0 and self.m2 == 0.0:
             return cos_target - self.m3
         theta = torch.acos(cos_target.clamp(-1 + ANGLE_EPS, 1 - ANGLE_EPS))
@@ -47,13 +48,38 @@ class CombinedMarginLoss(ClassificationLoss):
         beyond = cos_target - math.cos(boundary) - 1.0 - self.m3
         return torch.where(theta <= boundary, inside, beyond)
 
-    def training_logits(self, embeddings, labels):
-        cos = cosine_logits(embeddings, self.weight)
-        cos_target = cos.gather(1, labels[:, None]).squeeze(1)
-        return self.s * replace_target(cos, labels, self.target_margin(cos_target))
+    def forward(self, cos: torch.Tensor, labels: torch.Tensor, has_target: torch.Tensor | None = None) -> torch.Tensor:
+        """`has_target` (B,) bool, for a shard of the classes: rows whose target is not among these
+        columns get no margin (their `labels` entry is ignored)."""
+        with torch.autocast(cos.device.type, enabled=False):
+            cos = cos if cos.dtype == torch.float64 else cos.float()
+            cos_target = self.target_margin(cos.gather(1, labels[:, None]).squeeze(1))
+            margined = replace_target(cos, labels, cos_target)
+            if has_target is not None:
+                margined = torch.where(has_target[:, None], margined, cos)
+            return self.s * margined
 
     def extra_repr(self):
-        return f"{super().extra_repr()}, s={self.s}, m1={self.m1}, m2={self.m2}, m3={self.m3}"
+        return f"s={self.s}, m1={self.m1}, m2={self.m2}, m3={self.m3}"
+
+
+class CombinedMarginLoss(ClassificationLoss):
+    """Class vectors plus a MarginTransform: the one formula behind ArcFace, CosFace, AM-Softmax."""
+
+    def __init__(self, embedding_dim: int, num_classes: int, s: float = 64.0, m1: float = 1.0,
+                 m2: float = 0.5, m3: float = 0.0):
+        super().__init__(embedding_dim, num_classes)
+        self.margin = MarginTransform(s, m1, m2, m3)
+        self.weight = class_weight(num_classes, embedding_dim)
+
+    def logits(self, embeddings):
+        return self.margin.s * cosine_logits(embeddings, self.weight)
+
+    def target_margin(self, cos_target: torch.Tensor) -> torch.Tensor:
+        return self.margin.target_margin(cos_target)
+
+    def training_logits(self, embeddings, labels):
+        return self.margin(cosine_logits(embeddings, self.weight), labels)
 
 
 @LOSSES.register("combined")

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from evaluation.embeddings import embed_images
+from evaluation.runner import compare_embedders
+from export.embedder import load_embedder
 from faceid.cli import main
 from faceid.data.folder import list_identity_folder
-from export.embedder import load_embedder
-from faceid.embedding import TorchEmbedder, save_backbone_checkpoint
+from faceid.data.protocols import build_pair_protocol
+from faceid.embedding import PixelEmbedder, TorchEmbedder, save_backbone_checkpoint
 
 
 def test_verification_report_files(small_synthetic, tmp_path, capsys):
@@ -68,6 +70,19 @@ def test_external_embeddings_and_checkpoint_models(small_synthetic, tmp_path):
     a = json.loads((tmp_path / "a/report.json").read_text())["verification"]
     b = json.loads((tmp_path / "b/report.json").read_text())["verification"]
     assert a["auc"] == pytest.approx(b["auc"], abs=1e-6)
+
+
+def test_compare_embedders_reports_each_against_the_first(small_synthetic, tmp_path):
+    data = small_synthetic / "aligned"
+    protocol = build_pair_protocol(list_identity_folder(data), 4, 12)
+    embedders = {"pixels": PixelEmbedder(32), "untrained": TorchEmbedder.untrained("small_cnn", 16, 32, device="cpu")}
+    rows = compare_embedders(protocol, embedders, tmp_path, data)
+    assert [row["model"] for row in rows] == ["pixels", "untrained"]
+    assert rows[0]["change"] == 0.0
+    assert rows[1]["change"] == pytest.approx(rows[1]["accuracy"] - rows[0]["accuracy"])
+    assert all(0 <= row["accuracy"] <= 100 and 0 <= row["auc"] <= 1 for row in rows)
+    assert (tmp_path / "evaluation-pixels" / "report.json").is_file()
+    assert (tmp_path / "evaluation-untrained" / "report.json").is_file()
 
 
 def test_bad_model_and_embeddings_give_clear_errors(small_synthetic, tmp_path, capsys):

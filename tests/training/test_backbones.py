@@ -8,7 +8,7 @@ SIZES = {"inception_resnet_v1": 160}
 
 def test_registry_holds_every_family():
     assert set(available_backbones()) == {"iresnet18", "iresnet34", "iresnet50", "iresnet100", "mobilefacenet",
-                                          "inception_resnet_v1", "resnet18", "resnet50", "small_cnn"}
+                                          "inception_resnet_v1", "resnet18", "resnet50", "small_cnn", "dlib_resnet"}
 
 
 @pytest.mark.parametrize("name", ["iresnet18", "iresnet50", "mobilefacenet", "inception_resnet_v1", "resnet18",

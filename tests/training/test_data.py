@@ -59,8 +59,8 @@ def test_pk_sampler_batches():
     for batch in sampler.batches(0):
         identities, counts = np.unique(labels[batch], return_counts=True)
         assert len(identities) == 4 and (counts == 3).all()
-    assert all(np.array_equal(a, b) for a, b in zip(sampler.batches(2), sampler.batches(2)))
-    assert not all(np.array_equal(a, b) for a, b in zip(sampler.batches(1), sampler.batches(2)))
+    assert all(np.array_equal(a, b) for a, b in zip(sampler.batches(2), sampler.batches(2), strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(sampler.batches(1), sampler.batches(2), strict=True))
     with pytest.raises(ValueError, match="K >= 2 dividing"):
         build_sampler("pk", labels, 10, images_per_identity=3)
 
@@ -93,4 +93,30 @@ def test_augmentation_presets_lists_and_errors():
     with pytest.raises(ValueError, match=r"augmentation\[0\] must be a mapping"):
         Augmentation(["HorizontalFlip"])
     with pytest.raises(ValueError, match="unknown augmentation preset"):
+        Augmentation("heavy")
+
+
+def test_unknown_sampler_options_name_the_key_and_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['images_per_identity'\].*valid: none"):
+        build_sampler("random", np.arange(20), 4, images_per_identity=2)
+    with pytest.raises(ValueError, match=r"\['k'\].*images_per_identity"):
+        build_sampler("pk", np.repeat(np.arange(5), 4), 4, k=2)
+
+
+def test_auto_sampler_follows_the_loss_type():
+    from faceid.losses import build_loss
+    from training.samplers import auto_sampler
+
+    for name, expected in [("triplet", "pk"), ("contrastive", "pk"), ("arcface", "random"), ("softmax", "random"),
+                           ("arcface+center", "random"), ("center", "random")]:
+        assert auto_sampler(build_loss(name, 8, 5)) == expected, name
+
+
+def test_augmentation_presets_are_built_through_the_registry():
+    from training.augmentation import Augmentation
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    assert Augmentation("none")(image, 0) is image
+    assert Augmentation("strong")(image, 0).shape == image.shape
+    with pytest.raises(ValueError, match="unknown augmentation preset 'heavy'"):
         Augmentation("heavy")

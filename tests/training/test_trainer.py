@@ -15,11 +15,13 @@ from training.trainer import Trainer
 TINY = ["device=cpu", "model.backbone=small_cnn", "model.embedding_dim=16", "model.input_size=32",
         "model.options={width: 8}", "training.batch_size=16", "training.optimizer=sgd", "training.lr=0.05",
         "training.log_every_steps=1", "training.augmentation=light", "evaluation.folds=2",
-        "evaluation.pairs_per_fold=20", "data.validation_fraction=0.25", "loss.name=arcface", "loss.params={s: 16.0, m: 0.2}"]
+        "evaluation.pairs_per_fold=20", "data.validation_fraction=0.25", "loss.name=arcface",
+        "loss.params={s: 16.0, m: 0.2}"]
 
 
 def _config(small_synthetic, run_dir, *overrides):
-    return load_config(None, [f"data.root={small_synthetic / 'aligned'}", f"training.run_dir={run_dir}", *TINY, *overrides])
+    return load_config(None, [f"data.root={small_synthetic / 'aligned'}", f"training.run_dir={run_dir}", *TINY,
+                              *overrides])
 
 
 def _train_losses(run_dir):
@@ -30,7 +32,8 @@ def _train_losses(run_dir):
 def test_run_directory_holds_everything(small_synthetic, tmp_path):
     summary = Trainer(_config(small_synthetic, tmp_path / "run", "training.epochs=2"), progress=False).train()
     run = tmp_path / "run"
-    for name in ("config.yaml", "train.log", "metrics.csv", "checkpoints/last.pt", "model.pt", "best.pt", "summary.json"):
+    for name in ("config.yaml", "train.log", "metrics.csv", "checkpoints/last.pt", "model.pt", "best.pt",
+                 "summary.json"):
         assert (run / name).is_file(), name
     assert summary["identities"] == 9 and summary["validation_images"] == 12
     assert json.loads((run / "summary.json").read_text())["steps"] == summary["steps"] == 4
@@ -39,19 +42,21 @@ def test_run_directory_holds_everything(small_synthetic, tmp_path):
 
 
 def test_resume_continues_exactly(small_synthetic, tmp_path):
-    common = ["training.validate_every_epochs=null", "training.epochs=3", "training.schedule={name: cosine, warmup_steps: 2}"]
+    common = ["training.validate_every_epochs=null", "training.epochs=3",
+              "training.schedule={name: cosine, warmup_steps: 2}"]
     Trainer(_config(small_synthetic, tmp_path / "straight", *common), progress=False).train()
     Trainer(_config(small_synthetic, tmp_path / "split", *common), progress=False).train(until_step=3)
     Trainer(_config(small_synthetic, tmp_path / "split", *common), resume="auto", progress=False).train()
     straight, split = _train_losses(tmp_path / "straight"), _train_losses(tmp_path / "split")
     assert [s for s, _ in straight] == [s for s, _ in split] == list(range(1, 7))
-    for (_, a), (_, b) in zip(straight, split):
+    for (_, a), (_, b) in zip(straight, split, strict=True):
         assert a == pytest.approx(b, abs=1e-6)
 
 
 def test_early_stopping_when_validation_stops_improving(small_synthetic, tmp_path):
     config = _config(small_synthetic, tmp_path / "run", "training.epochs=20", "training.lr=1e-12",
-                     "training.validate_every_steps=1", "training.early_stopping_patience=1", "model.options={width: 8, norm: group}")
+                     "training.validate_every_steps=1", "training.early_stopping_patience=1",
+                     "model.options={width: 8, norm: group}")
     summary = Trainer(config, progress=False).train()
     assert summary["stopped_early"] and summary["steps"] == 2
 
@@ -104,6 +109,18 @@ def test_two_process_ddp_matches_one_process(small_synthetic, tmp_path, head):
     Trainer(_config(small_synthetic, tmp_path / "single", *overrides), progress=False).train()
     ddp, single = _train_losses(tmp_path / "ddp"), _train_losses(tmp_path / "single")
     assert [s for s, _ in ddp] == [s for s, _ in single] == [1, 2, 3, 4]
-    for (_, a), (_, b) in zip(ddp, single):
+    for (_, a), (_, b) in zip(ddp, single, strict=True):
         assert a == pytest.approx(b, rel=1e-4)
     assert abs(ddp[-1][1] - ddp[0][1]) > 1e-3  # training moved, so later steps test the updates too
+
+
+def test_validation_embeds_through_the_live_backbone_without_hashing_it(small_synthetic, tmp_path, monkeypatch):
+    from faceid.embedding import TorchEmbedder
+
+    def no_fingerprint(self):
+        raise AssertionError("validation must not fingerprint the live backbone")
+
+    monkeypatch.setattr(TorchEmbedder, "fingerprint", property(no_fingerprint))
+    trainer = Trainer(_config(small_synthetic, tmp_path / "run", "training.epochs=1"), progress=False)
+    report = trainer.validate()
+    assert 0 <= report["accuracy_10fold_mean"] <= 1 and trainer.backbone.training

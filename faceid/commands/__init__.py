@@ -1,0 +1,45 @@
+"""The subcommands of `faceid`, one module each.
+
+Every module holds `SUMMARY` (one line for `faceid --help`), `add_arguments(parser)` and `run(args) -> int`
+(the exit status). A module imports its stage (training, export, gallery, evaluation) inside `run`, so
+`faceid --help` and each command load only what they use. `COMMANDS` is the one list: adding a command is
+one new module plus one entry here.
+"""
+
+from types import ModuleType
+
+from faceid.commands import (
+    align,
+    bench,
+    compare_losses,
+    demo,
+    embed,
+    enroll,
+    evaluate,
+    export,
+    gallery,
+    identify,
+    models,
+    serve,
+    synth,
+    train,
+    verify,
+)
+
+COMMANDS: dict[str, ModuleType] = {
+    "synth": synth,
+    "align": align,
+    "train": train,
+    "export": export,
+    "embed": embed,
+    "enroll": enroll,
+    "verify": verify,
+    "identify": identify,
+    "gallery": gallery,
+    "serve": serve,
+    "evaluate": evaluate,
+    "compare-losses": compare_losses,
+    "bench": bench,
+    "models": models,
+    "demo": demo,
+}

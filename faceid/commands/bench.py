@@ -1,0 +1,41 @@
+"""`faceid bench TARGET`: the benchmarks of each stage."""
+
+import argparse
+from pathlib import Path
+
+from faceid.commands.options import add_device_option
+
+SUMMARY = "benchmarks (losses, detect, embed, gallery) printing ratios to a baseline from the same run"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", choices=["losses", "detect", "embed", "gallery"], help="what to benchmark")
+    add_device_option(parser)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/caltech_faces"),
+                        help="real photos for `bench detect` and `bench embed` (default ../shared/data/caltech_faces)")
+    parser.add_argument("--limit", type=int, default=200, help="at most this many images for `bench detect`")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.target == "gallery":
+        from gallery.benchmark import run_gallery_benchmark
+
+        if args.quick:
+            run_gallery_benchmark(sizes=(1_000, 10_000), approximate_at=10_000)
+        else:
+            run_gallery_benchmark()
+    elif args.target == "embed":
+        from export.benchmark import run_embed_benchmark
+
+        run_embed_benchmark(args.data, repeats=args.repeats)
+    elif args.target == "detect":
+        from evaluation.benchmarks.detection import run_detection_benchmark
+
+        run_detection_benchmark(args.data, limit=args.limit)
+    else:
+        from evaluation.benchmarks.losses import run_loss_benchmark
+
+        run_loss_benchmark(device=args.device, repeats=args.repeats, quick=args.quick)
+    return 0

@@ -1,0 +1,29 @@
+"""`faceid embed`: embed image files with a model."""
+
+import argparse
+from pathlib import Path
+
+from faceid.commands.options import add_device_option, print_json
+
+SUMMARY = "embed images with a model"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", type=Path, help="image files or folders")
+    parser.add_argument("--model", required=True, help="an ONNX model or a faceid checkpoint")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="embeddings.npy (rows in the order of <out>.paths.txt) or .npz (arrays paths, embeddings)")
+    parser.add_argument("--aligned", action="store_true", help="inputs are aligned crops already: skip detection")
+    parser.add_argument("--select", choices=["largest", "best", "center"], default="largest")
+    parser.add_argument("--preprocessing", type=Path, default=None, help="YAML for a third-party ONNX model")
+    add_device_option(parser)
+    parser.add_argument("--batch-size", type=int, default=32)
+
+
+def run(args: argparse.Namespace) -> int:
+    from export.embed_files import embed_files
+
+    summary = embed_files(args.images, args.model, args.out, aligned=args.aligned, select=args.select,
+                          preprocessing=args.preprocessing, device=args.device, batch_size=args.batch_size)
+    print_json(summary)
+    return 0 if summary["embedded"] else 1

@@ -1,0 +1,29 @@
+"""`faceid enroll`: enroll images of one identity, or a whole identity-folder tree, into a gallery."""
+
+import argparse
+from pathlib import Path
+
+from faceid.commands.options import add_gallery_options, open_gallery_from, print_json
+
+SUMMARY = "enroll identities into a gallery"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_gallery_options(parser)
+    parser.add_argument("images", nargs="*", type=Path, help="images of --identity")
+    parser.add_argument("--identity", help="the identity the images belong to")
+    parser.add_argument("--from-folder", type=Path, help="an identity-folder tree: one identity per sub-folder")
+    parser.add_argument("--index", default="Flat", help="FAISS factory string for a new gallery (default Flat: exact)")
+    parser.add_argument("--policy", choices=["all", "mean"], default="all", help="template policy of a new gallery")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gallery.enrollment import enroll_folder, enroll_images
+
+    if bool(args.identity) == bool(args.from_folder):
+        raise ValueError("give either --identity NAME IMAGES... or --from-folder DIR")
+    gallery = open_gallery_from(args, index_factory=args.index, template_policy=args.policy, create=True)
+    summary = (enroll_folder(gallery, args.from_folder) if args.from_folder
+               else enroll_images(gallery, args.identity, args.images))
+    print_json(summary)
+    return 0 if summary["enrolled_samples"] or summary["duplicates"] else 1

@@ -1,0 +1,64 @@
+"""`faceid gallery ACTION`: list, inspect, calibrate or edit a gallery."""
+
+import argparse
+from pathlib import Path
+
+from faceid.commands.options import add_gallery_options, open_gallery_from, print_json
+
+SUMMARY = "list, inspect, calibrate or edit a gallery"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name: str, text: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(name, help=text)
+        add_gallery_options(sub)
+        return sub
+
+    action("list", "enrolled identities")
+    action("stats", "counts, sizes, threshold")
+    action("audit", "the append-only audit log")
+    action("remove", "remove an identity").add_argument("identity")
+    rename = action("rename", "rename an identity")
+    rename.add_argument("identity")
+    rename.add_argument("new_name")
+    calibrate = action("calibrate", "set the threshold from genuine/impostor pairs at a target FAR")
+    calibrate.add_argument("--data", type=Path, required=True, help="identity-folder tree of calibration identities")
+    calibrate.add_argument("--pairs", type=Path, default=None, help="LFW pairs.txt or CSV (default: built from --data)")
+    calibrate.add_argument("--target-far", type=float, default=1e-3)
+    action("export", "write the gallery to one .npz").add_argument("file", type=Path)
+    action("import", "merge an exported .npz into the gallery").add_argument("file", type=Path)
+
+
+def run(args: argparse.Namespace) -> int:
+    gallery = open_gallery_from(args)
+    print_json(_ACTIONS[args.action](gallery, args), default=str)
+    return 0
+
+
+def _remove(gallery, args) -> dict:
+    return {"removed": args.identity, "templates": gallery.remove(args.identity)}
+
+
+def _rename(gallery, args) -> dict:
+    gallery.rename(args.identity, args.new_name)
+    return {"renamed": args.identity, "to": args.new_name}
+
+
+def _calibrate(gallery, args) -> dict:
+    from gallery.enrollment import calibrate_from_folder
+
+    return calibrate_from_folder(gallery, args.data, args.pairs, args.target_far)
+
+
+_ACTIONS = {
+    "list": lambda gallery, args: gallery.list(),
+    "stats": lambda gallery, args: gallery.stats(),
+    "audit": lambda gallery, args: gallery.audit_log(),
+    "remove": _remove,
+    "rename": _rename,
+    "calibrate": _calibrate,
+    "export": lambda gallery, args: {"written": str(gallery.export(args.file))},
+    "import": lambda gallery, args: gallery.import_(args.file),
+}
