@@ -49,7 +49,7 @@ class Gallery:
         self.backend = self.store.get("backend", {"name": "faiss"})
         self.gpu = gpu
         self.live = LiveIndex(self.path, self.store, self._new_index(), per_identity=self.policy == "mean")
-        self._cleaned = self._wrote = False
+        self._wrote = False
         with self.store.damage_reported():
             self._refresh()
 
@@ -124,15 +124,11 @@ class Gallery:
         self.store.close()
 
     def snapshot(self) -> None:
-        """Write the index snapshot now, if anything changed since the last one (after any running in the
-        background): the next open then loads it without replaying changes."""
+        """Write the index snapshot now if anything changed since the last one: the next open replays nothing."""
         self.live.wait()
         with writer_lock(self.path):
             self._refresh()
-            record = self.store.get("snapshot")
-            if self.live.snapshots and (self.live.needs_snapshot or record is None
-                                        or record["generation"] != self.live.generation):
-                self.live.write_snapshot()
+            self.live.write_snapshot(only_if_stale=True)
 
     def check(self) -> dict:
         """Compare the in-memory index (and the snapshot on disk) with SQLite, vector by vector."""
@@ -146,22 +142,15 @@ class Gallery:
 
     @contextmanager
     def _writer(self):
-        """The writer lock, with the index caught up before the body and after its commit; then the write-ahead
-        log is truncated if a bulk write grew it, and a snapshot due is written (in the background unless the
-        index had to be rebuilt). The first write also removes temporaries of dead writers."""
+        """The writer lock, with the index caught up before the body and after its commit (then
+        `LiveIndex.after_write`: the WAL checkpoint and the snapshot policy)."""
         with writer_lock(self.path):
             self._refresh()
-            if not self._cleaned:
-                self.live.remove_stale_files()
-                self._cleaned = True
+            self.live.before_write()
             yield
             self._wrote = True
             self._refresh(own_write=True)
-            self.store.checkpoint()
-            if self.live.needs_snapshot:
-                self.live.write_snapshot()
-            elif self.live.snapshot_due():
-                self.live.snapshot_in_background(self._new_index)
+            self.live.after_write(self._new_index)
 
     def _refresh(self, own_write: bool = False) -> None:
         """Bring the in-memory index to the store's generation (`LiveIndex.refresh`). Refused when another
@@ -169,9 +158,8 @@ class Gallery:
         if not own_write and self.store.generation() != self.live.generation:
             stored = self.store.get("embedder")
             if stored != self.fingerprint:
-                raise GalleryError(f"{self.path} was re-embedded with embedder {stored['fingerprint']} after it "
-                                   f"was opened with {self.fingerprint['fingerprint']}; open it again with the "
-                                   f"new embedder")
+                raise GalleryError(f"{self.path} was re-embedded with embedder {stored['fingerprint']} after it was "
+                                   f"opened with {self.fingerprint['fingerprint']}; reopen it with the new embedder")
         self.live.refresh(own_write)
 
     def _adopt_embedder(self, resolver: SampleResolver, generation: int) -> None:

@@ -62,6 +62,7 @@ class LiveIndex:
         self.needs_snapshot = False  # the index was rebuilt: the recorded snapshot (if any) is no use
         self.report = {"snapshot_generation": None, "rebuilt_reason": None, "replayed_changes": 0}
         self._background: threading.Thread | None = None
+        self._cleaned = False
 
     @property
     def snapshots(self) -> bool:
@@ -146,6 +147,21 @@ class LiveIndex:
                       else {int(i): int(i) for i in self.store.index_ids(per_identity=True)})
 
     # ----- snapshots (the caller holds the writer lock) --------------------------------------------
+    def before_write(self) -> None:
+        """The first write of this process removes temporaries left by dead writers."""
+        if not self._cleaned:
+            self.remove_stale_files()
+            self._cleaned = True
+
+    def after_write(self, make_index) -> None:
+        """After a committed write: truncate the WAL if a bulk write grew it; write the snapshot now if the
+        index had to be rebuilt, or in the background if one is due."""
+        self.store.checkpoint()
+        if self.needs_snapshot:
+            self.write_snapshot()
+        elif self.snapshot_due():
+            self.snapshot_in_background(make_index)
+
     def snapshot_due(self) -> bool:
         if not self.snapshots:
             return False
@@ -155,8 +171,13 @@ class LiveIndex:
         changes = self.store.changes_count(record["generation"])
         return changes >= SNAPSHOT_CHANGES or bool(changes and time.time() - record["time"] > SNAPSHOT_SECONDS)
 
-    def write_snapshot(self) -> None:
-        """Write the index of the held generation, then record it (generation, CRC-32) and delete the others."""
+    def write_snapshot(self, only_if_stale: bool = False) -> None:
+        """Write the index of the held generation, then record it (generation, CRC-32) and delete the others;
+        `only_if_stale`: unless the recorded snapshot already is of this generation."""
+        record = self.store.get("snapshot")
+        if not self.snapshots or (only_if_stale and not self.needs_snapshot and record is not None
+                                  and record["generation"] == self.generation):
+            return
         path = self.folder / f"index.{self.generation}.faiss"
         checksum = self.index.save(path)
         record = {"generation": self.generation, "file": path.name, "checksum": checksum, "time": time.time()}

@@ -89,11 +89,11 @@ class MetadataStore:
                 raise
             raise GalleryError(f"{self.path} is damaged (SQLite: {error}); {RECOVER}") from None
 
-    def checkpoint(self, limit: int = WAL_LIMIT_BYTES) -> None:
-        """After a write: once the write-ahead log has grown beyond `limit` bytes (a bulk enrolment), copy it
-        into the database and truncate it."""
+    def checkpoint(self) -> None:
+        """After a write: once the write-ahead log has grown beyond `WAL_LIMIT_BYTES` (a bulk enrolment), copy
+        it into the database and truncate it."""
         wal = self.path.with_name(self.path.name + "-wal")
-        if wal.exists() and wal.stat().st_size > limit:
+        if wal.exists() and wal.stat().st_size > WAL_LIMIT_BYTES:
             self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     @contextmanager

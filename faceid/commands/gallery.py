@@ -29,12 +29,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     calibrate.add_argument("--target-far", type=float, default=1e-3)
     action("export", "write the gallery to one .npz").add_argument("file", type=Path)
     action("import", "merge an exported .npz into the gallery").add_argument("file", type=Path)
+    action("check", "verify the index and its snapshot against gallery.db vector by vector (exit 1 if not)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        return _check(args.gallery)
     gallery = open_gallery_from(args)
     print_json(_ACTIONS[args.action](gallery, args), default=str)
     return 0
+
+
+def _check(path: Path) -> int:
+    """No embedder is needed to compare stored vectors: the gallery is opened on its own."""
+    from gallery.gallery import Gallery
+
+    with Gallery(path) as gallery:
+        report = gallery.check()
+    print_json(report, default=str)
+    return 0 if report["consistent"] else 1
 
 
 def _remove(gallery, args) -> dict:
