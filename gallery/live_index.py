@@ -106,10 +106,12 @@ class LiveIndex:
             return True
         self.report.update(snapshot_generation=record["generation"], rebuilt_reason=None)
         self._load_names()
-        self._replay(record["generation"], True)
+        self._replay(record["generation"], True, from_snapshot=True)
         return True
 
-    def _replay(self, since: int, apply_vectors: bool) -> None:
+    def _replay(self, since: int, apply_vectors: bool, from_snapshot: bool = False) -> None:
+        """Apply the changes after `since`. The maps mirror the index's content, except right after a snapshot
+        is loaded (they are read from the store): then the snapshot's own ids say what is present."""
         templates, identities = self.store.changes_since(since)
         touched = identities if self.per_identity else templates
         self.report["replayed_changes"] += len(touched)
@@ -119,7 +121,8 @@ class LiveIndex:
         else:
             ids, owners, vectors = self.store.templates_by_id(templates)
         if apply_vectors:
-            present = np.array([i for i in touched if i in self.owner], np.int64)
+            present = (np.intersect1d(touched, self.index.ids) if from_snapshot
+                       else np.array([i for i in touched if i in self.owner], np.int64))
             if (len(present) and not self.index.remove(present)) or (len(ids) and not self.index.add(ids, vectors)):
                 self.rebuild(f"the {self.index.factory} index cannot change in place")
                 return

@@ -20,12 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.target == "gallery":
-        from gallery.benchmark import run_gallery_benchmark
+        from gallery.benchmark import run_gallery_benchmark, run_write_benchmark
 
         if args.quick:
             run_gallery_benchmark(sizes=(1_000, 10_000), approximate_at=10_000)
+            run_write_benchmark(sizes=(1_000, 10_000))
         else:
             run_gallery_benchmark()
+            run_write_benchmark()
     elif args.target == "embed":
         from export.benchmark import run_embed_benchmark
 
