@@ -104,7 +104,9 @@ class VectorIndex:
         holes = rows[rows < keep]
         movers = np.setdiff1d(np.arange(keep, total), rows)
         self._matrix[holes], self.ids[holes] = self._matrix[movers], self.ids[movers]
-        self.index.index.remove_ids(faiss.IDSelectorRange(keep, total))  # the tail: no data moves
+        flat = faiss.downcast_index(self.index.index)
+        flat.codes.resize(keep * flat.code_size)  # drop the tail: nothing moves, nothing is scanned
+        flat.ntotal = keep
         self.index.id_map.resize(keep)
         self.index.ntotal = keep
         self._sync()

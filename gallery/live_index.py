@@ -8,12 +8,13 @@ template policy). Replay is idempotent and costs what the changes cost, so a wri
 costs O(1) and other processes see it on their next query.
 
 The FAISS index file is a snapshot: `index.<generation>.faiss`, written (under the writer lock) when the
-changes since the last snapshot pass `SNAPSHOT_CHANGES` or are older than `SNAPSHOT_SECONDS` — in a
-background thread after a write, or on close — and after a rebuild. Only once the file is durable is it
-recorded in SQLite with its generation and CRC-32; then older snapshots are deleted. Opening loads the
-recorded snapshot, verifies its checksum and replays the changes after it; a missing, damaged or
-unrecorded snapshot is rebuilt from SQLite, logged and reported in `Gallery.stats()["index"]`. A crash
-at any step leaves the last recorded snapshot and the changes after it, which is all an open needs.
+changes since the last snapshot pass `SNAPSHOT_CHANGES` and a quarter of the index, or are older than
+`SNAPSHOT_SECONDS` — in a background thread after a write, or on close — and after a rebuild. Only once
+the file is durable is it recorded in SQLite with its generation and CRC-32; then older snapshots are
+deleted. Opening loads the recorded snapshot, verifies its checksum and replays the changes after it;
+a missing, damaged or unrecorded snapshot is rebuilt from SQLite, logged and reported in
+`Gallery.stats()["index"]`. A crash at any step leaves the last recorded snapshot and the changes after
+it, which is all an open needs.
 
 Milvus keeps its own index: no snapshot; the writer applies its changes to the shared collection and
 other processes only follow the names; opening compares the collection's ids with SQLite's.
@@ -33,7 +34,8 @@ import numpy as np
 from gallery.index import VectorIndex, file_checksum
 from gallery.store import MetadataStore
 
-SNAPSHOT_CHANGES = 20_000  # changed templates/identities since the snapshot that make a new one due
+SNAPSHOT_CHANGES = 20_000  # changed templates/identities since the snapshot that make a new one due,
+SNAPSHOT_FRACTION = 0.25  # or this share of the index, if more: rewriting stays O(1) per change, amortised
 SNAPSHOT_SECONDS = 600  # age at which any change since the snapshot makes a new one due
 STALE_FILES = (".index.*.tmp.faiss", "index.*.*.tmp")  # temporaries of dead writers (current and old names)
 log = logging.getLogger("faceid.gallery")
@@ -172,7 +174,8 @@ class LiveIndex:
         if self.needs_snapshot or record is None:
             return True
         changes = self.store.changes_count(record["generation"])
-        return changes >= SNAPSHOT_CHANGES or bool(changes and time.time() - record["time"] > SNAPSHOT_SECONDS)
+        return (changes >= max(SNAPSHOT_CHANGES, SNAPSHOT_FRACTION * len(self.index))
+                or bool(changes and time.time() - record["time"] > SNAPSHOT_SECONDS))
 
     def write_snapshot(self, only_if_stale: bool = False) -> None:
         """Write the index of the held generation, then record it (generation, CRC-32) and delete the others;
