@@ -29,12 +29,14 @@ def run(args: argparse.Namespace) -> int:
 
         run_serve_benchmark(per_client=8 if args.quick else 24, workers=args.workers or 1)
     elif args.target == "gallery":
-        from gallery.benchmark import run_gallery_benchmark
+        from gallery.benchmark import run_gallery_benchmark, run_write_benchmark
 
         if args.quick:
             run_gallery_benchmark(sizes=(1_000, 10_000), approximate_at=10_000)
+            run_write_benchmark(sizes=(1_000, 10_000))
         else:
             run_gallery_benchmark()
+            run_write_benchmark()
     elif args.target == "embed":
         from export.benchmark import run_embed_benchmark
 
