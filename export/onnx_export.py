@@ -42,9 +42,7 @@ class Parity:
 
 
 def metadata_for(checkpoint: dict, preprocessing: Preprocessing) -> dict[str, str]:
-    return {"format": MODEL_FORMAT, "input_size": str(preprocessing.input_size),
-            "channel_order": preprocessing.channel_order, "mean": ",".join(map(str, preprocessing.mean)),
-            "std": ",".join(map(str, preprocessing.std)), "output_normalized": "false",
+    return {"format": MODEL_FORMAT, **preprocessing.describe(), "output_normalized": "false",
             "embedding_dim": str(checkpoint["embedding_dim"]), "backbone": checkpoint["backbone"],
             "loss": str(checkpoint.get("loss", "unknown")), "config_hash": str(checkpoint.get("config_hash", "unknown")),
             "faceid_version": faceid.__version__}

@@ -23,13 +23,15 @@ import numpy as np
 
 from faceid.arrays import l2_normalize
 from gallery.index import VectorIndex
-from gallery.records import Decision, GalleryError, IdentifyResult, Sample
+from gallery.kept_images import keep_images
+from gallery.names import UNKNOWN, validate_identity_name
+from gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
 from gallery.resolver import SampleResolver, embedder_fingerprint
 from gallery.store import MetadataStore
+from gallery.threshold_policy import DEFAULT_POLICY, decide_threshold
 from gallery.transfer import export_gallery, import_gallery, reembed_gallery
 
 TEMPLATE_POLICIES = ("all", "mean")
-UNKNOWN = "unknown"
 
 
 class Gallery:
@@ -48,6 +50,7 @@ class Gallery:
         self.policy = self.store.get("template_policy")
         self.backend = self.store.get("backend", {"name": "faiss"})
         self.gpu = gpu
+        self.threshold_override = DEFAULT_POLICY  # how far a request may move the calibrated threshold
         self.index = self._new_index()
         self._loaded_generation = None
         self._refresh()
@@ -171,23 +174,23 @@ class Gallery:
     def enroll(self, identity: str, items, metadata: dict | None = None) -> dict:
         """Add samples (images or embeddings) to `identity`, creating it if new. Re-enrolling appends;
         a sample whose file (or embedding) hash the identity already has is reported and skipped."""
-        return self.enroll_many({identity: list(items)}, {identity: metadata or {}})[identity]
+        name = validate_identity_name(identity)
+        return self.enroll_many({name: list(items)}, {name: metadata or {}})[name]
 
     def enroll_many(self, batches: dict[str, list], metadata: dict[str, dict] | None = None) -> dict[str, dict]:
         """Several identities in one transaction and one index write."""
-        for identity in batches:
-            if not identity or not isinstance(identity, str) or identity == UNKNOWN:
-                raise GalleryError(f"identity name {identity!r} is not allowed")
-        resolved = {identity: self.resolve(items) for identity, items in batches.items()}
+        names = {identity: validate_identity_name(identity) for identity in batches}
+        resolved = {identity: keep_images(self, self.resolve(items)) for identity, items in batches.items()}
         results, new_ids, new_vectors = {}, [], []
         with self._writer():
             with self.store.transaction() as connection:
                 now = time.time()
                 for identity, samples in resolved.items():
-                    identity_id = self.store.identity_id(identity, connection)
+                    identity_id = self.store.identity_id(names[identity], connection)
                     if identity_id is None:
-                        identity_id = self.store.add_identity(connection, identity, (metadata or {}).get(identity, {}),
-                                                              now)
+                        self._refuse_clash(names[identity], connection)
+                        identity_id = self.store.add_identity(connection, names[identity],
+                                                              (metadata or {}).get(identity, {}), now)
                     known = self.store.file_hashes(connection, identity_id)
                     added, duplicates = 0, []
                     for sample in samples:
@@ -215,13 +218,14 @@ class Gallery:
         return len(removed)
 
     def rename(self, identity: str, new_name: str) -> None:
-        if not new_name or new_name == UNKNOWN:
-            raise GalleryError(f"identity name {new_name!r} is not allowed")
+        new_name = validate_identity_name(new_name)
         with self._writer():
             with self.store.transaction() as connection:
                 identity_id = self._require(identity, connection)
                 if self.store.identity_id(new_name, connection) is not None:
                     raise GalleryError(f"identity {new_name!r} already exists")
+                if self.store.name_taken(new_name, connection) not in (None, identity):
+                    self._refuse_clash(new_name, connection)
                 self.store.rename_identity(connection, identity_id, new_name)
                 self.store.audit(connection, "rename", identity, {"to": new_name})
                 generation = self.store.bump(connection)
@@ -230,8 +234,13 @@ class Gallery:
     def _require(self, identity: str, connection=None) -> int:
         identity_id = self.store.identity_id(identity, connection)
         if identity_id is None:
-            raise GalleryError(f"identity {identity!r} is not enrolled")
+            raise NotEnrolled(f"identity {identity!r} is not enrolled")
         return identity_id
+
+    def _refuse_clash(self, name: str, connection) -> None:
+        if (taken := self.store.name_taken(name, connection)) is not None:
+            raise GalleryError(f"identity name {name!r} clashes with the enrolled {taken!r}: names are compared "
+                               "ignoring case; use the enrolled name, or a different one")
 
     # ----- verify and identify -------------------------------------------------------------------
     def verify(self, probe, identity: str, threshold: float | None = None) -> Decision:
@@ -288,12 +297,8 @@ class Gallery:
 
     # ----- thresholds ----------------------------------------------------------------------------
     def _threshold(self, threshold: float | None) -> tuple[float | None, dict]:
-        if threshold is not None:
-            return float(threshold), {"source": "given"}
-        stored = self.store.get("threshold")
-        if not stored:
-            return None, {"source": "none: run calibrate or pass a threshold"}
-        return stored["threshold"], {k: v for k, v in stored.items() if k != "threshold"}
+        """The request's threshold under `threshold_override` (gallery.threshold_policy), or the calibrated one."""
+        return decide_threshold(threshold, self.store.get("threshold") or None, self.threshold_override)
 
     def set_threshold(self, threshold: float, source: dict) -> None:
         with self._writer(), self.store.transaction() as connection:

@@ -8,13 +8,25 @@ non-zero norm). Every error names the input and what is wrong.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from faceid.arrays import NORM_EPS, l2_normalize
-from faceid.data.images import ImageReadError, read_rgb
+from faceid.data.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_rgb, read_bytes
 from gallery.records import GalleryError, Sample
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An image on its way to a `Sample`: decoded, detected and aligned, not yet embedded."""
+
+    name: str
+    crop: np.ndarray
+    source: str | None
+    file_hash: str
+    quality: float | None
 
 
 def embedder_fingerprint(embedder) -> dict:
@@ -26,8 +38,8 @@ def embedder_fingerprint(embedder) -> dict:
 class SampleResolver:
     """Resolves images or embeddings of dimension `dim` to `Sample`s, with an optional embedder and preprocessor."""
 
-    def __init__(self, dim: int, embedder=None, preprocessor=None):
-        self.dim, self.embedder, self.preprocessor = int(dim), embedder, preprocessor
+    def __init__(self, dim: int, embedder=None, preprocessor=None, max_pixels: int = DEFAULT_MAX_PIXELS):
+        self.dim, self.embedder, self.preprocessor, self.max_pixels = int(dim), embedder, preprocessor, max_pixels
 
     def resolve(self, items, names: list[str] | None = None) -> list[Sample]:
         """Images (paths or RGB arrays) or embeddings -> validated samples; the first bad one raises."""
@@ -59,14 +71,21 @@ class SampleResolver:
 
     def image(self, image, name: str) -> Sample:
         """An image path or RGB array -> its sample: file hash, face quality (with a preprocessor), embedding."""
+        return self.embed_prepared([self.prepare(image, name)])[0]
+
+    def prepare(self, image, name: str, data: bytes | None = None) -> Prepared:
+        """An image path, RGB array or encoded bytes (`data`, e.g. an upload) -> its face crop and file hash,
+        not yet embedded; `embed_prepared` embeds many in one batch."""
         if self.embedder is None:
             raise GalleryError(f"{name}: images need the gallery to be opened with an embedder")
         path = Path(image) if isinstance(image, (str, Path)) else None
         try:
-            rgb = read_rgb(path) if path is not None else np.asarray(image)
+            if path is not None:
+                data = read_bytes(path)
+            rgb = decode_rgb(data, name, self.max_pixels) if data is not None else np.asarray(image)
         except ImageReadError as error:
             raise GalleryError(f"{name}: {error.reason}") from None
-        file_hash = hashlib.sha256(path.read_bytes() if path else rgb.tobytes()).hexdigest()
+        file_hash = hashlib.sha256(data if data is not None else rgb.tobytes()).hexdigest()
         quality = None
         if self.preprocessor is not None:
             faces = self.preprocessor(rgb)
@@ -75,5 +94,12 @@ class SampleResolver:
             crop, quality = faces[0].crop, float(faces[0].face.score)
         else:
             crop = rgb
-        embedding = self.embedder.embed([crop])[0]
-        return Sample(self.embedding(embedding, name), str(path) if path else None, file_hash, quality)
+        return Prepared(name, crop, str(path) if path else None, file_hash, quality)
+
+    def embed_prepared(self, prepared: list[Prepared]) -> list[Sample]:
+        """One embedder batch for all the prepared crops."""
+        if not prepared:
+            return []
+        embeddings = self.embedder.embed([p.crop for p in prepared])
+        return [Sample(self.embedding(vector, p.name), p.source, p.file_hash, p.quality)
+                for p, vector in zip(prepared, embeddings, strict=True)]

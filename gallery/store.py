@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from faceid.arrays import l2_normalize
+from gallery.names import name_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,6 +52,7 @@ class MetadataStore:
         self.connection.execute("PRAGMA synchronous=FULL")
         self.connection.execute("PRAGMA foreign_keys=ON")
         self.connection.executescript(SCHEMA)
+        add_name_keys(self.connection)
 
     def close(self) -> None:
         self.connection.close()
@@ -101,11 +103,18 @@ class MetadataStore:
         return dict(self.connection.execute("SELECT id, name FROM identities"))
 
     def add_identity(self, connection, name: str, metadata: dict, created: float) -> int:
-        return connection.execute("INSERT INTO identities(name, metadata, created) VALUES(?, ?, ?)",
-                                  (name, json.dumps(metadata), created)).lastrowid
+        return connection.execute("INSERT INTO identities(name, metadata, created, name_key) VALUES(?, ?, ?, ?)",
+                                  (name, json.dumps(metadata), created, name_key(name))).lastrowid
 
     def rename_identity(self, connection, identity_id: int, name: str) -> None:
-        connection.execute("UPDATE identities SET name = ? WHERE id = ?", (name, identity_id))
+        connection.execute("UPDATE identities SET name = ?, name_key = ? WHERE id = ?",
+                           (name, name_key(name), identity_id))
+
+    def name_taken(self, name: str, connection=None) -> str | None:
+        """The enrolled name equal to `name` after case folding, if any."""
+        row = (connection or self.connection).execute("SELECT name FROM identities WHERE name_key = ?",
+                                                      (name_key(name),)).fetchone()
+        return row[0] if row else None
 
     def remove_identity(self, connection, identity_id: int) -> np.ndarray:
         """Delete the identity and its templates; returns the deleted template ids."""
@@ -188,3 +197,28 @@ class MetadataStore:
         rows = self.connection.execute("SELECT embedding FROM templates WHERE identity_id = ? ORDER BY id",
                                        (identity_id,)).fetchall()
         return np.stack([np.frombuffer(r[0], np.float32) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+
+
+def add_name_keys(connection) -> None:
+    """Schema addition (issue 12): `identities.name_key`, the case-folded name under a UNIQUE index, so that
+    "Alice" and "alice" cannot both be enrolled. Galleries made before it get the column filled once; names
+    that already collide keep a key no validated name can have (the name, NUL, the row id)."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(identities)")}
+    if "name_key" in columns:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(identities)")}
+        if "name_key" not in columns:  # another process may have migrated it meanwhile
+            connection.execute("ALTER TABLE identities ADD COLUMN name_key TEXT")
+            seen = set()
+            for identity_id, name in connection.execute("SELECT id, name FROM identities ORDER BY id").fetchall():
+                key = name_key(name)
+                key = key if key not in seen else f"{key}\x00{identity_id}"
+                seen.add(key)
+                connection.execute("UPDATE identities SET name_key = ? WHERE id = ?", (key, identity_id))
+            connection.execute("CREATE UNIQUE INDEX identities_name_key ON identities(name_key)")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

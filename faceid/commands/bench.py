@@ -5,21 +5,26 @@ from pathlib import Path
 
 from faceid.commands.options import add_device_option
 
-SUMMARY = "benchmarks (losses, detect, embed, gallery) printing ratios to a baseline from the same run"
+SUMMARY = "benchmarks (losses, detect, embed, gallery, serve) printing ratios to a baseline from the same run"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["losses", "detect", "embed", "gallery"], help="what to benchmark")
+    parser.add_argument("target", choices=["losses", "detect", "embed", "gallery", "serve"], help="what to benchmark")
     add_device_option(parser)
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/caltech_faces"),
                         help="real photos for `bench detect` and `bench embed` (default ../shared/data/caltech_faces)")
     parser.add_argument("--limit", type=int, default=200, help="at most this many images for `bench detect`")
+    parser.add_argument("--workers", type=int, default=1, help="server processes for `bench serve`")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.target == "gallery":
+    if args.target == "serve":
+        from gallery.serve_benchmark import run_serve_benchmark
+
+        run_serve_benchmark(per_client=8 if args.quick else 24, workers=args.workers)
+    elif args.target == "gallery":
         from gallery.benchmark import run_gallery_benchmark
 
         if args.quick:

@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from-folder", type=Path, help="an identity-folder tree: one identity per sub-folder")
     parser.add_argument("--index", default="Flat", help="FAISS factory string for a new gallery (default Flat: exact)")
     parser.add_argument("--policy", choices=["all", "mean"], default="all", help="template policy of a new gallery")
+    parser.add_argument("--keep-images", action="store_true",
+                        help="a new gallery keeps a copy of every enrolled image, so it can be re-embedded later "
+                             "(change it with `faceid gallery keep-images GALLERY on|off`)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.identity) == bool(args.from_folder):
         raise ValueError("give either --identity NAME IMAGES... or --from-folder DIR")
-    gallery = open_gallery_from(args, index_factory=args.index, template_policy=args.policy, create=True)
+    gallery = open_gallery_from(args, index_factory=args.index, template_policy=args.policy, create=True,
+                                keep_images=args.keep_images)
     summary = (enroll_folder(gallery, args.from_folder) if args.from_folder
                else enroll_images(gallery, args.identity, args.images))
     print_json(summary)

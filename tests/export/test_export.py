@@ -155,3 +155,35 @@ def test_embed_benchmark_reports_ratios(tmp_path):
     assert [r["batch"] for r in rows] == [1, 4]
     for row in rows:
         assert all(row[k] > 0 for k in ("pytorch_eager", "ort_fp32", "embedder_fp32", "ort_int8", "embedder_int8"))
+
+
+def test_preprocessing_descriptions_round_trip_and_name_bad_keys():
+    from faceid.embedding import Preprocessing
+
+    custom = {"points": [[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], "size": [100, 100]}
+    for preprocessing in (Preprocessing(), Preprocessing(150, "BGR", (0.1, 0.2, 0.3), (1.0, 1.0, 1.0), "dlib_150"),
+                          Preprocessing.from_description({"input_size": 96, "channel_order": "RGB", "mean": 0.5,
+                                                          "std": 0.5, "alignment": custom}, "test")):
+        assert Preprocessing.from_description(preprocessing.describe(), "metadata") == preprocessing
+    good = Preprocessing().describe()
+    for key, value, message in [("std", "0,1,1", "std must be positive"), ("mean", "nan", "finite numbers"),
+                                ("input_size", "-3", "positive integer"), ("channel_order", "RBG", "RGB or BGR"),
+                                ("alignment", "", "template name")]:
+        with pytest.raises(ValueError, match=message):
+            Preprocessing.from_description({**good, key: value}, "model.yaml")
+    with pytest.raises(ValueError, match=r"lacks \['std'\]"):
+        Preprocessing.from_description({k: v for k, v in good.items() if k != "std"}, "model.yaml")
+
+
+def test_checkpoints_carry_their_preprocessing_and_alignment(tmp_path):
+    from faceid.backbones import build_backbone
+    from faceid.embedding import Preprocessing, TorchEmbedder, save_backbone_checkpoint
+
+    model = build_backbone("small_cnn", 16, 64)
+    save_backbone_checkpoint(tmp_path / "plain.pt", model, "small_cnn", 16, 64)
+    assert TorchEmbedder.from_checkpoint(tmp_path / "plain.pt", device="cpu").preprocessing == Preprocessing(64)
+    recorded = {"input_size": 64, "channel_order": "RGB", "mean": [0.4, 0.4, 0.4], "std": [1.0, 1.0, 1.0]}
+    save_backbone_checkpoint(tmp_path / "converted.pt", model, "small_cnn", 16, 64,
+                             extra={"preprocessing": recorded, "alignment": "dlib_150"})
+    loaded = TorchEmbedder.from_checkpoint(tmp_path / "converted.pt", device="cpu").preprocessing
+    assert loaded == Preprocessing(64, "RGB", (0.4, 0.4, 0.4), (1.0, 1.0, 1.0), "dlib_150")

@@ -88,7 +88,7 @@ def test_enroll_identify_verify_remove_round_trip(server):
     assert status == 200 and body["accepted"] is True and body["threshold"] == 0.5
     status, body = _call(f"{base}/identities/bob", "DELETE")
     assert status == 200 and body["templates"] == 1
-    status, body = _call(f"{base}/health", key=None)
+    status, body = _call(f"{base}/health")
     assert status == 200 and body == {"status": "ok", "identities": 1, "templates": 3}
 
 
