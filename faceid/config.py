@@ -134,7 +134,9 @@ def _expected_type(location: tuple) -> str:
         model = annotation
     if annotation is None:
         return "?"
-    return getattr(annotation, "__name__", None) if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
 
 
 def _describe(error: ValidationError) -> str:

@@ -11,6 +11,7 @@ from faceid.data.dataset import split_identities
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.data.protocols import build_pair_protocol
+from faceid.embedding import TorchEmbedder
 from training.pretrained import check_crop_size, load_pretrained
 from training.trainer import Trainer
 
@@ -54,8 +55,8 @@ def compare_losses(config: FaceidConfig, losses: list[str], eval_root: Path | No
         start = load_pretrained(config.model.init)
         check_crop_size(read_rgb(eval_images[0].path), start, "the evaluation data")
         rows.append({"loss": "as is", "init": config.model.init, "params": {}, "train_seconds": 0.0, "steps": 0,
-                     **_scores(protocol, start.embedder(config.device), out / "00-as-is" / "evaluation",
-                               f"{config.model.init} as is", root)})
+                     **_scores(protocol, TorchEmbedder.from_checkpoint(start.path, config.device),
+                               out / "00-as-is" / "evaluation", f"{config.model.init} as is", root)})
     for position, spec in enumerate(losses, start=1):
         name, params = parse_loss(spec)
         run_dir = out / f"{position:02d}-{name.replace('+', '_plus_')}"
@@ -63,7 +64,7 @@ def compare_losses(config: FaceidConfig, losses: list[str], eval_root: Path | No
         run_config.loss.name, run_config.loss.params = name, params
         run_config.training.run_dir = str(run_dir)
         summary = Trainer(run_config).train()
-        embedder = load_pretrained(summary["model"]).embedder(config.device)  # with the checkpoint's preprocessing
+        embedder = TorchEmbedder.from_checkpoint(summary["model"], config.device)
         rows.append({"loss": name, "init": config.model.init, "params": params, "train_seconds": summary["seconds"],
                      "steps": summary["steps"], **_scores(protocol, embedder, run_dir / "evaluation",
                                                           f"{name} {params or ''}".strip(), root)})

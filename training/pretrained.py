@@ -23,7 +23,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from faceid.backbones import build_backbone
 from faceid.config import FaceidConfig
 from faceid.data.images import read_rgb
-from faceid.embedding import CHECKPOINT_FORMAT, Preprocessing, TorchEmbedder
+from faceid.embedding import CHECKPOINT_FORMAT, Preprocessing, checkpoint_preprocessing
 from faceid.losses.lace import LACELoss
 from faceid.losses.margin import CombinedMarginLoss, SphereFaceLoss
 from faceid.losses.softmax import CocoLoss, NormFaceLoss
@@ -46,12 +46,8 @@ class PretrainedModel:
     path: Path
     architecture: dict  # backbone, embedding_dim, input_size, options: ModelConfig's fields
     state_dict: dict
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing  # the checkpoint's, alignment included
     extra: dict  # what the run's checkpoints carry: the pretrained preprocessing and alignment, and `init`
-
-    @property
-    def alignment(self) -> str | None:
-        return self.extra.get("alignment")
 
     def build(self) -> nn.Module:
         """A fresh backbone holding the pretrained weights."""
@@ -60,16 +56,11 @@ class PretrainedModel:
         model.load_state_dict(self.state_dict)
         return model
 
-    def embedder(self, device: str | torch.device = "auto") -> TorchEmbedder:
-        """The pretrained model as it is, with its own preprocessing."""
-        a = self.architecture
-        return TorchEmbedder(self.build(), a["backbone"], a["embedding_dim"], self.preprocessing, device)
-
 
 def load_pretrained(source: str | Path) -> PretrainedModel:
     """Read `source` (a model-zoo name, pulled if needed, or a backbone checkpoint path)."""
     source = str(source)
-    path = resolve(source) if is_model_name(source) else Path(source)
+    path = resolve(source) if is_model_name(source) and not Path(source).exists() else Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"model.init {source!r} is neither a model-zoo name (`faceid models list`) "
                                 f"nor an existing checkpoint file")
@@ -85,12 +76,9 @@ def load_pretrained(source: str | Path) -> PretrainedModel:
                          f"{CHECKPOINT_FORMAT}; a run's model.pt or best.pt is one, checkpoints/last.pt is not)")
     architecture = {"backbone": checkpoint["backbone"], "embedding_dim": checkpoint["embedding_dim"],
                     "input_size": checkpoint["input_size"], "options": checkpoint.get("backbone_options") or {}}
-    fields = checkpoint.get("preprocessing", {})
-    preprocessing = Preprocessing(**{**fields, **{k: tuple(fields[k]) for k in ("mean", "std") if k in fields},
-                                     "input_size": checkpoint["input_size"]})
     extra = {key: checkpoint[key] for key in CARRIED_EXTRAS if key in checkpoint}
-    return PretrainedModel(source, path, architecture, checkpoint["state_dict"], preprocessing,
-                           {**extra, "init": source})
+    return PretrainedModel(source, path, architecture, checkpoint["state_dict"],
+                           checkpoint_preprocessing(checkpoint, path), {**extra, "init": source})
 
 
 def configure(config: FaceidConfig, pretrained: PretrainedModel) -> FaceidConfig:
@@ -117,9 +105,8 @@ def check_data(pretrained: PretrainedModel, train_set, validation_images) -> Non
 
 def check_crop_size(crop: np.ndarray, pretrained: PretrainedModel, what: str) -> None:
     """Crops of another size than the checkpoint's input would be resized silently: refuse them."""
-    size = pretrained.preprocessing.input_size
+    size, template = pretrained.preprocessing.input_size, pretrained.preprocessing.alignment
     if crop.shape[:2] != (size, size):
-        template = pretrained.alignment or "the model's template"
         raise ValueError(f"{what} holds {crop.shape[1]}x{crop.shape[0]} crops, but model.init {pretrained.source!r} "
                          f"takes {size}x{size} crops aligned with {template}; align the raw images for it "
                          f"(faceid align SRC DST --size {size}, template {template}) and train on those")
