@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from faceid.backbones import build_backbone
-from faceid.config import FaceidConfig
+from faceid.config import FaceidConfig, TrainingConfig
 from faceid.data.images import read_rgb
 from faceid.embedding import CHECKPOINT_FORMAT, Preprocessing, checkpoint_preprocessing
 from faceid.losses.lace import LACELoss
@@ -166,16 +166,22 @@ class BackboneFreezer:
     """`training.freeze_backbone_epochs`: no gradients reach the backbone (so it does not change) during
     the first N epochs; `training.freeze_bn_stats`: BatchNorm layers run in eval mode (running statistics
     used and left unchanged) throughout. A frozen backbone's BatchNorm layers are held in eval mode too.
+    A loss without parameters (triplet, contrastive) has nothing to train on a frozen backbone: no freezing then.
     The mode is enforced by a pre-forward hook, so a `.train()` call (validation ends with one) cannot undo it."""
 
-    def __init__(self, backbone: nn.Module, freeze_epochs: int, freeze_bn_stats: bool, distributed: bool = False):
+    def __init__(self, backbone: nn.Module, loss: nn.Module, training: TrainingConfig, distributed: bool = False):
+        freeze_epochs, self.freeze_bn_stats = training.freeze_backbone_epochs, training.freeze_bn_stats
         if freeze_epochs and distributed:
             raise ValueError("training.freeze_backbone_epochs is not supported with distributed training yet")
-        self.freeze_epochs, self.freeze_bn_stats = freeze_epochs, freeze_bn_stats
+        if freeze_epochs and not any(p.requires_grad for p in loss.parameters()):
+            log.info("training.freeze_backbone_epochs does not apply: the loss has no parameters to train while the "
+                     "backbone is frozen, so the backbone trains from the first epoch")
+            freeze_epochs = 0
+        self.freeze_epochs = freeze_epochs
         self.trainable = [p for p in backbone.parameters() if p.requires_grad]
         self.frozen = False
         norms = [m for m in backbone.modules() if isinstance(m, _BatchNorm)]
-        if freeze_bn_stats and not norms:
+        if self.freeze_bn_stats and not norms:
             log.info("training.freeze_bn_stats: the backbone has no BatchNorm layers; nothing to freeze")
         for module in norms:
             module.register_forward_pre_hook(self._hold_statistics)

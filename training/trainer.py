@@ -137,8 +137,6 @@ class Trainer:
             self.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(self.backbone)
         if t.channels_last:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
-        self.freezer = pretrained.BackboneFreezer(self.backbone, t.freeze_backbone_epochs, t.freeze_bn_stats,
-                                                  self.context.enabled)
         loss = build_loss(config.loss.name, config.model.embedding_dim, self.train_set.num_classes,
                           **config.loss.params)
         if self.pretrained and config.model.init_head == "class_means" and self.resume_path is None:
@@ -151,6 +149,7 @@ class Trainer:
                                  f"got {config.loss.name!r}")
             loss = ShardedMarginHead(loss, self.context.rank, self.context.world_size)
         self.loss = loss.to(self.device)
+        self.freezer = pretrained.BackboneFreezer(self.backbone, self.loss, t, self.context.enabled)
         if not self.context.enabled:
             self.model = TrainModule(self.backbone, self.loss)
         else:

@@ -187,3 +187,10 @@ def test_compare_losses_with_init_has_the_as_is_row(crops, pretrained, tmp_path,
     assert (as_is["accuracy"], as_is["auc"]) == (softmax["accuracy"], softmax["auc"])
     assert f"| {pretrained} as is | no training |" in capsys.readouterr().out
 
+
+
+def test_a_loss_without_parameters_trains_the_backbone_from_the_start(crops, pretrained, tmp_path):
+    trainer = Trainer(_config(crops, pretrained, tmp_path / "run", "loss.name=triplet", "loss.params={}",
+                              "training.freeze_backbone_epochs=1"), progress=False)
+    trainer.train(until_step=1)  # a frozen backbone would leave triplet nothing to train (and no gradient)
+    assert not _same(trainer.backbone.state_dict(), _checkpoint_state(pretrained))
