@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from faceid.alignment import AlignmentTemplate, alignment_template
 from faceid.backbones import build_backbone
 from faceid.device import resolve_device
 
@@ -41,13 +42,25 @@ def _triple(value, key: str, source: str) -> tuple[float, float, float]:
     return tuple(values)
 
 
+def _alignment_spec(text: str):
+    """A stored alignment back to what `alignment_template` takes: a name, or the JSON spec's mapping."""
+    return json.loads(text) if text.startswith("{") else text
+
+
 def _alignment_text(value, source: str) -> str:
-    """An alignment as stored: a template name, or a custom template {points, size} as canonical JSON."""
+    """An alignment as stored: a template name, or a custom template {points, size} as canonical JSON.
+    Checked here, so a bad name or spec fails when the model is loaded, naming `source`."""
     if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    if not isinstance(value, str) or not value.strip():
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+    else:
         raise ValueError(f"{source}: alignment must be a template name or a {{points, size}} mapping, got {value!r}")
-    return value.strip()
+    try:
+        alignment_template(_alignment_spec(text))
+    except (ValueError, json.JSONDecodeError) as error:
+        raise ValueError(f"{source}: alignment: {error}") from None
+    return text
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,11 @@ class Preprocessing:
             raise ValueError(f"{source}: input_size must be a positive integer, got {description['input_size']!r}")
         mean, std = _triple(description["mean"], "mean", source), _triple(description["std"], "std", source)
         return cls(size, order, mean, std, _alignment_text(description.get("alignment", DEFAULT_ALIGNMENT), source))
+
+    def crop_template(self) -> AlignmentTemplate:
+        """The template faces are aligned onto for this model: its alignment, scaled to `input_size`
+        (so the crop needs no resize)."""
+        return alignment_template(_alignment_spec(self.alignment)).scaled(self.input_size)
 
     def describe(self) -> dict[str, str]:
         """The description as strings (ONNX metadata); `from_description` reads it back."""

@@ -1,5 +1,6 @@
 """`faceid bench gallery`: search and enrollment speed of the gallery against raw FAISS and a numpy
-brute-force baseline measured in the same run, recall of approximate indexes, and size on disk.
+brute-force baseline measured in the same run, recall of approximate indexes, and size on disk; and
+(`run_write_benchmark`) single-identity enroll and remove times at each size against the smallest.
 
 Exact search at batch 1 is memory-bound: numpy's matrix-vector product plus argpartition streams
 the vectors once, so its rate is the bandwidth bound the gallery's exact path is compared with.
@@ -38,7 +39,7 @@ def _brute_force(queries, vectors, k: int = 5):
     return np.argpartition(-(queries @ vectors.T), k, axis=1)[:, :k]
 
 
-def build_gallery(folder: Path, vectors: np.ndarray, factory: str = "Flat", parameters=None, chunk: int = 250_000,
+def build_gallery(folder: Path, vectors: np.ndarray, factory: str = "Flat", parameters=None, chunk: int = 50_000,
                   backend: str = "faiss"):
     gallery = Gallery.create(folder, fingerprint={"fingerprint": "bench", "embedding_dim": DIM},
                              index_factory=factory, search_parameters=parameters, backend=backend)
@@ -105,6 +106,42 @@ def run_gallery_benchmark(sizes=(10_000, 100_000, 1_000_000), approximate_at: in
                 if milvus_row:
                     rows.append(milvus_row)
             gallery.close()
+    return rows
+
+
+def run_write_benchmark(sizes=(10_000, 100_000, 1_000_000), runs: int = 9) -> list[dict]:
+    """Median single-identity enroll and remove (one template) in a Flat gallery of each size, the ratio to
+    the smallest size, bytes on disk per template and the write-ahead log after the bulk enrolment."""
+    rng = np.random.default_rng(1)
+    rows = []
+    print(f"faceid bench gallery writes  ({DIM}-d, one template per identity; medians of {runs} runs)")
+    print(f"{'N':>9} {'enroll ms':>10} {'remove ms':>10} {'bytes/template':>15} {'WAL MB':>8} {'bulk /s':>9}")
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as scratch:
+            gallery, enroll_rate = build_gallery(Path(scratch) / "g", _unit(rng, size))
+            gallery.snapshot()  # the state a long-running gallery is in: no background snapshot under way
+            wal = gallery.stats()["wal_bytes"]
+            extra = _unit(rng, runs)
+            enroll, remove = [], []
+            for i, vector in enumerate(extra):
+                started = time.perf_counter()
+                gallery.enroll(f"extra{i}", [vector])
+                enroll.append(time.perf_counter() - started)
+            for i in range(runs):
+                started = time.perf_counter()
+                gallery.remove(f"extra{i}")
+                remove.append(time.perf_counter() - started)
+            stats = gallery.stats()
+            gallery.close()
+        row = {"size": size, "enroll_median_s": float(np.median(enroll)), "remove_median_s": float(np.median(remove)),
+               "bytes_per_template": stats["bytes_per_template"], "wal_bytes_after_bulk": wal,
+               "bulk_enroll_per_second": enroll_rate}
+        rows.append(row)
+        print(f"{size:>9} {1e3 * row['enroll_median_s']:>10.2f} {1e3 * row['remove_median_s']:>10.2f} "
+              f"{row['bytes_per_template']:>15,.0f} {wal / 2**20:>8.1f} {enroll_rate:>9,.0f}", flush=True)
+    first, last = rows[0], rows[-1]
+    print(f"ratio {last['size']}/{first['size']}: enroll {last['enroll_median_s'] / first['enroll_median_s']:.2f}x, "
+          f"remove {last['remove_median_s'] / first['remove_median_s']:.2f}x", flush=True)
     return rows
 
 

@@ -10,17 +10,24 @@ Exact search at small query batches is memory-bound: a BLAS matrix-vector produc
 vectors plus a partial sort beats FAISS's flat scan there, so the exact path uses it for batches
 below `BLAS_BATCH` and FAISS above.
 
-On disk the index is `index.<generation>.faiss`, written with `faceid.files.atomic_write` (durable: a
-temporary `.index.<generation>.<random>.tmp.faiss` beside it, fsynced, renamed, directory fsynced); a
-file whose generation differs from the store's is stale and is rebuilt from the store.
+Enrolments and removals change the index in place: adding appends, and removing from the exact index
+moves the last vectors into the freed rows, so both cost the same at 10k and at 1M vectors. Indexes
+that cannot (HNSW cannot remove, an untrained IVF cannot add) say so and the caller rebuilds them.
+
+On disk the index is a snapshot (`gallery.live_index` decides when and names it): `save` writes it with
+`faceid.files.atomic_write` (durable: a temporary `.index.<generation>.<random>.tmp.faiss` beside it,
+fsynced, renamed, directory fsynced) and returns its CRC-32, which `load` checks before FAISS reads a byte.
 """
 
+import zlib
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from faceid.files import atomic_write
+
+READ_CHUNK = 1 << 24
 
 BLAS_BATCH = 8
 
@@ -52,7 +59,7 @@ class VectorIndex:
             inner = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as error:
             raise ValueError(f"FAISS cannot build index {self.factory!r}: {error}") from None
-        return inner if isinstance(inner, faiss.IndexIDMap) else faiss.IndexIDMap2(inner)
+        return inner if isinstance(inner, faiss.IndexIDMap) else faiss.IndexIDMap(inner)
 
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the content with `vectors` (N, d) under `ids`, training the index when it needs it."""
@@ -78,13 +85,31 @@ class VectorIndex:
         return True
 
     def remove(self, ids: np.ndarray) -> bool:
-        """Remove ids in place; False when this index type cannot remove (e.g. HNSW), so the caller rebuilds."""
+        """Remove ids in place (absent ones are ignored); False when this index type cannot remove (e.g. HNSW),
+        so the caller rebuilds."""
+        if self._matrix is not None:
+            self._remove_exact(np.flatnonzero(np.isin(self.ids, np.asarray(ids, np.int64))))
+            return True
         try:
             self.index.remove_ids(np.asarray(ids, np.int64))
         except RuntimeError:
             return False
         self._sync()
         return True
+
+    def _remove_exact(self, rows: np.ndarray) -> None:
+        """Free `rows` of the exact index by moving the last live rows into them, then dropping the tail:
+        O(removed) instead of FAISS's O(N) compaction."""
+        total, keep = len(self), len(self) - len(rows)
+        holes = rows[rows < keep]
+        movers = np.setdiff1d(np.arange(keep, total), rows)
+        self._matrix[holes], self.ids[holes] = self._matrix[movers], self.ids[movers]
+        flat = faiss.downcast_index(self.index.index)
+        flat.codes.resize(keep * flat.code_size)  # drop the tail: nothing moves, nothing is scanned
+        flat.ntotal = keep
+        self.index.id_map.resize(keep)
+        self.index.ntotal = keep
+        self._sync()
 
     def _apply_parameters(self) -> None:
         if self.search_parameters:
@@ -94,7 +119,7 @@ class VectorIndex:
 
     def _sync(self) -> None:
         """After any change: the id order, (exact index) a no-copy view of the stored vectors, and the GPU copy."""
-        self.ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        self.ids = faiss.rev_swig_ptr(self.index.id_map.data(), len(self)) if len(self) else np.zeros(0, np.int64)
         self._gpu_index = None
         if self._gpu_resources is not None and self.index.ntotal:
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.index)
@@ -124,31 +149,52 @@ class VectorIndex:
             return np.take_along_axis(top_scores, order, 1), self.ids[np.take_along_axis(top, order, 1)]
         return (self._gpu_index or self.index).search(queries, k)
 
-    def save(self, folder: Path, generation: int) -> Path:
-        """Write `index.<generation>.faiss` atomically and durably, then delete the other generations' files."""
-        target = Path(folder) / f"index.{generation}.faiss"
-        with atomic_write(target, durable=True) as temporary:
-            faiss.write_index(self.index, str(temporary))
-        for stale in Path(folder).glob("index.*.faiss"):
-            if stale != target:
-                stale.unlink(missing_ok=True)
-        return target
+    def save(self, path: Path) -> int:
+        """Write the index to `path` atomically and durably; returns the file's CRC-32."""
+        checksum = 0
+        with atomic_write(path, durable=True) as temporary, open(temporary, "wb") as handle:
+            def write(chunk: bytes) -> None:
+                nonlocal checksum
+                checksum = zlib.crc32(chunk, checksum)
+                handle.write(chunk)
 
-    def load(self, folder: Path, generation: int, expected_ids: np.ndarray) -> bool:
-        """Load the index of `generation`; False when it is missing or does not hold `expected_ids`."""
-        path = Path(folder) / f"index.{generation}.faiss"
-        if not path.is_file():
-            return False
+            faiss.write_index(self.index, faiss.PyCallbackIOWriter(write))
+        return checksum
+
+    def load(self, path: Path, checksum: int) -> str | None:
+        """Load the index at `path` if its CRC-32 is `checksum`; else why not (nothing is parsed before the
+        checksum matches, so a damaged file is never searched)."""
         try:
-            index = faiss.read_index(str(path))
-        except RuntimeError:
-            return False
-        if index.ntotal != len(expected_ids) or index.d != self.dim:
-            return False
-        self.index = index if isinstance(index, faiss.IndexIDMap) else faiss.IndexIDMap2(index)
-        stored = faiss.vector_to_array(self.index.id_map)
-        if not np.array_equal(np.sort(stored), np.sort(expected_ids)):
-            return False
+            found = file_checksum(path)
+        except FileNotFoundError:
+            return f"the snapshot {Path(path).name} is missing"
+        if found != checksum:
+            return f"the snapshot {Path(path).name} is damaged (CRC-32 {found:08x}, recorded {checksum:08x})"
+        index = faiss.read_index(str(path))
+        if not isinstance(index, faiss.IndexIDMap) or index.d != self.dim:
+            return f"the snapshot {Path(path).name} does not hold a {self.dim}-d index with ids"
+        self.index = index
         self._sync()
         self._apply_parameters()
-        return True
+        return None
+
+    def content(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(ids, their vectors) as stored, for checking against the store; vectors None where the codes are
+        lossy or cannot be read back."""
+        if self._matrix is not None:
+            return self.ids.copy(), self._matrix.copy()
+        if not self.factory.replace(" ", "").endswith(",Flat"):
+            return self.ids.copy(), None
+        try:
+            return self.ids.copy(), self.index.index.reconstruct_n(0, len(self))
+        except RuntimeError:
+            return self.ids.copy(), None
+
+
+def file_checksum(path: Path) -> int:
+    """The CRC-32 of the file at `path`, read in chunks."""
+    checksum = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(READ_CHUNK):
+            checksum = zlib.crc32(chunk, checksum)
+    return checksum

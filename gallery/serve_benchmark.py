@@ -100,7 +100,7 @@ def _in_process_rate(gallery, images: list[bytes], batch: int = 32, rounds: int 
     """Probes per second of decode + one embedder batch + one `identify_many` per `batch` images."""
     def once() -> None:
         for start in range(0, len(images), batch):
-            prepared = [gallery.resolver.prepare(None, f"probe {i}", data)
+            prepared = [gallery.resolver.prepare(data, f"probe {i}")
                         for i, data in enumerate(images[start:start + batch])]
             gallery.identify_many(gallery.resolver.embed_prepared(prepared), k=5)
 

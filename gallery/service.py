@@ -26,6 +26,7 @@ from faceid.data.images import DEFAULT_MAX_PIXELS
 from gallery.gallery import Gallery
 from gallery.kept_images import keep_bytes, keeps_images
 from gallery.names import validate_identity_name
+from gallery.photos import identify_photo
 from gallery.records import GalleryError, NotEnrolled
 from gallery.service_limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, BodyLimits
 from gallery.service_workers import GalleryWorkers, IdentifyBatcher
@@ -57,7 +58,7 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
         data, name = await upload.read(), upload.filename or f"upload {number}"
 
         def prepare(g: Gallery):
-            crop = g.resolver.prepare(None, name, data)
+            crop = g.resolver.prepare(data, name)
             if keep and keeps_images(g):  # an enrolled upload is kept, so that it can be re-embedded
                 return replace(crop, source=keep_bytes(g, data, crop.file_hash, Path(name).suffix))
             return crop
@@ -102,8 +103,12 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
 
     @app.post("/identify", dependencies=guarded)
     async def identify(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1, le=100)] = 5,
-                       threshold: Annotated[float | None, Form()] = None) -> dict:
+                       threshold: Annotated[float | None, Form()] = None, all_faces: bool = False) -> dict | list:
         threshold = None if threshold is None else check_threshold(threshold)
+        if all_faces:  # every face of the photo: [{box, landmarks, score, identity, candidates, threshold...}]
+            data, name = await file.read(), file.filename or "upload"
+            matches = await workers.read(lambda g: identify_photo(g, data, k, threshold, name))
+            return [match.to_dict() for match in matches]
         result = await batcher.identify(await prepared(file), k, threshold)
         return {"identity": result.identity, "candidates": [{"identity": n, "score": s} for n, s in result.candidates],
                 "threshold": result.threshold, "threshold_source": result.threshold_source}

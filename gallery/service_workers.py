@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from gallery.gallery import Gallery
 from gallery.records import GalleryError
-from gallery.resolver import Prepared
+from gallery.resolver import PreparedFace
 
 
 class GalleryWorkers:
@@ -71,7 +71,7 @@ class IdentifyBatcher:
         self._collector: asyncio.Task | None = None
         self.batch_sizes: list[int] = []  # for tests and the benchmark: how requests were grouped
 
-    async def identify(self, prepared: Prepared, k: int, threshold: float | None):
+    async def identify(self, prepared: PreparedFace, k: int, threshold: float | None):
         """The `IdentifyResult` of one prepared probe, computed in a batch with its neighbours in time."""
         if self._queue is None:
             self._queue = asyncio.Queue()
@@ -114,7 +114,7 @@ class IdentifyBatcher:
                 future.set_result(outcome)
 
 
-def _identify_batch(gallery: Gallery, requests: list[tuple[Prepared, int, float | None]]) -> list:
+def _identify_batch(gallery: Gallery, requests: list[tuple[PreparedFace, int, float | None]]) -> list:
     """One embedder batch for all the probes, then one search per distinct (k, threshold); per-request errors."""
     prepared = [p for p, _, _ in requests]
     try:
@@ -136,7 +136,7 @@ def _identify_batch(gallery: Gallery, requests: list[tuple[Prepared, int, float 
     return outcomes
 
 
-def _embed_one(gallery: Gallery, prepared: Prepared):
+def _embed_one(gallery: Gallery, prepared: PreparedFace):
     try:
         return gallery.resolver.embed_prepared([prepared])[0]
     except GalleryError as error:

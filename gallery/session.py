@@ -64,4 +64,4 @@ def _preprocessor(embedder, aligned: bool, device: str):
         return None
     from faceid.preprocessing import FacePreprocessor
 
-    return FacePreprocessor(select="largest", size=embedder.preprocessing.input_size, device=device)
+    return FacePreprocessor(select="largest", size=embedder.preprocessing.crop_template(), device=device)

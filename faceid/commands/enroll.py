@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-images", action="store_true",
                         help="a new gallery keeps a copy of every enrolled image, so it can be re-embedded later "
                              "(change it with `faceid gallery keep-images GALLERY on|off`)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="parallel decode + detect processes, as for `faceid align` (the embedder batches in "
+                             "this process; default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give either --identity NAME IMAGES... or --from-folder DIR")
     gallery = open_gallery_from(args, index_factory=args.index, template_policy=args.policy, create=True,
                                 keep_images=args.keep_images)
-    summary = (enroll_folder(gallery, args.from_folder) if args.from_folder
-               else enroll_images(gallery, args.identity, args.images))
+    summary = (enroll_folder(gallery, args.from_folder, args.workers) if args.from_folder
+               else enroll_images(gallery, args.identity, args.images, args.workers))
     print_json(summary)
     return 0 if summary["enrolled_samples"] or summary["duplicates"] else 1

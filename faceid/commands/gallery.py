@@ -32,9 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     action("reembed", "migrate every template to the --model embedder (needs each template's image)")
     action("keep-images", "keep a copy of every enrolled image inside the gallery (so it can be re-embedded)"
            ).add_argument("setting", choices=["on", "off"])
+    action("check", "verify the index and its snapshot against gallery.db vector by vector (exit 1 if not)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        return _check(args.gallery)
     if args.action == "reembed":  # opened without its old model, which may be gone
         from gallery.session import reembed_to
 
@@ -45,6 +48,16 @@ def run(args: argparse.Namespace) -> int:
     gallery = open_gallery_from(args)
     print_json(_ACTIONS[args.action](gallery, args), default=str)
     return 0
+
+
+def _check(path: Path) -> int:
+    """No embedder is needed to compare stored vectors: the gallery is opened on its own."""
+    from gallery.gallery import Gallery
+
+    with Gallery(path) as gallery:
+        report = gallery.check()
+    print_json(report, default=str)
+    return 0 if report["consistent"] else 1
 
 
 def _remove(gallery, args) -> dict:

@@ -5,19 +5,17 @@ import io
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import uvicorn
 from PIL import Image
 
 from faceid.data.folder import list_identity_folder
 from faceid.embedding import TorchEmbedder
 from gallery.gallery import Gallery
 from gallery.service import create_app
-from tests.gallery.test_service import _call, _free_port
+from tests.gallery.http_client import call, free_port, running
 
 DELAY = 0.4  # seconds per embedder batch
 
@@ -36,22 +34,6 @@ class _SlowEmbedder:
         return self.inner.embed(crops)
 
 
-@contextlib.contextmanager
-def _running(app):
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory, small_synthetic):
     """A served gallery of two identities whose embedder takes DELAY per batch."""
@@ -61,12 +43,12 @@ def slow(tmp_path_factory, small_synthetic):
     gallery.enroll("alice", images[:2])
     gallery.enroll("bob", images[4:6])
     app = create_app(gallery, api_key="secret", max_request_bytes=300_000)
-    with _running(app) as (base, port):
+    with running(app) as (base, port):
         yield base, port, embedder, images
 
 
 def _identify(base, image, **fields):
-    return _call(f"{base}/identify", "POST", fields=fields, files=[("file", image.name, image.read_bytes())])
+    return call(f"{base}/identify", "POST", fields=fields, files=[("file", image.name, image.read_bytes())])
 
 
 def test_health_answers_while_identifications_run(slow):
@@ -75,7 +57,7 @@ def test_health_answers_while_identifications_run(slow):
         running = [pool.submit(_identify, base, images[i]) for i in range(4)]
         time.sleep(0.1)
         started = time.perf_counter()
-        assert _call(f"{base}/health", key=None)[0] == 200
+        assert call(f"{base}/health", key=None)[0] == 200
         health_s = time.perf_counter() - started
         assert all(f.result()[0] == 200 for f in running)
     assert health_s < DELAY / 2, f"/health took {health_s:.2f} s behind the identifications"
@@ -103,13 +85,13 @@ def test_oversized_images_are_refused_from_the_header_and_health_stays_fast(slow
     base, *_ = slow
     bomb = _palette_png(13000)
     assert len(bomb) < 300_000
-    upload = lambda: _call(f"{base}/identify", "POST", files=[("file", "bomb.png", bomb)])  # noqa: E731
+    upload = lambda: call(f"{base}/identify", "POST", files=[("file", "bomb.png", bomb)])  # noqa: E731
     with ThreadPoolExecutor(3) as pool:
         uploads = [pool.submit(upload) for _ in range(3)]
         health = []
         while not all(u.done() for u in uploads) or len(health) < 5:
             started = time.perf_counter()
-            assert _call(f"{base}/health", key=None)[0] == 200
+            assert call(f"{base}/health", key=None)[0] == 200
             health.append(time.perf_counter() - started)
         answers = [u.result() for u in uploads]
     assert all(status == 422 and "too large: 13000x13000 pixels" in body["detail"] for status, body in answers)
@@ -121,7 +103,7 @@ def test_a_request_threshold_must_be_a_finite_cosine(slow, threshold):
     base, _, _, images = slow
     status, body = _identify(base, images[0], threshold=threshold)
     assert status == 422 and "threshold" in body["detail"]
-    status, body = _call(f"{base}/verify", "POST", fields={"identity": "alice", "threshold": threshold},
+    status, body = call(f"{base}/verify", "POST", fields={"identity": "alice", "threshold": threshold},
                          files=[("file", "a.png", images[0].read_bytes())])
     assert status == 422 and "threshold" in body["detail"]
 
@@ -132,16 +114,16 @@ def test_a_request_may_raise_the_calibrated_threshold_but_never_lower_it(tmp_pat
     gallery = Gallery.create(tmp_path / "g", embedder)
     gallery.enroll("alice", [image])
     gallery.set_threshold(0.6, {"source": "test"})
-    verify = lambda base, t: _call(f"{base}/verify", "POST", fields={"identity": "alice", "threshold": t},  # noqa: E731
+    verify = lambda base, t: call(f"{base}/verify", "POST", fields={"identity": "alice", "threshold": t},  # noqa: E731
                                    files=[("file", "a.png", image.read_bytes())])
-    with _running(create_app(gallery, api_key="secret")) as (base, _):
+    with running(create_app(gallery, api_key="secret")) as (base, _):
         status, body = verify(base, -0.9)
         assert status == 422 and "below the calibrated" in body["detail"]
         status, body = verify(base, 0.9)
         assert status == 200 and body["threshold"] == 0.9 and body["accepted"] is True
-    with _running(create_app(gallery, api_key="secret", threshold_override="none")) as (base, _):
+    with running(create_app(gallery, api_key="secret", threshold_override="none")) as (base, _):
         assert verify(base, 0.9)[0] == 422
-    with _running(create_app(gallery, api_key="secret", threshold_override="any")) as (base, _):
+    with running(create_app(gallery, api_key="secret", threshold_override="any")) as (base, _):
         assert verify(base, -0.9)[:1] == (200,)
 
 
@@ -149,39 +131,39 @@ def test_a_request_may_raise_the_calibrated_threshold_but_never_lower_it(tmp_pat
                                   "x" * 200])
 def test_hostile_identity_names_are_refused(slow, name):
     base, _, _, images = slow
-    status, body = _call(f"{base}/identities/{name}", "POST", files=[("files", "a.png", images[0].read_bytes())])
+    status, body = call(f"{base}/identities/{name}", "POST", files=[("files", "a.png", images[0].read_bytes())])
     assert status == 422 and "identity name" in body["detail"]
 
 
 def test_a_name_equal_to_an_enrolled_one_after_case_folding_is_refused(slow):
     base, _, _, images = slow
-    status, body = _call(f"{base}/identities/ALICE", "POST", files=[("files", "a.png", images[9].read_bytes())])
+    status, body = call(f"{base}/identities/ALICE", "POST", files=[("files", "a.png", images[9].read_bytes())])
     assert status == 422 and "clashes with the enrolled 'alice'" in body["detail"]
 
 
 def test_404_and_422_depend_on_the_error_not_its_text(slow):
     base, _, _, images = slow
-    status, body = _call(f"{base}/identify", "POST", files=[("file", "x is not enrolled.jpg", b"not a picture")])
+    status, body = call(f"{base}/identify", "POST", files=[("file", "x is not enrolled.jpg", b"not a picture")])
     assert status == 422 and "not a readable image" in body["detail"]
-    status, body = _call(f"{base}/verify", "POST", fields={"identity": "nobody"},
+    status, body = call(f"{base}/verify", "POST", fields={"identity": "nobody"},
                          files=[("file", "a.png", images[0].read_bytes())])
     assert status == 404 and "'nobody' is not enrolled" in body["detail"]
-    assert _call(f"{base}/identities/nobody", "DELETE")[0] == 404
+    assert call(f"{base}/identities/nobody", "DELETE")[0] == 404
 
 
 def test_a_file_name_cannot_turn_a_422_into_a_404(tmp_path, small_synthetic):
     image = list_identity_folder(small_synthetic / "aligned")[0].path
     gallery = Gallery.create(tmp_path / "g", fingerprint={"fingerprint": "t", "embedding_dim": 16})  # no embedder
-    with _running(create_app(gallery)) as (base, _):
-        status, body = _call(f"{base}/identify", "POST", files=[("file", "x is not enrolled.jpg", image.read_bytes())])
+    with running(create_app(gallery)) as (base, _):
+        status, body = call(f"{base}/identify", "POST", files=[("file", "x is not enrolled.jpg", image.read_bytes())])
     assert status == 422 and "images need the gallery to be opened with an embedder" in body["detail"]
 
 
 def test_health_without_the_key_says_only_ok(slow):
     base, *_ = slow
-    assert _call(f"{base}/health", key=None) == (200, {"status": "ok"})
-    assert _call(f"{base}/health", key="wrong") == (200, {"status": "ok"})
-    status, body = _call(f"{base}/health")
+    assert call(f"{base}/health", key=None) == (200, {"status": "ok"})
+    assert call(f"{base}/health", key="wrong") == (200, {"status": "ok"})
+    status, body = call(f"{base}/health")
     assert status == 200 and body["identities"] >= 2
 
 
@@ -197,7 +179,7 @@ def _raw(port: int, head: bytes, body: bytes, wait: float) -> bytes:
 
 def test_a_stalled_body_gets_408_and_the_connection_is_closed(tmp_path):
     gallery = Gallery.create(tmp_path / "g", fingerprint={"fingerprint": "t", "embedding_dim": 4})
-    with _running(create_app(gallery, read_timeout_s=1.0)) as (_, port):
+    with running(create_app(gallery, read_timeout_s=1.0)) as (_, port):
         started = time.perf_counter()
         head = (b"POST /identify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                 b"Content-Length: 1000\r\n\r\n")
@@ -207,7 +189,7 @@ def test_a_stalled_body_gets_408_and_the_connection_is_closed(tmp_path):
 
 def test_a_chunked_body_over_the_limit_gets_413(tmp_path):
     gallery = Gallery.create(tmp_path / "g", fingerprint={"fingerprint": "t", "embedding_dim": 4})
-    with _running(create_app(gallery, max_request_bytes=10_000)) as (_, port):
+    with running(create_app(gallery, max_request_bytes=10_000)) as (_, port):
         head = (b"POST /identify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n")
         part = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n" + b"x" * 4000
@@ -225,7 +207,7 @@ def test_several_worker_processes_serve_one_gallery_and_keep_uploads(tmp_path, s
     open_gallery(tmp_path / "g", str(tmp_path / "model.pt"), aligned=True, device="cpu", create=True,
                  keep_images=True).close()
     image = list_identity_folder(small_synthetic / "aligned")[0].path
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "faceid.cli", "serve", str(tmp_path / "g"), "--device", "cpu",
                                "--port", str(port), "--workers", "2"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
@@ -234,12 +216,12 @@ def test_several_worker_processes_serve_one_gallery_and_keep_uploads(tmp_path, s
         deadline = time.time() + 120
         while time.time() < deadline:
             with contextlib.suppress(OSError):
-                if _call(f"{base}/health")[0] == 200:
+                if call(f"{base}/health")[0] == 200:
                     break
             time.sleep(0.3)
-        status, body = _call(f"{base}/identities/alice", "POST", files=[("files", "a.png", image.read_bytes())])
+        status, body = call(f"{base}/identities/alice", "POST", files=[("files", "a.png", image.read_bytes())])
         assert status == 200 and body["added"] == 1
-        answers = [_call(f"{base}/identify", "POST", files=[("file", "p.png", image.read_bytes())])
+        answers = [call(f"{base}/identify", "POST", files=[("file", "p.png", image.read_bytes())])
                    for _ in range(8)]
         assert all(status == 200 and body["identity"] == "alice" for status, body in answers), answers
     finally:
