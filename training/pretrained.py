@@ -108,8 +108,8 @@ def check_crop_size(crop: np.ndarray, pretrained: PretrainedModel, what: str) ->
     size, template = pretrained.preprocessing.input_size, pretrained.preprocessing.alignment
     if crop.shape[:2] != (size, size):
         raise ValueError(f"{what} holds {crop.shape[1]}x{crop.shape[0]} crops, but model.init {pretrained.source!r} "
-                         f"takes {size}x{size} crops aligned with {template}; align the raw images with that "
-                         f"template (docs/alignment.md) and train on those")
+                         f"takes {size}x{size} crops aligned with {template}; align the raw images for it "
+                         f"(faceid align SRC DST --template {template} --size {size}) and train on those")
 
 
 @torch.no_grad()
