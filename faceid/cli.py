@@ -383,7 +383,8 @@ def _run_evaluate(args) -> int:
 
 
 def _add_bench(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["losses", "detect", "embed", "gallery"], help="what to benchmark")
+    parser.add_argument("target", choices=["losses", "detect", "embed", "gallery", "gallery-search"],
+                        help="what to benchmark")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -393,6 +394,11 @@ def _add_bench(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_bench(args) -> int:
+    if args.target == "gallery-search":
+        from gallery.benchmark import run_search_benchmark
+
+        run_search_benchmark(sizes=(10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000))
+        return 0
     if args.target == "gallery":
         from gallery.benchmark import run_gallery_benchmark
 

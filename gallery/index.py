@@ -109,7 +109,7 @@ class VectorIndex:
         """After a load: what `auto` built, and the stored tuning record when it was made for that structure."""
         if self.factory == tuning.AUTO:
             ivf = faiss.try_extract_index_ivf(self.index)
-            self.built_factory = "Flat" if ivf is None else f"IVF{ivf.nlist}_HNSW32,Flat"
+            self.built_factory = "Flat" if ivf is None else f"IVF{ivf.nlist},Flat"
         record = tuning.load_record(self.settings)
         self.tuning = record if record and record.get("factory") == self.built_factory else None
 

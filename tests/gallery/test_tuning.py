@@ -37,7 +37,7 @@ def tuned():
 def test_auto_tuning_reaches_its_recall_target_on_fresh_noisy_queries(tuned):
     index, vectors = tuned
     record = index.tuning
-    assert record["factory"] == index.built_factory == "IVF256_HNSW32,Flat"
+    assert record["factory"] == index.built_factory == "IVF256,Flat"
     assert record["parameter"] == "nprobe" and record["recall_at_1"] >= tuning.TARGET_RECALL
     assert 1 <= record["value"] < 256  # pruning pays: not the exhaustive nprobe
     assert faiss.extract_index_ivf(index.index).nprobe == record["value"]
@@ -60,8 +60,8 @@ def test_real_probe_embeddings_join_the_tuning_queries_and_a_wrong_shape_is_name
 def test_choose_factory_is_exact_below_the_threshold_and_ivf_above():
     limit = tuning.EXACT_MAX_FLOATS // 512
     assert tuning.choose_factory(limit, 512) == "Flat"
-    assert tuning.choose_factory(limit + 1, 512) == "IVF512_HNSW32,Flat"
-    assert tuning.choose_factory(1_000_000, 512) == "IVF2048_HNSW32,Flat"
+    assert tuning.choose_factory(limit + 1, 512) == "IVF512,Flat"
+    assert tuning.choose_factory(1_000_000, 512) == "IVF2048,Flat"
 
 
 def test_auto_gallery_switches_to_ann_above_the_threshold_and_keeps_its_tuning_across_reopen(tmp_path, monkeypatch):
@@ -75,7 +75,7 @@ def test_auto_gallery_switches_to_ann_above_the_threshold_and_keeps_its_tuning_a
     assert gallery.stats()["index"]["tuning"]["parameter"] is None
     gallery.enroll_many(dict(list(people.items())[150:]))  # 600 templates: past the threshold, rebuilt as IVF
     record = gallery.stats()["index"]["tuning"]
-    assert not gallery.index.exact and record["factory"] == "IVF64_HNSW32,Flat" and record["size"] == 600
+    assert not gallery.index.exact and record["factory"] == "IVF64,Flat" and record["size"] == 600
     assert record["parameter"] == "nprobe" and record["recall_at_1"] >= tuning.TARGET_RECALL
     assert record["queries"] == tuning.QUERIES and record["ms_per_query"] > 0
     assert gallery.stats()["index_factory"] == "auto"
