@@ -8,9 +8,12 @@ ParameterSpace.
 `auto` picks exact or an inverted file by size and, like any index with a search parameter given no
 explicit value, tunes nprobe / efSearch to recall@1 0.99 on every (re)build (see `gallery.tuning`).
 
-Exact search at small query batches is memory-bound: a BLAS matrix-vector product over the stored
-vectors plus a partial sort beats FAISS's flat scan there, so the exact path uses it for batches
-below `BLAS_BATCH` and FAISS above, with FAISS's own BLAS threshold lowered to the same batch.
+Exact search is memory-bound: one BLAS product of the queries with the stored vectors plus a partial
+sort beats FAISS's flat search at every batch size measured (`faceid bench gallery-search`): FAISS 1.15
+scans the vectors once per query below its BLAS threshold (128,000 queries), and its blocked BLAS path,
+with the threshold lowered, was slower still at 16-64 queries on 2 cores. So the exact path uses it, in
+blocks of queries whose score matrix stays under `SCORE_BLOCK` floats; a GPU copy takes batches from
+`BLAS_BATCH` up.
 
 On disk the index is `index.<generation>.faiss`, written with `faceid.files.atomic_write` (durable: a
 temporary `.index.<generation>.<random>.tmp.faiss` beside it, fsynced, renamed, directory fsynced); a
@@ -26,6 +29,7 @@ from faceid.files import atomic_write
 from gallery import tuning
 
 BLAS_BATCH = 8
+SCORE_BLOCK = 1 << 24  # floats (64 MB) of query x vector scores per block of the exact path
 
 
 def _with_ids(index):
@@ -84,7 +88,7 @@ class VectorIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         if self.factory == tuning.AUTO:
             self.built_factory = tuning.choose_factory(len(vectors), self.dim)
-        self.index = self._empty()
+        self.index, self.tuning = self._empty(), None
         if not self.index.is_trained:
             if len(vectors) == 0:
                 self._sync()
@@ -162,15 +166,19 @@ class VectorIndex:
         k = max(1, min(k, len(self))) if len(self) else 0
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        if self._matrix is not None and len(queries) < BLAS_BATCH:
-            scores = queries @ self._matrix.T
-            top = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1]
-                   else np.tile(np.arange(k), (len(queries), 1)))
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.argsort(-top_scores, axis=1)
-            return np.take_along_axis(top_scores, order, 1), self.ids[np.take_along_axis(top, order, 1)]
-        with tuning.blas_from(BLAS_BATCH):
-            return (self._gpu_index or self.index).search(queries, k)
+        if self._matrix is not None and (self._gpu_index is None or len(queries) < BLAS_BATCH):
+            block = max(1, SCORE_BLOCK // len(self))
+            found = [self._exact(queries[start:start + block], k) for start in range(0, max(1, len(queries)), block)]
+            return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+        return (self._gpu_index or self.index).search(queries, k)
+
+    def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = queries @ self._matrix.T
+        top = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1]
+               else np.tile(np.arange(k), (len(queries), 1)))
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1)
+        return np.take_along_axis(top_scores, order, 1), self.ids[np.take_along_axis(top, order, 1)]
 
     def save(self, folder: Path, generation: int) -> Path:
         """Write `index.<generation>.faiss` atomically and durably, then delete the other generations' files."""

@@ -45,8 +45,8 @@ SETTING = "index_tuning"
 
 @contextmanager
 def blas_from(batch: int):
-    """FAISS's exact search takes BLAS from `batch` queries up (1.15's default threshold, 128,000 queries, sends
-    mid-size batches down a per-query path); the process-wide value is restored afterwards."""
+    """FAISS's exact search takes BLAS from `batch` queries up (1.15's default threshold, 128,000 queries, scans
+    the vectors once per query: 500 scans of 1M vectors for the tuner's ground truth); restored afterwards."""
     previous = faiss.cvar.distance_compute_blas_threshold
     faiss.cvar.distance_compute_blas_threshold = batch
     try:

@@ -48,6 +48,14 @@ def test_auto_tuning_reaches_its_recall_target_on_fresh_noisy_queries(tuned):
     assert 0.6 < np.median(cosines) < 0.8  # the queries sit at cos ~0.7 from their template
 
 
+def test_the_tuners_ground_truth_leaves_faiss_blas_threshold_as_it_was():
+    threshold = faiss.cvar.distance_compute_blas_threshold
+    index = VectorIndex(16, "IVF8,Flat")
+    index.build(np.arange(400), _clustered(100, 4, 16))
+    assert index.tuning["parameter"] == "nprobe"
+    assert faiss.cvar.distance_compute_blas_threshold == threshold
+
+
 def test_real_probe_embeddings_join_the_tuning_queries_and_a_wrong_shape_is_named(tuned):
     index, vectors = tuned
     real = tuning.noisy_queries(vectors, 100, cosine=0.8, seed=3)
@@ -99,15 +107,15 @@ def test_explicit_search_parameters_are_not_tuned(tmp_path):
     assert untuned.tuning["parameter"] == "nprobe"
 
 
-@pytest.mark.parametrize("batch", [1, 7, 8, 16, 64, 256])
-def test_mid_size_batches_return_the_exact_results(batch):
+@pytest.mark.parametrize("batch", [0, 1, 7, 8, 16, 64, 256, 700])
+def test_mid_size_batches_return_the_exact_results(batch, monkeypatch):
+    monkeypatch.setattr("gallery.index.SCORE_BLOCK", 3_000 * 300)  # 300-query blocks: 700 spans three
     vectors = _clustered(1_000, 3, 64, seed=2)
     index = VectorIndex(64)
     index.build(np.arange(len(vectors)) + 100, vectors)
-    queries = tuning.noisy_queries(vectors, batch, seed=5)
-    threshold = faiss.cvar.distance_compute_blas_threshold
+    queries = tuning.noisy_queries(vectors, batch, seed=5) if batch else np.zeros((0, 64), np.float32)
     scores, ids = index.search(queries, 5)
-    assert faiss.cvar.distance_compute_blas_threshold == threshold  # restored after the search
+    assert scores.shape == ids.shape == (batch, 5)
     expected = np.argsort(-(queries @ vectors.T), axis=1)[:, :5]
     assert np.array_equal(ids, expected + 100)
     assert np.allclose(scores, np.take_along_axis(queries @ vectors.T, expected, axis=1), atol=1e-5)
