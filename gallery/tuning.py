@@ -17,8 +17,9 @@ past its next size band is rebuilt (and retuned) on the next write: O(1) amortis
 makes held-out self-queries (enrolled vectors plus Gaussian noise scaled so that cos(q, x) is about
 `QUERY_COSINE`; a second photo of an enrolled person), adds any real probe embeddings the caller
 passes, takes exact inner-product search over the same vectors as ground truth, and sweeps nprobe
-(IVF) or efSearch (HNSW) upwards in powers of two. Search time grows with the parameter, so the first
-value whose recall@1 reaches `TARGET_RECALL` is the fastest that does. A hit is a top-1 score equal to
+(IVF) or efSearch (HNSW) upwards in powers of two, then bisects between the last one short of
+`TARGET_RECALL` and the first to reach it (to within 1/8). Search time grows with the parameter, so the
+smallest value whose recall@1 reaches the target is the fastest that does. A hit is a top-1 score equal to
 the exact best (so duplicate vectors are not misses). The record is kept in the gallery's settings
 (`SETTING`) and applied again when the index file is loaded.
 """
@@ -107,7 +108,7 @@ def tune(index, vectors: np.ndarray, extra_queries: np.ndarray | None = None, fa
         return None
     started = time.perf_counter()
     name, values = parameter
-    held_out = np.setdiff1d(np.arange(len(vectors)), _training_rows(index, len(vectors)))  # near no centroid
+    held_out = np.setdiff1d(np.arange(len(vectors)), _training_rows(index, len(vectors)))  # not k-means input
     probes = noisy_queries(vectors[held_out] if len(held_out) else vectors, queries, seed=seed)
     real = 0 if extra_queries is None else len(extra_queries)
     if real:
@@ -118,17 +119,24 @@ def tune(index, vectors: np.ndarray, extra_queries: np.ndarray | None = None, fa
     with blas_from(1):
         best = faiss.knn(probes, vectors, 1, metric=faiss.METRIC_INNER_PRODUCT)[0][:, 0]
     space, sweep = faiss.ParameterSpace(), []
-    for value in values:
+
+    def recall(value: int) -> float:
         space.set_index_parameter(index, name, value)
-        found = index.search(probes, 1)[0][:, 0]
-        sweep.append([value, float(np.mean(found >= best - 1e-5))])
-        if sweep[-1][1] >= target:
-            break
+        sweep.append([value, float(np.mean(index.search(probes, 1)[0][:, 0] >= best - 1e-5))])
+        return sweep[-1][1]
+
+    high = next((v for v in values if recall(v) >= target), values[-1])
+    low = max((v for v, r in sweep if r < target), default=0)
+    while high - low > max(1, high // 8):  # bisect between the last power of two short of the target and it
+        middle = (low + high) // 2
+        low, high = (low, middle) if recall(middle) >= target else (middle, high)
+    chosen = next(r for v, r in reversed(sweep) if v == high)
+    space.set_index_parameter(index, name, high)
     timed = probes[:TIMED_QUERIES]
     clock = time.perf_counter()
     for row in range(len(timed)):
         index.search(timed[row:row + 1], 1)
-    return {"factory": factory, "parameter": name, "value": sweep[-1][0], "recall_at_1": sweep[-1][1],
+    return {"factory": factory, "parameter": name, "value": high, "recall_at_1": chosen,
             "target_recall": target, "queries": len(probes), "real_queries": real, "query_cosine": QUERY_COSINE,
             "ms_per_query": 1000 * (time.perf_counter() - clock) / len(timed), "size": len(vectors),
             "sweep": sweep, "seconds": time.perf_counter() - started}
