@@ -68,7 +68,7 @@ def test_real_probe_embeddings_join_the_tuning_queries_and_a_wrong_shape_is_name
 def test_choose_factory_is_exact_below_the_threshold_and_ivf_above():
     limit = tuning.EXACT_MAX_FLOATS // 512
     assert tuning.choose_factory(limit, 512) == "Flat"
-    assert tuning.choose_factory(limit + 1, 512) == "IVF512,Flat"
+    assert tuning.choose_factory(limit + 1, 512) == "IVF256,Flat"
     assert tuning.choose_factory(1_000_000, 512) == "IVF2048,Flat"
 
 
