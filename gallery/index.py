@@ -8,12 +8,12 @@ ParameterSpace.
 `auto` picks exact or an inverted file by size and, like any index with a search parameter given no
 explicit value, tunes nprobe / efSearch to recall@1 0.99 on every (re)build (see `gallery.tuning`).
 
-Exact search is memory-bound: one BLAS product of the queries with the stored vectors plus a partial
-sort beats FAISS's flat search at every batch size measured (`faceid bench gallery-search`): FAISS 1.15
-scans the vectors once per query below its BLAS threshold (128,000 queries), and its blocked BLAS path,
-with the threshold lowered, was slower still at 16-64 queries on 2 cores. So the exact path uses it, in
-blocks of queries whose score matrix stays under `SCORE_BLOCK` floats; a GPU copy takes batches from
-`BLAS_BATCH` up.
+Exact search is memory-bound. Below `FAISS_BATCH` queries one BLAS product of the queries with the
+stored vectors plus a partial sort beats FAISS 1.15's flat search (1.2-5x at batch 1-64 from 10k to 1M
+in `faceid bench gallery-search`; FAISS's blocked BLAS path, its threshold lowered, was slower still at
+16-64 queries on 2 cores), in blocks of queries whose scores stay under `SCORE_BLOCK` floats; from
+`FAISS_BATCH` up FAISS's own search wins (3-10x at 256 queries, 100k-1M) and takes over. A GPU copy
+takes exact batches from `BLAS_BATCH` up.
 
 On disk the index is `index.<generation>.faiss`, written with `faceid.files.atomic_write` (durable: a
 temporary `.index.<generation>.<random>.tmp.faiss` beside it, fsynced, renamed, directory fsynced); a
@@ -29,7 +29,8 @@ from faceid.files import atomic_write
 from gallery import tuning
 
 BLAS_BATCH = 8
-SCORE_BLOCK = 1 << 24  # floats (64 MB) of query x vector scores per block of the exact path
+FAISS_BATCH = 128
+SCORE_BLOCK = 1 << 26  # floats (256 MB) of query x vector scores per block of the exact path
 
 
 def _with_ids(index):
@@ -166,7 +167,7 @@ class VectorIndex:
         k = max(1, min(k, len(self))) if len(self) else 0
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        if self._matrix is not None and (self._gpu_index is None or len(queries) < BLAS_BATCH):
+        if self._matrix is not None and len(queries) < (FAISS_BATCH if self._gpu_index is None else BLAS_BATCH):
             block = max(1, SCORE_BLOCK // len(self))
             found = [self._exact(queries[start:start + block], k) for start in range(0, max(1, len(queries)), block)]
             return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
