@@ -74,7 +74,7 @@ class Gallery:
             from gallery.milvus_index import MilvusIndex
 
             return MilvusIndex(self.dim, self.backend["uri"], self.backend.get("index_type", "FLAT"), parameters)
-        return VectorIndex(self.dim, self.store.get("index_factory"), parameters, self.gpu)
+        return VectorIndex(self.dim, self.store.get("index_factory"), parameters, self.gpu, self.store)
 
     # ----- lifecycle -----------------------------------------------------------------------------
     @classmethod
@@ -329,7 +329,7 @@ class Gallery:
         wal = self.path / "gallery.db-wal"
         return {"identities": identities, "templates": templates, "indexed_vectors": len(self.index),
                 "embedding_dim": self.dim, "template_policy": self.policy, "index_factory": self.index.factory,
-                "backend": self.backend["name"],
+                "backend": self.backend["name"], "index": {"tuning": getattr(self.index, "tuning", None)},
                 "embedder": self.fingerprint["fingerprint"], "threshold": self.store.get("threshold"),
                 "generation": self.store.generation(), "bytes_on_disk": size,
                 "bytes_per_identity": size / identities if identities else None,
