@@ -115,7 +115,6 @@ class VectorIndex:
         self.tuning = tuning.tune(self.index, vectors, self.tuning_queries, self.built_factory) or {
             "factory": self.built_factory, "parameter": None, "value": None, "recall_at_1": 1.0,
             "size": len(vectors), "exact_up_to": tuning.EXACT_MAX_FLOATS // self.dim}
-        tuning.save_record(self.settings, self.tuning)
 
     def _adopt_stored_tuning(self) -> None:
         """After a load: what `auto` built, and the stored tuning record when it was made for that structure."""

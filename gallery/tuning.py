@@ -147,7 +147,7 @@ def load_record(store) -> dict | None:
     return store.get(SETTING) if store is not None else None
 
 
-def save_record(store, record: dict | None) -> None:
-    if store is not None:
-        with store.transaction() as connection:
-            store.set(connection, SETTING, record)
+def save_record(store, connection, record: dict | None) -> None:
+    """Store the tuning of a snapshot's index, in the transaction that records the snapshot (under the
+    writer lock): a reader that rebuilds its own copy in memory writes nothing."""
+    store.set(connection, SETTING, record)
