@@ -74,7 +74,7 @@ class Gallery:
             from gallery.milvus_index import MilvusIndex
 
             return MilvusIndex(self.dim, self.backend["uri"], self.backend.get("index_type", "FLAT"), parameters)
-        return VectorIndex(self.dim, self.store.get("index_factory"), parameters, self.gpu)
+        return VectorIndex(self.dim, self.store.get("index_factory"), parameters, self.gpu, self.store)
 
     # ----- lifecycle -----------------------------------------------------------------------------
     @classmethod
@@ -325,8 +325,7 @@ class Gallery:
 
     def stats(self) -> dict:
         identities, templates = self.store.counts()
-        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
-        wal = self.path / "gallery.db-wal"
+        size, wal = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()), self.path / "gallery.db-wal"
         return {"identities": identities, "templates": templates, "indexed_vectors": len(self.index),
                 "embedding_dim": self.dim, "template_policy": self.policy, "index_factory": self.index.factory,
                 "backend": self.backend["name"],
@@ -334,7 +333,8 @@ class Gallery:
                 "generation": self.store.generation(), "bytes_on_disk": size,
                 "bytes_per_identity": size / identities if identities else None,
                 "bytes_per_template": size / templates if templates else None,
-                "wal_bytes": wal.stat().st_size if wal.exists() else 0, "index": dict(self.live.report)}
+                "wal_bytes": wal.stat().st_size if wal.exists() else 0,
+                "index": {**self.live.report, "tuning": getattr(self.index, "tuning", None)}}
 
     # ----- moving galleries (gallery.transfer) ---------------------------------------------------
     def export(self, file: str | Path) -> Path:

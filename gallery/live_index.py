@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gallery import tuning
 from gallery.index import VectorIndex, file_checksum
 from gallery.store import MetadataStore
 
@@ -189,6 +190,7 @@ class LiveIndex:
         record = {"generation": self.generation, "file": path.name, "checksum": checksum, "time": time.time()}
         with self.store.transaction() as connection:
             self.store.record_snapshot(connection, record)
+            tuning.save_record(self.store, connection, self.index.tuning)  # stored with the index it was made for
         self.needs_snapshot = False
         self.report["snapshot_generation"] = self.generation
         self.remove_stale_files()

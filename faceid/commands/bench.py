@@ -7,7 +7,7 @@ from faceid.commands.options import add_device_option
 
 SUMMARY = "benchmarks (losses, detect, embed, enroll, gallery, serve) printing ratios to a baseline from the same run"
 
-TARGETS = ["losses", "detect", "embed", "enroll", "gallery", "serve"]
+TARGETS = ["losses", "detect", "embed", "enroll", "gallery", "gallery-search", "serve"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
         from gallery.serve_benchmark import run_serve_benchmark
 
         run_serve_benchmark(per_client=8 if args.quick else 24, workers=args.workers or 1)
+    elif args.target == "gallery-search":
+        from gallery.benchmark import run_search_benchmark
+
+        run_search_benchmark(sizes=(10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000))
     elif args.target == "gallery":
         from gallery.benchmark import run_gallery_benchmark, run_write_benchmark
 

@@ -13,7 +13,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="*", type=Path, help="images of --identity")
     parser.add_argument("--identity", help="the identity the images belong to")
     parser.add_argument("--from-folder", type=Path, help="an identity-folder tree: one identity per sub-folder")
-    parser.add_argument("--index", default="Flat", help="FAISS factory string for a new gallery (default Flat: exact)")
+    parser.add_argument("--index", default="Flat", help="FAISS factory string for a new gallery (default Flat: exact), "
+                        "or auto: exact while small, then IVF with nprobe tuned to recall@1 0.99")
     parser.add_argument("--policy", choices=["all", "mean"], default="all", help="template policy of a new gallery")
     parser.add_argument("--keep-images", action="store_true",
                         help="a new gallery keeps a copy of every enrolled image, so it can be re-embedded later "

@@ -1,8 +1,6 @@
 """Issue 13 part 5: bulk enrolment decodes, detects and embeds in batches, with parallel workers; a
 corrupt or unreadable image is a per-file error in the summary, never fatal."""
 
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -12,21 +10,9 @@ from faceid.embedding import TorchEmbedder
 from faceid.preprocessing import FacePreprocessor
 from gallery.enrollment import enroll_folder, enroll_images
 from gallery.gallery import Gallery
+from tests.gallery.doubles import RecordingEmbedder, deny_reading
 
 DIM = 16
-
-
-class _CountingEmbedder:
-    """A real embedder that records the batch size of each call."""
-
-    def __init__(self, inner):
-        self.inner, self.batches = inner, []
-        self.fingerprint, self.embedding_dim, self.preprocessing = (inner.fingerprint, inner.embedding_dim,
-                                                                    inner.preprocessing)
-
-    def embed(self, crops):
-        self.batches.append(len(crops))
-        return self.inner.embed(crops)
 
 
 @pytest.fixture(scope="module")
@@ -51,22 +37,9 @@ def tree(tmp_path):
     locked.chmod(0o644)
 
 
-def _deny(monkeypatch, locked: Path) -> None:
-    """Root reads a chmod-000 file anyway: then make reading it raise the PermissionError a user gets."""
-    if os.access(locked, os.R_OK):
-        read_bytes = Path.read_bytes
-
-        def refuse(path):
-            if path == locked:
-                raise PermissionError(13, "Permission denied", str(path))
-            return read_bytes(path)
-
-        monkeypatch.setattr(Path, "read_bytes", refuse)
-
-
 def test_folder_with_corrupt_and_unreadable_files_enrolls_every_good_one(tmp_path, tree, embedder, monkeypatch):
-    _deny(monkeypatch, tree / "bob" / "locked.png")
-    counting = _CountingEmbedder(embedder)
+    deny_reading(monkeypatch, tree / "bob" / "locked.png")
+    counting = RecordingEmbedder(embedder)
     gallery = Gallery.create(tmp_path / "g", counting)
     summary = enroll_folder(gallery, tree, progress=False)
     assert summary["images"] == 9 and summary["enrolled_samples"] == 7 and summary["identities"] == 3
@@ -104,7 +77,7 @@ def test_enroll_many_on_photos_detects_and_embeds_in_one_batch(tmp_path, shared_
     calls = []
     many = preprocessor.many
     preprocessor.many = lambda images: calls.append(len(images)) or many(images)
-    counting = _CountingEmbedder(embedder)
+    counting = RecordingEmbedder(embedder)
     batched = Gallery.create(tmp_path / "batched", counting, preprocessor=preprocessor)
     batched.enroll_many(photos)
     assert calls == [2, 2] and counting.batches == [2, 2]  # each identity's photos detected and embedded together

@@ -13,6 +13,7 @@ from faceid.embedding import TorchEmbedder, save_backbone_checkpoint
 from gallery.enrollment import enroll_folder
 from gallery.gallery import Gallery
 from gallery.records import GalleryError, NotEnrolled
+from tests.gallery.doubles import deny_reading
 
 DIM = 8
 HOSTILE = ["   ", "\t", "a\x00b", "a\nb", "\u202eevil", "a\u200bb", "x" * 100_000, "UNKNOWN", " alice"]
@@ -83,14 +84,7 @@ def test_an_unreadable_file_is_one_failure_not_the_end_of_the_enrolment(tmp_path
     embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
     gallery = Gallery.create(tmp_path / "g", embedder)
     locked = small_synthetic / "aligned" / "id_00003" / "001.png"
-    read_bytes = Path.read_bytes
-
-    def refuse(path):
-        if path == locked:
-            raise PermissionError(13, "Permission denied", str(path))
-        return read_bytes(path)
-
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    deny_reading(monkeypatch, locked)
     summary = enroll_folder(gallery, small_synthetic / "aligned")
     assert summary["enrolled_samples"] == 47 and summary["failed"] == 1
     assert "permission denied" in summary["failures"][str(locked)]

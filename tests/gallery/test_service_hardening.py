@@ -15,29 +15,16 @@ from faceid.data.folder import list_identity_folder
 from faceid.embedding import TorchEmbedder
 from gallery.gallery import Gallery
 from gallery.service import create_app
+from tests.gallery.doubles import RecordingEmbedder
 from tests.gallery.http_client import call, free_port, running
 
 DELAY = 0.4  # seconds per embedder batch
 
 
-class _SlowEmbedder:
-    """A real embedder that takes DELAY per batch and records the batch sizes."""
-
-    def __init__(self, inner):
-        self.inner, self.batches = inner, []
-        self.fingerprint, self.embedding_dim, self.preprocessing = (inner.fingerprint, inner.embedding_dim,
-                                                                    inner.preprocessing)
-
-    def embed(self, crops):
-        self.batches.append(len(crops))
-        time.sleep(DELAY)
-        return self.inner.embed(crops)
-
-
 @pytest.fixture(scope="module")
 def slow(tmp_path_factory, small_synthetic):
     """A served gallery of two identities whose embedder takes DELAY per batch."""
-    embedder = _SlowEmbedder(TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu"))
+    embedder = RecordingEmbedder(TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu"), DELAY)
     images = [i.path for i in list_identity_folder(small_synthetic / "aligned")]
     gallery = Gallery.create(tmp_path_factory.mktemp("slow") / "g", embedder)
     gallery.enroll("alice", images[:2])

@@ -15,14 +15,6 @@ from faceid.zoo.catalog import ALIGNMENTS, KINDS
 from tests.zoo.test_download import point, serving, sha, tiny_onnx
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEID_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("FACEID_OFFLINE", raising=False)
-    monkeypatch.delenv("FACEID_DOWNLOAD_TIMEOUT", raising=False)
-    return tmp_path / "home"
-
-
 def test_every_entry_is_complete():
     from faceid.embedding import Preprocessing
 
