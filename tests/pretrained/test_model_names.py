@@ -38,11 +38,11 @@ def home(converted, monkeypatch) -> Path:
 
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> list[Path]:
-    """Aligned synthetic crops of 3 identities x 3 images."""
+    """Aligned synthetic crops of 4 identities x 4 images."""
     from faceid.data.synthetic import generate_dataset
 
     out = tmp_path_factory.mktemp("faces")
-    generate_dataset(out, identities=3, images_per_identity=3, seed=5, progress=False)
+    generate_dataset(out, identities=4, images_per_identity=4, seed=5, progress=False)
     return sorted((out / "aligned").rglob("*.png"))
 
 
@@ -64,7 +64,7 @@ def test_embed_detects_with_the_models_crop(shared_data, tmp_path):
 def test_evaluate_with_a_model_name(faces, tmp_path, capsys):
     data = faces[0].parents[1]
     assert main(["evaluate", "--model", MODEL, "--data", str(data), "--out", str(tmp_path / "report"),
-                 "--folds", "2", "--pairs-per-fold", "4", "--cache-dir", str(tmp_path / "cache"),
+                 "--folds", "2", "--pairs-per-fold", "20", "--cache-dir", str(tmp_path / "cache"),
                  "--device", "cpu"]) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["model"] == MODEL and report["images_embedded"] == len(faces)
