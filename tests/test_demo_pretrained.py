@@ -77,8 +77,8 @@ def test_demo_on_orl_photos(shared_data, tmp_path, capsys):
     for number in range(1, 13):
         (subset / f"s{number}").symlink_to(shared_data / "orl" / f"s{number}")
     assert main(["demo", "--data", str(subset), "--out", str(tmp_path / "out"), "--set", "training.epochs=2",
-                 "--set", "data.validation_fraction=0.5", "--set", "evaluation.folds=2",
-                 "--set", "device=cpu"]) == 0
+                 "--set", "training.batch_size=32", "--set", "data.validation_fraction=0.5",
+                 "--set", "evaluation.folds=2", "--set", "device=cpu"]) == 0
     out = capsys.readouterr().out
     assert "photos have a face" in out and "held-out 10-fold accuracy" in out
     assert out.count("strangers answered unknown") == 2 and "--- dlib_resnet_v1" in out
