@@ -95,6 +95,7 @@ class TrainingConfig(Section):
     checkpoint_every_steps: int | None = Field(None, gt=0)
     early_stopping_patience: int | None = Field(None, gt=0)  # validations without improvement
     model_parallel_head: bool = False  # shard the class vectors across ranks (PartialFC-style)
+    sample_rate: float = Field(1.0, gt=0, le=1)  # margin heads: share of class centres per step (PartialFC)
     run_dir: str = "runs/default"
 
 

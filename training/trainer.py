@@ -25,12 +25,11 @@ from faceid.data.protocols import build_pair_protocol
 from faceid.device import resolve_device
 from faceid.embedding import Preprocessing, TorchEmbedder
 from faceid.losses import build_loss
-from faceid.losses.margin import CombinedMarginLoss
 from training import checkpoint
 from training.augmentation import Augmentation
 from training.distributed import DistributedContext, init_distributed, shutdown
-from training.partial_fc import ShardedMarginHead
 from training.run_log import RunLog
+from training.sampled_head import SampledMarginHead, build_head
 from training.samplers import auto_sampler, build_sampler
 from training.schedule import LearningRateSchedule
 
@@ -123,7 +122,7 @@ class Trainer:
                                                            config.evaluation.pairs_per_fold, config.seed)
 
     def _build_model(self) -> None:
-        """The backbone, the loss (sharded over ranks with `model_parallel_head`) and what DDP wraps."""
+        """The backbone, the loss (sharded: `model_parallel_head`; sampled: `sample_rate`) and what DDP wraps."""
         config, t = self.config, self.config.training
         self.backbone = build_backbone(config.model.backbone, config.model.embedding_dim, config.model.input_size,
                                        **config.model.options).to(self.device)
@@ -134,12 +133,7 @@ class Trainer:
         loss = build_loss(config.loss.name, config.model.embedding_dim, self.train_set.num_classes,
                           **config.loss.params)
         self.sharded = t.model_parallel_head and self.context.enabled
-        if self.sharded:
-            if not isinstance(loss, CombinedMarginLoss):
-                raise ValueError(f"model_parallel_head needs a margin head (arcface, cosface, amsoftmax, combined), "
-                                 f"got {config.loss.name!r}")
-            loss = ShardedMarginHead(loss, self.context.rank, self.context.world_size)
-        self.loss = loss.to(self.device)
+        self.loss = build_head(loss, config.loss.name, t, self.context, config.seed).to(self.device)
         if not self.context.enabled:
             self.model = TrainModule(self.backbone, self.loss)
         else:
@@ -169,6 +163,8 @@ class Trainer:
             self.optimizer = torch.optim.SGD(groups, momentum=t.momentum)
         else:
             self.optimizer = torch.optim.AdamW(groups)
+        if isinstance(self.loss, SampledMarginHead):
+            self.loss.attach(self.optimizer)  # it swaps the sampled rows in and out of the loss group
         self.schedule = LearningRateSchedule(t.schedule, self.total_steps, self.steps_per_epoch,
                                              [g["lr"] for g in groups])
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
