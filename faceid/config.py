@@ -100,6 +100,7 @@ class TrainingConfig(Section):
     freeze_backbone_epochs: int = Field(0, ge=0)  # the backbone gets no updates in the first N epochs
     freeze_bn_stats: bool = False  # BatchNorm layers in eval mode throughout (running statistics fixed)
     model_parallel_head: bool = False  # shard the class vectors across ranks (PartialFC-style)
+    sample_rate: float = Field(1.0, gt=0, le=1)  # margin heads: share of class centres per step (PartialFC)
     run_dir: str = "runs/default"
 
 

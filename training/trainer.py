@@ -25,12 +25,11 @@ from faceid.data.protocols import build_pair_protocol
 from faceid.device import resolve_device
 from faceid.embedding import Preprocessing, TorchEmbedder
 from faceid.losses import build_loss
-from faceid.losses.margin import CombinedMarginLoss
 from training import checkpoint, pretrained
 from training.augmentation import Augmentation
 from training.distributed import DistributedContext, init_distributed, shutdown
-from training.partial_fc import ShardedMarginHead
 from training.run_log import RunLog
+from training.sampled_head import SampledMarginHead, build_head
 from training.samplers import auto_sampler, build_sampler
 from training.schedule import LearningRateSchedule
 
@@ -123,7 +122,8 @@ class Trainer:
                                                            config.evaluation.pairs_per_fold, config.seed)
 
     def _build_model(self) -> None:
-        """The backbone (or `model.init`'s: training.pretrained), the loss (sharded with `model_parallel_head`), DDP."""
+        """The backbone (or `model.init`'s: training.pretrained), the loss (sharded: `model_parallel_head`;
+        sampled: `sample_rate`) and what DDP wraps."""
         self.pretrained = pretrained.load_pretrained(self.config.model.init) if self.config.model.init else None
         if self.pretrained:
             self.config = pretrained.configure(self.config, self.pretrained)
@@ -143,12 +143,7 @@ class Trainer:
             embeddings = pretrained.embed_dataset(self.backbone, self.train_set, self.preprocessing, self.device)
             pretrained.init_head(loss, embeddings, self.train_set.labels, config.loss.name)
         self.sharded = t.model_parallel_head and self.context.enabled
-        if self.sharded:
-            if not isinstance(loss, CombinedMarginLoss):
-                raise ValueError(f"model_parallel_head needs a margin head (arcface, cosface, amsoftmax, combined), "
-                                 f"got {config.loss.name!r}")
-            loss = ShardedMarginHead(loss, self.context.rank, self.context.world_size)
-        self.loss = loss.to(self.device)
+        self.loss = build_head(loss, config.loss.name, t, self.context, config.seed).to(self.device)
         self.freezer = pretrained.BackboneFreezer(self.backbone, self.loss, t, self.context.enabled)
         if not self.context.enabled:
             self.model = TrainModule(self.backbone, self.loss)
@@ -179,6 +174,8 @@ class Trainer:
             self.optimizer = torch.optim.SGD(groups, momentum=t.momentum)
         else:
             self.optimizer = torch.optim.AdamW(groups)
+        if isinstance(self.loss, SampledMarginHead):
+            self.loss.attach(self.optimizer)  # it swaps the sampled rows in and out of the loss group
         self.schedule = LearningRateSchedule(t.schedule, self.total_steps, self.steps_per_epoch,
                                              [g["lr"] for g in groups])
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
