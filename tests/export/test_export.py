@@ -23,7 +23,8 @@ def exported(tmp_path_factory):
             if isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
-    save_backbone_checkpoint(folder / "model.pt", model, "small_cnn", 32, 64, extra={"loss": "arcface", "config_hash": "abc"})
+    save_backbone_checkpoint(folder / "model.pt", model, "small_cnn", 32, 64,
+                             extra={"loss": "arcface", "config_hash": "abc"})
     parity = export_onnx(folder / "model.pt", folder / "model.onnx")
     return folder, parity
 
@@ -85,7 +86,8 @@ def test_third_party_model_served_from_a_yaml_description(tmp_path, small_synthe
     got = OnnxEmbedder(tmp_path / "foreign.onnx", device="cpu", preprocessing=description).embed(crops)
     import cv2
 
-    batch = np.stack([cv2.resize(c, (48, 48), interpolation=cv2.INTER_AREA)[..., ::-1] for c in crops]).astype(np.float32)
+    resized = [cv2.resize(c, (48, 48), interpolation=cv2.INTER_AREA)[..., ::-1] for c in crops]
+    batch = np.stack(resized).astype(np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy((batch - 127.5) / 128.0).permute(0, 3, 1, 2)).numpy()
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
@@ -132,7 +134,8 @@ def test_export_and_embed_commands(exported, small_synthetic, tmp_path, capsys):
     assert main(["export", str(folder / "model.pt"), "--out", str(tmp_path / "cli.onnx")]) == 0
     assert "min cosine" in capsys.readouterr().out
     images = [str(i.path) for i in list_identity_folder(small_synthetic / "aligned")[:3]]
-    assert main(["embed", *images, "--model", str(tmp_path / "cli.onnx"), "--aligned", "--out", str(tmp_path / "e.npz")]) == 0
+    assert main(["embed", *images, "--model", str(tmp_path / "cli.onnx"), "--aligned",
+                 "--out", str(tmp_path / "e.npz")]) == 0
     data = np.load(tmp_path / "e.npz")
     assert data["embeddings"].shape == (3, 32) and list(data["paths"]) == images
 
