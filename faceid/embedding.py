@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from faceid.alignment import AlignmentTemplate, alignment_template
+from faceid.arrays import l2_normalize
 from faceid.backbones import build_backbone
 from faceid.device import resolve_device
 
@@ -222,4 +223,4 @@ class PixelEmbedder:
     def embed(self, crops) -> np.ndarray:
         flat = self.preprocessing.apply(crops).reshape(len(crops), -1)
         flat -= flat.mean(1, keepdims=True)
-        return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+        return l2_normalize(flat, axis=1)
