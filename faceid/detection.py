@@ -134,6 +134,6 @@ class FaceDetector:
             except (ImageReadError, ValueError) as error:
                 results[index] = (error if isinstance(error, ImageReadError)
                                   else ImageReadError(f"input {index}", str(error)))
-        for index, faces in zip(readable, self.detect_arrays(arrays), strict=False):
+        for index, faces in zip(readable, self.detect_arrays(arrays), strict=True):
             results[index] = faces
         return results

@@ -45,7 +45,7 @@ class IResNet(nn.Module):
             raise ValueError(f"iresnet needs input_size divisible by 16, got {input_size}")
         self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64, eps=1e-5), nn.PReLU(64))
         stages, inputs = [], 64
-        for outputs, blocks in zip((64, 128, 256, 512), layers, strict=False):
+        for outputs, blocks in zip((64, 128, 256, 512), layers, strict=True):
             stages.append(IBasicBlock(inputs, outputs, 2))
             stages.extend(IBasicBlock(outputs, outputs, 1) for _ in range(blocks - 1))
             inputs = outputs

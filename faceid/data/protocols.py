@@ -142,7 +142,7 @@ def _resolve(root: Path, relatives: list[tuple[str, str, bool, int | None]], ski
              line_numbers: list[int]) -> PairProtocol:
     paths: dict[Path, int] = {}
     first, second, same, fold_of, missing, skipped = [], [], [], [], [], []
-    for (a, b, label, fold), line in zip(relatives, line_numbers, strict=False):
+    for (a, b, label, fold), line in zip(relatives, line_numbers, strict=True):
         absent = [p for p in (a, b) if not (root / p).is_file()]
         if absent:
             missing.extend(f"{source}:{line}: {root / p}" for p in absent)

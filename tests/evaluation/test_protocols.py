@@ -73,11 +73,11 @@ def test_built_pairs_are_balanced_and_folds_identity_disjoint(small_synthetic):
     protocol = build_verification_pairs(images, folds=4, pairs_per_fold=10, seed=0)
     assert protocol.is_same.sum() == (~protocol.is_same).sum()
     identities_by_fold = {}
-    for a, b, fold in zip(protocol.first, protocol.second, protocol.fold, strict=False):
+    for a, b, fold in zip(protocol.first, protocol.second, protocol.fold, strict=True):
         identities_by_fold.setdefault(int(fold), set()).update({images[a].identity, images[b].identity})
     folds = list(identities_by_fold.values())
     assert all(not (x & y) for i, x in enumerate(folds) for y in folds[i + 1:])
-    for a, b, same in zip(protocol.first, protocol.second, protocol.is_same, strict=False):
+    for a, b, same in zip(protocol.first, protocol.second, protocol.is_same, strict=True):
         assert (images[a].identity == images[b].identity) == same and a != b
     again = build_verification_pairs(images, folds=4, pairs_per_fold=10, seed=0)
     assert np.array_equal(protocol.first, again.first)
