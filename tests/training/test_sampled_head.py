@@ -240,7 +240,7 @@ def test_head_benchmark_rows_report_time_memory_and_ratios(capsys):
     assert rows[0]["speedup"] == 1.0 and rows[1]["sampled"] == 200 and rows[1]["memory_ratio"] < 1
     assert all(r["ms_per_step"] > 0 and r["memory_bytes"] > 0 for r in rows)
     print_head_table(rows)
-    assert "2000" in capsys.readouterr().out
+    assert "| 2,000 | 0.1 | 200 |" in capsys.readouterr().out
 
 
 # ----- accuracy on the synthetic faces --------------------------------------------------------------------
