@@ -77,4 +77,5 @@ def save_model(trainer, path: Path) -> None:
     with atomic_write(path) as temporary:
         save_backbone_checkpoint(temporary, trainer.backbone, model.backbone, model.embedding_dim, model.input_size,
                                  extra={"loss": trainer.config.loss.name, "config_hash": config_hash(trainer.config),
-                                        "step": trainer.step, "backbone_options": model.options})
+                                        "step": trainer.step, "backbone_options": model.options,
+                                        **(trainer.pretrained.extra if trainer.pretrained else {})})
