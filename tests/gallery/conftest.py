@@ -7,10 +7,11 @@ import logging
 import pytest
 
 MILVUS_MISSING = importlib.util.find_spec("milvus_lite") is None
+MILVUS = pytest.param("milvus", marks=pytest.mark.skipif(MILVUS_MISSING, reason="milvus-lite is not installed "
+                                                         "(pip install -e '.[milvus]')"))  # a parameter value
 
 
-@pytest.fixture(params=["faiss", pytest.param("milvus", marks=pytest.mark.skipif(
-    MILVUS_MISSING, reason="milvus-lite is not installed (pip install -e '.[milvus]')"))])
+@pytest.fixture(params=["faiss", MILVUS])
 def backend(request) -> str:
     """Every test taking this fixture runs against both vector backends."""
     return request.param
