@@ -43,7 +43,8 @@ def describe_backend(folder: Path, uri: str | None, index: str) -> dict:
             "collection": f"faceid_{uuid.uuid4().hex}", "index_type": milvus_index_type(index)}
 
 
-def _is_lite(uri: str) -> bool:
+def is_milvus_lite(uri: str) -> bool:
+    """A local Milvus Lite directory (one process at a time), not a server URI."""
     return not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
 
 
@@ -61,7 +62,7 @@ class MilvusIndex:
             self.client = MilvusClient(uri)
         except Exception as error:
             raise ValueError(f"cannot open Milvus at {uri}: {error}") from None
-        if _is_lite(uri):
+        if is_milvus_lite(uri):
             with _lite_lock:
                 _lite_users[uri] = _lite_users.get(uri, 0) + 1
         if self.client.has_collection(collection):
@@ -142,7 +143,7 @@ class MilvusIndex:
         """Close the client; the last user of a Milvus Lite path in this process also stops its local server,
         releasing the directory for other processes (earlier ones keep using it)."""
         self.client.close()
-        if not _is_lite(self.uri):
+        if not is_milvus_lite(self.uri):
             return
         with _lite_lock:
             _lite_users[self.uri] -= 1

@@ -147,3 +147,14 @@ def test_a_writer_dying_after_its_commit_leaves_a_collection_that_is_repaired_on
     assert reopened.identify(new_sample, k=1).candidates[0] == ("p001", pytest.approx(score, abs=1e-5))
     assert reopened.check()["consistent"]
     reopened.close()
+
+
+def test_serving_a_milvus_lite_gallery_from_several_processes_is_refused_clearly(tmp_path):
+    from gallery.records import GalleryError
+    from gallery.service import serve
+
+    gallery = embeddings_gallery(tmp_path / "g", "milvus")
+    with pytest.raises(GalleryError, match="Milvus Lite, which one process at a time may open: serve it with "
+                                          "--workers 1, or re-create it on a Milvus server"):
+        serve(gallery, workers=2)
+    gallery.close()
