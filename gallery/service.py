@@ -25,9 +25,9 @@ from fastapi.responses import JSONResponse
 from faceid.data.images import DEFAULT_MAX_PIXELS
 from gallery.gallery import Gallery
 from gallery.kept_images import keep_bytes, keeps_images
+from gallery.milvus_index import is_milvus_lite
 from gallery.names import validate_identity_name
 from gallery.photos import identify_photo
-from gallery.milvus_index import is_milvus_lite
 from gallery.records import GalleryError, NotEnrolled
 from gallery.service_limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, BodyLimits
 from gallery.service_workers import GalleryWorkers, IdentifyBatcher

@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["faiss", "milvus"], default="faiss",
                         help="where a new gallery keeps its vectors: a FAISS index in the gallery (default), or Milvus")
     parser.add_argument("--milvus-uri", default=None,
-                        help="Milvus server of a new --backend milvus gallery (default: Milvus Lite inside the gallery, "
-                             "one process at a time)")
+                        help="Milvus server of a new --backend milvus gallery (default: Milvus Lite inside the "
+                             "gallery, one process at a time)")
     parser.add_argument("--policy", choices=["all", "mean"], default="all", help="template policy of a new gallery")
     parser.add_argument("--keep-images", action="store_true",
                         help="a new gallery keeps a copy of every enrolled image, so it can be re-embedded later "

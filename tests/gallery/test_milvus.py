@@ -120,12 +120,12 @@ def test_readers_stay_right_while_the_collection_is_behind_a_failed_write(tmp_pa
     writer.close()
 
 
-MEAN_WRITER = """
-import sys, numpy as np
+DYING_WRITER = """
+import os, sys, numpy as np
 from gallery.live_index import LiveIndex
 from gallery.gallery import Gallery
 gallery = Gallery(sys.argv[1])
-LiveIndex.refresh = lambda self, own_write=False: own_write and sys.exit(9)  # dies after the commit
+LiveIndex.refresh = lambda self, own_write=False: own_write and os._exit(9)  # killed after the commit
 gallery.enroll("p001", [np.array({vector})])
 """
 
@@ -138,7 +138,7 @@ def test_a_writer_dying_after_its_commit_leaves_a_collection_that_is_repaired_on
     with embeddings_gallery(tmp_path / "g", "milvus", template_policy=policy) as gallery:
         gallery.enroll_many(people)
     new_sample = _unit(centres[3] + centres[1])
-    process = subprocess.run([sys.executable, "-c", MEAN_WRITER.format(vector=new_sample.tolist()),
+    process = subprocess.run([sys.executable, "-c", DYING_WRITER.format(vector=new_sample.tolist()),
                               str(tmp_path / "g")])
     assert process.returncode == 9
     reopened = Gallery(tmp_path / "g")

@@ -1,7 +1,8 @@
 """Issues 12 and 13: snapshots + replay, crash safety at each step, checksums, damaged databases, housekeeping.
 
-Tests taking `backend` run on FAISS and Milvus; the others are about the FAISS snapshot files (Milvus keeps
-its own index: its analogues are in test_milvus.py)."""
+Tests taking `backend` run on FAISS and Milvus; the others are about FAISS itself — its snapshot files and their
+checksums, an HNSW factory that cannot remove in place, the FAISS write benchmark (Milvus keeps its own index:
+the analogues are in test_milvus.py)."""
 
 import json
 import sqlite3
