@@ -88,13 +88,29 @@ def test_refined_ivf_removes_in_place_and_names_the_right_ids(tuned, monkeypatch
     kept = np.setdiff1d(np.arange(len(vectors)), removed)
     everything, names = np.concatenate([vectors[kept], added]), np.concatenate([kept * 3 + 11, np.arange(100) + 10**9])
     index.k_factor, faiss.extract_index_ivf(index.index).nprobe = len(vectors), 256  # exhaustive: exact
-    queries = np.concatenate([vectors[kept[:300]], added, vectors[removed[:100]]])
+    queries = np.concatenate([vectors[kept[:300]], vectors[kept[-300:]], added, vectors[removed[:100]]])  # moved too
     scores, ids = index.search(queries, 3)
     expected = np.argsort(-(queries @ everything.T), axis=1)[:, :3]
     assert np.array_equal(ids[:, 0], names[expected[:, 0]])
     assert not np.isin(ids, removed * 3 + 11).any()
     assert np.allclose(scores, np.take_along_axis(queries @ everything.T, expected, axis=1), atol=1e-5)
     assert np.array_equal(np.sort(index.content()[0]), np.sort(names))
+
+
+def test_a_refined_snapshot_whose_lists_do_not_name_its_rows_is_refused(tuned, tmp_path, monkeypatch):
+    _, vectors = tuned
+    monkeypatch.setattr(tuning, "EXACT_MAX_FLOATS", 1_000 * 64)
+    index = VectorIndex(64, tuning.AUTO)
+    index.build(np.arange(len(vectors)) + 1, vectors)
+    checksum = index.save(tmp_path / "new.faiss")
+    reloaded = VectorIndex(64, tuning.AUTO)
+    assert reloaded.load(tmp_path / "new.faiss", checksum) is None
+    assert np.array_equal(reloaded.search(vectors[:20], 1)[1], index.search(vectors[:20], 1)[1])
+    ivf = faiss.extract_index_ivf(index.index)  # the layout before: the lists held the template ids
+    ivf.reset()
+    ivf.add_with_ids(vectors, np.arange(len(vectors)) + 1)
+    checksum = index.save(tmp_path / "old.faiss")
+    assert "do not name its rows" in VectorIndex(64, tuning.AUTO).load(tmp_path / "old.faiss", checksum)
 
 
 def test_auto_gallery_switches_to_ann_above_the_threshold_and_keeps_its_tuning_across_reopen(tmp_path, monkeypatch):
