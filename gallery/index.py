@@ -1,16 +1,15 @@
 """The gallery's vector index: FAISS over L2-normalised vectors with inner product.
 
 The default `Flat` is exact search behind an id map (ids are the template row ids, stable and
-removable). Any FAISS factory string works (`HNSW32,Flat`, `IVF4096,Flat`, `IVF4096,PQ64`...):
-indexes that need training are trained on the enrolled vectors, and those that cannot remove
-ids are rebuilt from the store. Search parameters (`nprobe`, `efSearch`) are set through FAISS's
-ParameterSpace.
-`auto` picks exact or an inverted file by size and, like any index with a search parameter given no
-explicit value, tunes nprobe / efSearch to recall@1 0.99 on every (re)build (see `gallery.tuning`).
+removable). Any FAISS factory string works (`HNSW32,Flat`, `IVF4096,PQ64`...): indexes that need training
+are trained on the enrolled vectors, those that cannot remove ids are rebuilt from the store. Search parameters
+(`nprobe`, `efSearch`) are set through FAISS's ParameterSpace. `auto` picks exact or an inverted file by size
+and, like any index with a search parameter given no explicit value, tunes nprobe / efSearch to recall@1 0.99
+on every (re)build (see `gallery.tuning`).
 
 Exact search is memory-bound. Below `FAISS_BATCH` queries one BLAS product of the queries with the
 stored vectors plus a partial sort beats FAISS 1.15's flat search (1.2-5x at batch 1-64 from 10k to 1M
-in `faceid bench gallery-search`; FAISS's blocked BLAS path, its threshold lowered, was slower still at
+in `faceid bench gallery`; FAISS's blocked BLAS path, its threshold lowered, was slower still at
 16-64 queries on 2 cores), in blocks of queries whose scores stay under `SCORE_BLOCK` floats; from
 `FAISS_BATCH` up FAISS's own search wins (3-10x at 256 queries, 100k-1M) and takes over. A GPU copy
 takes exact batches from `BLAS_BATCH` up.
@@ -112,6 +111,11 @@ class VectorIndex:
     def exact(self) -> bool:
         return self.built_factory.strip() == "Flat"
 
+    @property
+    def tunable(self) -> bool:
+        """Whether a search parameter (nprobe, efSearch) trades speed for recall: False for exact search."""
+        return tuning.search_parameter(_parts(self.index)[0]) is not None
+
     def _empty(self):
         try:
             inner = _refined(self.built_factory, self.dim) or faiss.index_factory(
@@ -146,6 +150,13 @@ class VectorIndex:
                                   set_parameter=self._set_parameter, refine=store is not None) or {
             "factory": self.built_factory, "parameter": None, "value": None, "recall_at_1": 1.0,
             "size": len(vectors), "exact_up_to": tuning.EXACT_MAX_FLOATS // self.dim}
+
+    def retune(self, vectors: np.ndarray, queries: np.ndarray) -> dict | None:
+        """Tune again over `vectors` (the index's content) with real probe embeddings `queries` joining the
+        self-queries; they stay for later rebuilds of this object. Returns the record."""
+        self.tuning_queries = queries
+        self._tune(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim))
+        return self.tuning
 
     def _adopt_stored_tuning(self) -> None:
         """After a load: what `auto` built, and the stored tuning record when it was made for that structure."""
