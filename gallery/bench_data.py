@@ -1,4 +1,4 @@
-"""What the gallery bench measures with: face-like synthetic templates and a queries-per-second clock."""
+"""What the gallery bench measures with: face-like synthetic templates, a queries-per-second clock, index names."""
 
 import time
 
@@ -35,3 +35,12 @@ def rate(function, queries: int, *arguments) -> float:
         function(*arguments)
         count += queries
     return count / (time.perf_counter() - started)
+
+
+def index_name(index) -> str:
+    """What a `VectorIndex` built and its tuned parameters, e.g. `IVF512,PQ64x4fs,RFlat nprobe=12 k_factor=4`."""
+    record = index.tuning or {}
+    if not record.get("parameter"):
+        return index.built_factory
+    k_factor = f" k_factor={record['k_factor']}" if "k_factor" in record else ""
+    return f"{index.built_factory} {record['parameter']}={record['value']}{k_factor}"

@@ -23,7 +23,7 @@ import faiss
 import numpy as np
 
 from gallery import real_faces, tuning
-from gallery.bench_data import clustered_templates, rate
+from gallery.bench_data import clustered_templates, index_name, rate
 from gallery.gallery import Gallery
 from gallery.index import VectorIndex
 
@@ -127,21 +127,13 @@ def _search_row(size: int, kind: str, index: VectorIndex, raw: tuple, vectors, p
     """Queries/s at each batch for `index` and raw FAISS (`raw[0]`, filled with `vectors` when empty), recall@1."""
     if raw[0].ntotal == 0:
         raw[0].add(vectors)
-    row = {"size": size, "index": kind, "built": _name(index), **extra,
+    row = {"size": size, "index": kind, "built": index_name(index), **extra,
            "recall_at_1": float(np.mean(index.search(probes, 1)[0][:, 0] >= best - 1e-5))}
     for batch in SEARCH_BATCHES:
         queries = probes[:batch]
         row[f"batch{batch}"] = rate(index.search, batch, queries, 5)
         row[f"raw_batch{batch}"] = rate(raw[0].search, batch, queries, 5)
     return row
-
-
-def _name(index: VectorIndex) -> str:
-    record = index.tuning or {}
-    if not record.get("parameter"):
-        return index.built_factory
-    k_factor = f" k_factor={record['k_factor']}" if "k_factor" in record else ""
-    return f"{index.built_factory} {record['parameter']}={record['value']}{k_factor}"
 
 
 def _single_writes(gallery: Gallery, size: int) -> dict:

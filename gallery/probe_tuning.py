@@ -5,10 +5,10 @@ enrolled people, embedded with the gallery's own embedder — say how real queri
 PATH is a folder of images (searched recursively; each detected, aligned and embedded like a probe of
 `faceid identify`; unreadable or faceless images are reported and skipped) or the `.npz` / `.npy` written by
 `faceid embed`. The new record must reach recall@1 0.99 on the self-queries and on the probes each; it is
-stored in gallery.db (every process that opens the gallery from then on applies it; one already running keeps
-its parameters until it reopens) and shown by `gallery stats`.
-A later rebuild in another process (the gallery grown past its size band) tunes with self-queries only again:
-run `gallery tune` after it.
+stored in gallery.db and shown by `gallery stats`; every process that opens the gallery from then on applies it.
+Run it while no other process has the gallery open for writing (e.g. stop `faceid serve`, restart it after): a
+process that was already running keeps its own parameters and records them again with its next snapshot. A later
+rebuild (the gallery grown past its size band) tunes with self-queries only: run `gallery tune` again after it.
 """
 
 from pathlib import Path

@@ -17,7 +17,7 @@ import numpy as np
 
 from faceid.zoo.store import faceid_home
 from gallery import tuning
-from gallery.bench_data import clustered_templates
+from gallery.bench_data import clustered_templates, index_name
 from gallery.index import VectorIndex
 
 DATA = Path("../shared/data")
@@ -86,4 +86,4 @@ def real_probe_recall(size: int, embeddings: np.ndarray, labels: np.ndarray, see
         best = faiss.knn(held_out, vectors, 1, metric=faiss.METRIC_INNER_PRODUCT)[0][:, 0]
     recall = float(np.mean(index.search(held_out, 1)[0][:, 0] >= best - 1e-5))
     return {"real_recall_at_1": recall, "real_probes": len(held_out), "real_tuning_probes": len(probes[0::2]),
-            "real_index": index.built_factory, "real_enrolled": len(first)}
+            "real_index": index_name(index), "real_enrolled": len(first)}
