@@ -7,7 +7,7 @@ import numpy as np
 from faceid.arrays import l2_normalize
 
 LATENT_DIM = 64  # face embeddings have a low intrinsic dimension: identity centres span a subspace
-MEASURE_SECONDS = 1.5  # how long each rate is measured
+MEASURE_SECONDS = 0.5  # how long each rate is measured
 
 
 def clustered_templates(rng, size: int, dim: int = 512, latent: int | None = LATENT_DIM,
