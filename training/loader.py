@@ -1,14 +1,13 @@
 """The training DataLoader: decoding and albumentations run in `workers` processes, batches are
-pinned for CUDA, and each worker uses one thread so workers and the model step do not oversubscribe
-the cores."""
+pinned for CUDA, and each worker runs torch ops on one thread so workers and the model step do not
+oversubscribe the cores. (OpenCV's thread count is left alone: `cv2.setNumThreads` in a forked worker
+deadlocks once the parent has used OpenCV's thread pool.)"""
 
-import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 
 def _one_thread_per_worker(_worker_id: int) -> None:
-    cv2.setNumThreads(1)
     torch.set_num_threads(1)
 
 

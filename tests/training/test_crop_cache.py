@@ -77,7 +77,7 @@ def test_training_from_the_cache_matches_training_from_the_files(small_synthetic
     first = next(iter(from_files._loader()))
     cached = next(iter(from_cache._loader()))
     assert torch.equal(first[0], cached[0]) and torch.equal(first[1], cached[1])
-    assert from_cache.train()["steps"] == from_files.train()["steps"] == 3
+    assert from_cache.train()["steps"] == from_files.train()["steps"] == 2  # 9 training identities x 4 / 16
 
 
 def test_compile_is_a_validated_boolean():
