@@ -14,8 +14,8 @@ from faceid.data.crop_cache import CropCache, prepare_cache
 from faceid.data.dataset import FolderDataset, identity_images
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
-from training.trainer import Trainer
 from tests.training.test_trainer import TINY
+from training.trainer import Trainer
 
 
 @pytest.fixture()
@@ -98,6 +98,6 @@ def test_a_compiled_step_equals_the_eager_step(small_synthetic, tmp_path, monkey
     images, labels = next(iter(eager._loader()))
     for _ in range(2):
         (a, _), (b, _) = eager._step(images, labels), compiled._step(images, labels)
-        assert float(a) == pytest.approx(float(b), rel=1e-4, abs=1e-5)
+        assert a.item() == pytest.approx(b.item(), rel=1e-4, abs=1e-5)
     for p, q in zip(eager.backbone.parameters(), compiled.backbone.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
