@@ -25,7 +25,7 @@ def _load_cache(cache_file: Path) -> dict[str, tuple[str, np.ndarray]]:
     if not cache_file.is_file():
         return {}
     with np.load(cache_file, allow_pickle=False) as data:
-        return {p: (s, e) for p, s, e in zip(data["paths"], data["stamps"], data["embeddings"])}
+        return {p: (s, e) for p, s, e in zip(data["paths"], data["stamps"], data["embeddings"], strict=True)}
 
 
 def _save_cache(cache_file: Path, entries: dict[str, tuple[str, np.ndarray]]) -> None:
@@ -71,7 +71,7 @@ def embed_images(paths: list[Path], embedder: Embedder, cache_dir: Path | None =
             crops.append(crop)
             batch_paths.append(path)
         if crops:
-            for path, vector in zip(batch_paths, embedder.embed(crops)):
+            for path, vector in zip(batch_paths, embedder.embed(crops), strict=True):
                 embeddings[path] = vector
                 cache[str(Path(path).resolve())] = (_stamp(Path(path)), vector)
         bar.update(len(todo[start:start + batch_size]))
@@ -96,7 +96,7 @@ def load_external_embeddings(npz_file: str | Path, paths: list[Path], root: Path
     if not np.isfinite(vectors).all():
         raise ValueError(f"{npz_file}: embeddings contain NaN or infinite values")
     lookup = {}
-    for given, vector in zip(given_paths, vectors):
+    for given, vector in zip(given_paths, vectors, strict=True):
         given = Path(str(given))
         lookup[str((given if given.is_absolute() else root / given).resolve())] = l2_normalize(vector)
     embeddings, failures = {}, {}

@@ -15,7 +15,8 @@ def identity_scores(similarity: np.ndarray, gallery_labels) -> tuple[np.ndarray,
     similarity = np.asarray(similarity, dtype=np.float64)
     gallery_labels = np.asarray(gallery_labels)
     if similarity.ndim != 2 or similarity.shape[1] != len(gallery_labels):
-        raise ValueError(f"similarity must be (probes, {len(gallery_labels)}) to match the gallery, got {similarity.shape}")
+        raise ValueError(f"similarity must be (probes, {len(gallery_labels)}) to match the gallery, "
+                         f"got {similarity.shape}")
     identities, column = np.unique(gallery_labels, return_inverse=True)
     scores = np.full((similarity.shape[0], len(identities)), -np.inf)
     for index in range(len(identities)):

@@ -86,7 +86,8 @@ def markdown(report: dict) -> str:
         v = report["verification"]
         lines += ["", "## Verification", "",
                   "| metric | value |", "|---|---|",
-                  f"| 10-fold accuracy | {_percent(v['accuracy_10fold_mean'])} ± {_percent(v['accuracy_10fold_std'])} |",
+                  f"| 10-fold accuracy | {_percent(v['accuracy_10fold_mean'])} "
+                  f"± {_percent(v['accuracy_10fold_std'])} |",
                   f"| AUC | {v['auc']:.4f} |", f"| EER | {_percent(v['eer'])} |",
                   f"| best threshold | {v['best_threshold']:.4f} |",
                   f"| genuine / impostor pairs | {v['num_genuine']} / {v['num_impostor']} |"]

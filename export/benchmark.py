@@ -6,6 +6,7 @@ images/s (decode + detect + align + embed) on real photos. Weights are random: s
 
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,17 @@ def _bare_session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def benchmark_backbone(name: str, scratch: Path, repeats: int, batches=(1, 32)) -> list[dict]:
+def random_onnx(name: str, scratch: Path) -> tuple[torch.nn.Module, Path]:
+    """A seeded random-weight backbone (512-d, 112x112) and its float32 ONNX export in `scratch`."""
     torch.manual_seed(0)
     model = build_backbone(name, 512, 112).eval()
     save_backbone_checkpoint(scratch / f"{name}.pt", model, name, 512, 112)
-    fp32 = scratch / f"{name}.onnx"
-    export_onnx(scratch / f"{name}.pt", fp32)
+    export_onnx(scratch / f"{name}.pt", scratch / f"{name}.onnx")
+    return model, scratch / f"{name}.onnx"
+
+
+def benchmark_backbone(name: str, scratch: Path, repeats: int, batches=(1, 32)) -> list[dict]:
+    model, fp32 = random_onnx(name, scratch)
     int8 = quantize_int8(fp32, scratch / f"{name}.int8.onnx")
     rng = np.random.default_rng(0)
     rows = []
@@ -50,18 +56,21 @@ def benchmark_backbone(name: str, scratch: Path, repeats: int, batches=(1, 32)) 
         crops = rng.integers(0, 255, (batch, 112, 112, 3), dtype=np.uint8)
         tensor = torch.from_numpy(OnnxEmbedder(fp32, device="cpu").preprocessing.apply(crops))
         with torch.inference_mode():
-            eager = _best(lambda: model(tensor), repeats)
+            eager = _best(partial(model, tensor), repeats)
         row = {"backbone": name, "batch": batch, "pytorch_eager": batch / eager}
         for kind, path in (("fp32", fp32), ("int8", int8)):
             session, embedder = _bare_session(path), OnnxEmbedder(path, device="cpu", batch_size=batch)
             feed = {session.get_inputs()[0].name: tensor.numpy()}
-            row[f"ort_{kind}"] = batch / _best(lambda: session.run(None, feed), repeats)
-            row[f"embedder_{kind}"] = batch / _best(lambda: embedder.embed(crops), repeats)
+            row[f"ort_{kind}"] = batch / _best(partial(session.run, None, feed), repeats)
+            row[f"embedder_{kind}"] = batch / _best(partial(embedder.embed, crops), repeats)
         rows.append(row)
     return rows
 
 
-def end_to_end(photos: Path, model_path: Path, limit: int = 60) -> float:
+END_TO_END_IMAGES = 60
+
+
+def end_to_end(photos: Path, model_path: Path, limit: int = END_TO_END_IMAGES) -> float:
     from faceid.data.images import read_rgb
     from faceid.preprocessing import FacePreprocessor
 
@@ -80,7 +89,8 @@ def end_to_end(photos: Path, model_path: Path, limit: int = 60) -> float:
 def run_embed_benchmark(photos: Path | None, repeats: int = 3, backbones=("mobilefacenet", "iresnet50")) -> list[dict]:
     print(f"faceid bench embed  CPU threads={torch.get_num_threads()}  images/s (x PyTorch eager), best of {repeats}")
     columns = ["pytorch_eager", "ort_fp32", "embedder_fp32", "ort_int8", "embedder_int8"]
-    print(f"{'backbone':<15}{'batch':>6}" + "".join(f"{c:>22}" for c in columns) + f"{'embedder/ort fp32':>19}{'int8/fp32':>11}")
+    print(f"{'backbone':<15}{'batch':>6}" + "".join(f"{c:>22}" for c in columns)
+          + f"{'embedder/ort fp32':>19}{'int8/fp32':>11}")
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for name in backbones:

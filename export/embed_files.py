@@ -26,7 +26,7 @@ def embed_files(inputs: list[Path], model: str, out: Path, aligned: bool = False
         from faceid.preprocessing import FacePreprocessor
 
         preprocessor = FacePreprocessor(select=select, device=device,
-                                        size=embedder.preprocessing.input_size)
+                                        size=embedder.preprocessing.crop_template())
     paths, crops, failures = [], [], {}
     for path in tqdm(expand(inputs), desc="faces", unit="img"):
         try:

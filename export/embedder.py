@@ -21,33 +21,9 @@ import onnxruntime as ort
 import yaml
 
 from faceid.arrays import l2_normalize
-from faceid.embedding import Embedder, PixelEmbedder, Preprocessing, TorchEmbedder
-
-PREPROCESSING_KEYS = ("input_size", "channel_order", "mean", "std")
-
-
-def _triple(value, key: str, source: str) -> tuple[float, float, float]:
-    if isinstance(value, str):
-        value = value.split(",")
-    values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
-    if len(values) == 1:
-        values *= 3
-    if len(values) != 3:
-        raise ValueError(f"{source}: {key} needs 1 or 3 numbers, got {value!r}")
-    if key == "std" and min(values) <= 0:
-        raise ValueError(f"{source}: std must be positive, got {values}")
-    return tuple(values)
-
-
-def preprocessing_from(description: dict, source: str) -> Preprocessing:
-    missing = [k for k in PREPROCESSING_KEYS if k not in description]
-    if missing:
-        raise ValueError(f"{source}: the preprocessing description lacks {missing}; it needs {list(PREPROCESSING_KEYS)}")
-    order = str(description["channel_order"]).upper()
-    if order not in ("RGB", "BGR"):
-        raise ValueError(f"{source}: channel_order must be RGB or BGR, got {description['channel_order']!r}")
-    return Preprocessing(int(description["input_size"]), order, _triple(description["mean"], "mean", source),
-                         _triple(description["std"], "std", source))
+from faceid.embedding import PREPROCESSING_KEYS, Embedder, PixelEmbedder, Preprocessing, TorchEmbedder
+from faceid.zoo import is_model_name
+from faceid.zoo import resolve as resolve_model
 
 
 class OnnxEmbedder:
@@ -93,11 +69,11 @@ class OnnxEmbedder:
             description = yaml.safe_load(Path(given).read_text())
             if not isinstance(description, dict):
                 raise ValueError(f"{given}: a preprocessing description must be a YAML mapping")
-            return preprocessing_from(description, str(given))
+            return Preprocessing.from_description(description, str(given))
         if isinstance(given, dict):
-            return preprocessing_from(given, "preprocessing")
+            return Preprocessing.from_description(given, "preprocessing")
         if all(k in metadata for k in PREPROCESSING_KEYS):
-            return preprocessing_from(metadata, f"{path} metadata")
+            return Preprocessing.from_description(metadata, f"{path} metadata")
         raise ValueError(f"{path} carries no faceid preprocessing metadata; describe its input "
                          f"({', '.join(PREPROCESSING_KEYS)}) in a YAML file (--preprocessing)")
 
@@ -124,9 +100,15 @@ class OnnxEmbedder:
 
 def load_embedder(model: str | Path, device: str = "auto", batch_size: int = 32, threads: int = 0,
                   preprocessing=None) -> Embedder:
-    """Any model kind behind one interface: `.onnx` (faceid or described third-party), a faceid
-    checkpoint (`.pt`), `untrained:<backbone>[:<dim>]`, or `pixels`."""
+    """Any model kind behind one interface: a model-zoo name (`dlib_resnet_v1`, `sface`...: see
+    `faceid models list`; pulled into the cache on first use), `.onnx` (faceid or described
+    third-party), a faceid checkpoint (`.pt`), `untrained:<backbone>[:<dim>]`, or `pixels`."""
     text = str(model)
+    if is_model_name(text) and not Path(text).exists():
+        path = resolve_model(text)
+        if path.suffix == ".onnx":
+            return OnnxEmbedder(path, device, batch_size, threads, preprocessing or path.with_suffix(".yaml"))
+        return TorchEmbedder.from_checkpoint(path, device, batch_size)
     if text == "pixels":
         return PixelEmbedder()
     if text.startswith("untrained:"):

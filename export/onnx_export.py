@@ -42,11 +42,10 @@ class Parity:
 
 
 def metadata_for(checkpoint: dict, preprocessing: Preprocessing) -> dict[str, str]:
-    return {"format": MODEL_FORMAT, "input_size": str(preprocessing.input_size),
-            "channel_order": preprocessing.channel_order, "mean": ",".join(map(str, preprocessing.mean)),
-            "std": ",".join(map(str, preprocessing.std)), "output_normalized": "false",
+    return {"format": MODEL_FORMAT, **preprocessing.describe(), "output_normalized": "false",
             "embedding_dim": str(checkpoint["embedding_dim"]), "backbone": checkpoint["backbone"],
-            "loss": str(checkpoint.get("loss", "unknown")), "config_hash": str(checkpoint.get("config_hash", "unknown")),
+            "loss": str(checkpoint.get("loss", "unknown")),
+            "config_hash": str(checkpoint.get("config_hash", "unknown")),
             "faceid_version": faceid.__version__}
 
 
@@ -105,7 +104,8 @@ def export_onnx(checkpoint_path: str | Path, out: str | Path, parity_faces: Path
     return parity
 
 
-def quantize_int8(model_path: str | Path, out: str | Path, calibration: Path | None = None, mode: str = "static") -> Path:
+def quantize_int8(model_path: str | Path, out: str | Path, calibration: Path | None = None,
+                  mode: str = "static") -> Path:
     """onnxruntime int8 quantisation: `static` (QDQ, per-channel, calibrated on aligned faces from
     `calibration` or generated ones) or `dynamic` (weights only). Metadata is carried over."""
     from onnxruntime.quantization import (
@@ -176,6 +176,7 @@ def export_fp16(checkpoint_path: str | Path, out: str | Path) -> Path:
                                     input_names=["input"], output_names=["embedding"], opset_version=OPSET,
                                     dynamo=True, external_data=False, dynamic_shapes=({0: torch.export.Dim("batch")},))
     proto = program.model_proto
-    onnx.helper.set_model_props(proto, {**metadata_for(checkpoint, torch_embedder.preprocessing), "precision": "float16"})
+    metadata = {**metadata_for(checkpoint, torch_embedder.preprocessing), "precision": "float16"}
+    onnx.helper.set_model_props(proto, metadata)
     onnx.save(proto, out)
     return Path(out)

@@ -102,7 +102,7 @@ def read_manifest(destination: Path) -> list[dict]:
 
 
 def align_tree(source: Path, destination: Path, workers: int = 1, overwrite: bool = False, select: str = "largest",
-               size: int = 112, device: str = "cpu", progress: bool = True, **detector_options) -> dict:
+               size=112, device: str = "cpu", progress: bool = True, **detector_options) -> dict:
     """Align every image under `source` into `destination`; returns the run's summary."""
     source, destination = Path(source), Path(destination)
     if destination.resolve() == source.resolve() or source.resolve() in destination.resolve().parents:

@@ -55,6 +55,8 @@ class ModelConfig(Section):
     embedding_dim: int = Field(128, gt=0)
     input_size: int = Field(112, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)  # backbone-specific, e.g. {norm: group}
+    init: str | None = None  # zoo name or backbone checkpoint to fine-tune; it fixes the four fields above
+    init_head: Literal["class_means", "random"] = "class_means"  # with init: class vectors from class means
 
 
 class LossConfig(Section):
@@ -96,7 +98,11 @@ class TrainingConfig(Section):
     validate_every_steps: int | None = Field(None, gt=0)
     checkpoint_every_steps: int | None = Field(None, gt=0)
     early_stopping_patience: int | None = Field(None, gt=0)  # validations without improvement
+    backbone_lr: float | None = Field(None, gt=0)  # lr of the backbone parameters, default lr
+    freeze_backbone_epochs: int = Field(0, ge=0)  # the backbone gets no updates in the first N epochs
+    freeze_bn_stats: bool = False  # BatchNorm layers in eval mode throughout (running statistics fixed)
     model_parallel_head: bool = False  # shard the class vectors across ranks (PartialFC-style)
+    sample_rate: float = Field(1.0, gt=0, le=1)  # margin heads: share of class centres per step (PartialFC)
     run_dir: str = "runs/default"
 
 
@@ -131,7 +137,9 @@ def _expected_type(location: tuple) -> str:
         model = annotation
     if annotation is None:
         return "?"
-    return getattr(annotation, "__name__", None) if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
 
 
 def _describe(error: ValidationError) -> str:

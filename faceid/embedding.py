@@ -8,6 +8,7 @@ The ONNX runtime embedder (`export`) implements the same interface.
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -16,20 +17,98 @@ import cv2
 import numpy as np
 import torch
 
+from faceid.alignment import AlignmentTemplate, alignment_template
+from faceid.arrays import l2_normalize
 from faceid.backbones import build_backbone
 from faceid.device import resolve_device
 
 CHECKPOINT_FORMAT = "faceid-backbone-1"
+DEFAULT_ALIGNMENT = "arcface_112"
+PREPROCESSING_KEYS = ("input_size", "channel_order", "mean", "std")  # required in a description; alignment is not
+
+
+def _triple(value, key: str, source: str) -> tuple[float, float, float]:
+    if isinstance(value, str):
+        value = value.split(",")
+    try:
+        values = [float(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: {key} needs 1 or 3 numbers, got {value!r}") from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{source}: {key} needs 1 or 3 finite numbers, got {value!r}")
+    if key == "std" and min(values) <= 0:
+        raise ValueError(f"{source}: std must be positive, got {values}")
+    return tuple(values)
+
+
+def _alignment_spec(text: str):
+    """A stored alignment back to what `alignment_template` takes: a name, or the JSON spec's mapping."""
+    return json.loads(text) if text.startswith("{") else text
+
+
+def _alignment_text(value, source: str) -> str:
+    """An alignment as stored: a template name, or a custom template {points, size} as canonical JSON.
+    Checked here, so a bad name or spec fails when the model is loaded, naming `source`."""
+    if isinstance(value, dict):
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+    else:
+        raise ValueError(f"{source}: alignment must be a template name or a {{points, size}} mapping, got {value!r}")
+    try:
+        alignment_template(_alignment_spec(text))
+    except (ValueError, json.JSONDecodeError) as error:
+        raise ValueError(f"{source}: alignment: {error}") from None
+    return text
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How crops become network input: resize to `input_size`, (pixel/255 − mean)/std per channel."""
+    """How a face becomes network input: the crop the model expects (`alignment`, a template of
+    `faceid.alignment`: a name such as `arcface_112`, `dlib_150`, `facenet_160`, or a custom
+    {points, size} spec stored as JSON), then resize to `input_size` and (pixel/255 − mean)/std per
+    channel in `channel_order`."""
 
     input_size: int = 112
     channel_order: str = "RGB"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    alignment: str = DEFAULT_ALIGNMENT
+
+    @classmethod
+    def from_description(cls, description: dict, source: str) -> "Preprocessing":
+        """From a mapping with PREPROCESSING_KEYS (and optionally `alignment`): ONNX metadata, a
+        third-party model's YAML, or a checkpoint's `preprocessing`. Errors name `source` and the key."""
+        if not isinstance(description, dict):
+            raise ValueError(f"{source}: a preprocessing description must be a mapping, "
+                             f"got {type(description).__name__}")
+        missing = [k for k in PREPROCESSING_KEYS if k not in description]
+        if missing:
+            raise ValueError(f"{source}: the preprocessing description lacks {missing}; it needs "
+                             f"{list(PREPROCESSING_KEYS)} (and optionally alignment)")
+        order = str(description["channel_order"]).upper()
+        if order not in ("RGB", "BGR"):
+            raise ValueError(f"{source}: channel_order must be RGB or BGR, got {description['channel_order']!r}")
+        try:
+            size = int(description["input_size"])
+        except (TypeError, ValueError):
+            size = 0
+        if size < 1:
+            raise ValueError(f"{source}: input_size must be a positive integer, got {description['input_size']!r}")
+        mean, std = _triple(description["mean"], "mean", source), _triple(description["std"], "std", source)
+        return cls(size, order, mean, std, _alignment_text(description.get("alignment", DEFAULT_ALIGNMENT), source))
+
+    def crop_template(self) -> AlignmentTemplate:
+        """The template faces are aligned onto for this model: its alignment, scaled to `input_size`
+        (so the crop needs no resize)."""
+        return alignment_template(_alignment_spec(self.alignment)).scaled(self.input_size)
+
+    def describe(self) -> dict[str, str]:
+        """The description as strings (ONNX metadata); `from_description` reads it back."""
+        return {"input_size": str(self.input_size), "channel_order": self.channel_order,
+                "mean": ",".join(map(str, self.mean)), "std": ",".join(map(str, self.std)), "alignment": self.alignment}
 
     def apply(self, crops) -> np.ndarray:
         """An (N, H, W, 3) RGB uint8 array, or a list of (H, W, 3) crops of any size -> (N, 3, S, S) float32."""
@@ -60,6 +139,16 @@ def save_backbone_checkpoint(path: str | Path, model: torch.nn.Module, backbone:
     """Write a backbone checkpoint that `TorchEmbedder.from_checkpoint` reads back."""
     torch.save({"format": CHECKPOINT_FORMAT, "backbone": backbone, "embedding_dim": embedding_dim,
                 "input_size": input_size, "state_dict": model.state_dict(), **(extra or {})}, path)
+
+
+def checkpoint_preprocessing(checkpoint: dict, source) -> Preprocessing:
+    """The preprocessing a checkpoint records (pretrained conversions carry their own mean/std and
+    alignment), or faceid's default at the checkpoint's input size."""
+    alignment = checkpoint.get("alignment", DEFAULT_ALIGNMENT)
+    recorded = checkpoint.get("preprocessing")
+    if recorded is None:
+        return Preprocessing(input_size=checkpoint["input_size"], alignment=_alignment_text(alignment, str(source)))
+    return Preprocessing.from_description({"alignment": alignment, **recorded}, f"{source} preprocessing")
 
 
 class TorchEmbedder:
@@ -101,8 +190,8 @@ class TorchEmbedder:
             raise ValueError(f"{path}: backbone_options must be a mapping, got {type(options).__name__}")
         model = build_backbone(checkpoint["backbone"], checkpoint["embedding_dim"], checkpoint["input_size"], **options)
         model.load_state_dict(checkpoint["state_dict"])
-        return cls(model, checkpoint["backbone"], checkpoint["embedding_dim"],
-                   Preprocessing(input_size=checkpoint["input_size"]), device, batch_size)
+        preprocessing = checkpoint_preprocessing(checkpoint, path)
+        return cls(model, checkpoint["backbone"], checkpoint["embedding_dim"], preprocessing, device, batch_size)
 
     @classmethod
     def untrained(cls, backbone: str, embedding_dim: int = 128, input_size: int = 112, seed: int = 0,
@@ -134,4 +223,4 @@ class PixelEmbedder:
     def embed(self, crops) -> np.ndarray:
         flat = self.preprocessing.apply(crops).reshape(len(crops), -1)
         flat -= flat.mean(1, keepdims=True)
-        return flat / np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
+        return l2_normalize(flat, axis=1)

@@ -1,20 +1,19 @@
 """`Gallery`: enrolled identities for 1:1 verification and 1:N open-set identification.
 
 A gallery is a directory: `gallery.db` (SQLite, the source of truth: identities, templates with
-their embeddings, thresholds, the embedder's fingerprint and an append-only audit log), the FAISS
-index of the current generation, and `.lock`, which serialises writers while readers go on.
+their embeddings, thresholds, the embedder's fingerprint and an append-only audit log), a snapshot of
+the FAISS index, and `.lock`, which serialises writers while readers go on.
 
 Probes and enrollment samples are images (run through the shared `FacePreprocessor` and the
 gallery's embedder) or embeddings; `SampleResolver` turns them into validated samples. Every
 mutation validates all its inputs first, then commits one SQLite transaction (`MetadataStore` owns
-all SQL), then writes the index atomically: a crash at any point loses nothing that was committed,
-and a stale or missing index is rebuilt from SQLite when the gallery is opened. Moving galleries
-(export, import, re-embedding) lives in `gallery.transfer`.
+all SQL), then updates the in-memory index in place (`gallery.live_index`: replay of the committed
+changes, snapshots, checksums): a crash at any point loses nothing that was committed. Moving
+galleries (export, import, re-embedding) lives in `gallery.transfer`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,13 +22,16 @@ import numpy as np
 
 from faceid.arrays import l2_normalize
 from gallery.index import VectorIndex
-from gallery.records import Decision, GalleryError, IdentifyResult, Sample
+from gallery.kept_images import keep_images
+from gallery.live_index import LiveIndex, writer_lock
+from gallery.names import UNKNOWN, validate_identity_name
+from gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
 from gallery.resolver import SampleResolver, embedder_fingerprint
 from gallery.store import MetadataStore
+from gallery.threshold_policy import DEFAULT_POLICY, decide_threshold
 from gallery.transfer import export_gallery, import_gallery, reembed_gallery
 
 TEMPLATE_POLICIES = ("all", "mean")
-UNKNOWN = "unknown"
 
 
 class Gallery:
@@ -48,9 +50,23 @@ class Gallery:
         self.policy = self.store.get("template_policy")
         self.backend = self.store.get("backend", {"name": "faiss"})
         self.gpu = gpu
-        self.index = self._new_index()
-        self._loaded_generation = None
-        self._refresh()
+        self.threshold_override = DEFAULT_POLICY  # how far a request may move the calibrated threshold
+        self.live = LiveIndex(self.path, self.store, self._new_index(), per_identity=self.policy == "mean")
+        self._wrote = False
+        with self.store.damage_reported():
+            self._refresh()
+
+    @property
+    def index(self):
+        return self.live.index
+
+    @property
+    def _names(self) -> dict[int, str]:
+        return self.live.names
+
+    @property
+    def _owner(self) -> dict[int, int]:
+        return self.live.owner
 
     def _new_index(self):
         parameters = self.store.get("search_parameters")
@@ -58,7 +74,7 @@ class Gallery:
             from gallery.milvus_index import MilvusIndex
 
             return MilvusIndex(self.dim, self.backend["uri"], self.backend.get("index_type", "FLAT"), parameters)
-        return VectorIndex(self.dim, self.store.get("index_factory"), parameters, self.gpu)
+        return VectorIndex(self.dim, self.store.get("index_factory"), parameters, self.gpu, self.store)
 
     # ----- lifecycle -----------------------------------------------------------------------------
     @classmethod
@@ -88,7 +104,7 @@ class Gallery:
         if backend == "milvus":
             backend_description.update(uri=milvus_uri or str(path.resolve() / "milvus.db"),
                                        index_type="FLAT" if index_factory == "Flat" else index_factory)
-        store = MetadataStore(path / "gallery.db")
+        store = MetadataStore(path / "gallery.db", create=True)
         with store.transaction() as connection:
             store.set(connection, "embedder", description)
             store.set(connection, "index_factory", index_factory)
@@ -98,11 +114,28 @@ class Gallery:
             store.set(connection, "generation", 0)
             store.audit(connection, "create", None, {"index_factory": index_factory, "policy": template_policy})
         store.close()
-        return cls(path, embedder, preprocessor)
+        gallery = cls(path, embedder, preprocessor)
+        gallery.snapshot()
+        return gallery
 
     def close(self) -> None:
+        """Close, first writing the index snapshot if this gallery wrote and one is due."""
+        self.live.wait()
+        if self._wrote and self.live.snapshot_due():
+            self.snapshot()
         self.index.close()
         self.store.close()
+
+    def snapshot(self) -> None:
+        """Write the index snapshot now if anything changed since the last one: the next open replays nothing."""
+        self.live.wait()
+        with writer_lock(self.path):
+            self._refresh()
+            self.live.write_snapshot(only_if_stale=True)
+
+    def check(self) -> dict:
+        """Compare the in-memory index (and the snapshot on disk) with SQLite, vector by vector."""
+        return self.live.check()
 
     def __enter__(self):
         return self
@@ -112,56 +145,33 @@ class Gallery:
 
     @contextmanager
     def _writer(self):
-        """The writer lock: one writer at a time, across processes; readers are never blocked."""
-        with open(self.path / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                self._refresh(persist=True)
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        """The writer lock, with the index caught up before the body and after its commit (then
+        `LiveIndex.after_write`: the WAL checkpoint and the snapshot policy)."""
+        with writer_lock(self.path):
+            self._refresh()
+            self.live.before_write()
+            yield
+            self._wrote = True
+            self._refresh(own_write=True)
+            self.live.after_write(self._new_index)
 
-    def _refresh(self, persist: bool = False) -> None:
-        """Bring the in-memory index to the store's generation: load its file, or rebuild it from SQLite
-        (and, when `persist` — only under the writer lock — write the rebuilt index). Refused when another
+    def _refresh(self, own_write: bool = False) -> None:
+        """Bring the in-memory index to the store's generation (`LiveIndex.refresh`). Refused when another
         writer re-embedded the gallery since it was opened: its vectors no longer match this embedder."""
-        generation = self.store.generation()
-        if generation == self._loaded_generation:
-            return
-        stored = self.store.get("embedder")
-        if stored != self.fingerprint:
-            raise GalleryError(f"{self.path} was re-embedded with embedder {stored['fingerprint']} after it was "
-                               f"opened with {self.fingerprint['fingerprint']}; open it again with the new embedder")
-        if not self.index.load(self.path, generation, self.store.index_ids(per_identity=self.policy == "mean")):
-            self.index.build(*self.store.index_vectors(per_identity=self.policy == "mean"))
-            if persist:
-                self.index.save(self.path, generation)
-        self._load_names()
-        self._loaded_generation = generation
-
-    def _load_names(self) -> None:
-        """Map index ids to identity names."""
-        self._names = self.store.identity_names()
-        self._owner = self.store.template_owners() if self.policy == "all" else {i: i for i in self._names}
-
-    def _commit_index(self, generation: int, added: tuple | None = None, removed: np.ndarray | None = None,
-                      vectors_changed: bool = True) -> None:
-        """Write the index of the committed `generation`: kept or updated in place where the index type
-        and template policy allow it (added template ids and vectors, removed template ids), else rebuilt."""
-        in_place = not vectors_changed or self.policy == "all" and (
-            (added is not None and self.index.add(*added)) or (removed is not None and self.index.remove(removed)))
-        if not in_place:
-            self.index.build(*self.store.index_vectors(per_identity=self.policy == "mean"))
-        self.index.save(self.path, generation)
-        self._load_names()
-        self._loaded_generation = generation
+        if not own_write and self.store.generation() != self.live.generation:
+            stored = self.store.get("embedder")
+            if stored != self.fingerprint:
+                raise GalleryError(f"{self.path} was re-embedded with embedder {stored['fingerprint']} after it was "
+                                   f"opened with {self.fingerprint['fingerprint']}; reopen it with the new embedder")
+        self.live.refresh(own_write)
 
     def _adopt_embedder(self, resolver: SampleResolver, generation: int) -> None:
         """After a committed re-embedding (under the writer lock): take the new embedder and rebuild the index."""
         self.resolver, self.dim = resolver, resolver.dim
         self.fingerprint = self.store.get("embedder")
-        self.index = self._new_index()
-        self._commit_index(generation)
+        self.live.index = self._new_index()
+        self.live.rebuild("the gallery was re-embedded")
+        self.live.generation = generation
 
     # ----- enroll, remove, rename ----------------------------------------------------------------
     def resolve(self, items, names: list[str] | None = None) -> list[Sample]:
@@ -171,23 +181,23 @@ class Gallery:
     def enroll(self, identity: str, items, metadata: dict | None = None) -> dict:
         """Add samples (images or embeddings) to `identity`, creating it if new. Re-enrolling appends;
         a sample whose file (or embedding) hash the identity already has is reported and skipped."""
-        return self.enroll_many({identity: list(items)}, {identity: metadata or {}})[identity]
+        name = validate_identity_name(identity)
+        return self.enroll_many({name: list(items)}, {name: metadata or {}})[name]
 
     def enroll_many(self, batches: dict[str, list], metadata: dict[str, dict] | None = None) -> dict[str, dict]:
         """Several identities in one transaction and one index write."""
-        for identity in batches:
-            if not identity or not isinstance(identity, str) or identity == UNKNOWN:
-                raise GalleryError(f"identity name {identity!r} is not allowed")
-        resolved = {identity: self.resolve(items) for identity, items in batches.items()}
-        results, new_ids, new_vectors = {}, [], []
+        names = {identity: validate_identity_name(identity) for identity in batches}
+        resolved = {identity: keep_images(self, self.resolve(items)) for identity, items in batches.items()}
+        results = {}
         with self._writer():
             with self.store.transaction() as connection:
                 now = time.time()
                 for identity, samples in resolved.items():
-                    identity_id = self.store.identity_id(identity, connection)
+                    identity_id = self.store.identity_id(names[identity], connection)
                     if identity_id is None:
-                        identity_id = self.store.add_identity(connection, identity, (metadata or {}).get(identity, {}),
-                                                              now)
+                        self.store.refuse_name_clash(names[identity], connection)
+                        identity_id = self.store.add_identity(connection, names[identity],
+                                                              (metadata or {}).get(identity, {}), now)
                     known = self.store.file_hashes(connection, identity_id)
                     added, duplicates = 0, []
                     for sample in samples:
@@ -195,14 +205,11 @@ class Gallery:
                             duplicates.append(sample.source or sample.file_hash[:12])
                             continue
                         known.add(sample.file_hash)
-                        new_ids.append(self.store.add_template(connection, identity_id, sample, now))
-                        new_vectors.append(sample.embedding)
+                        self.store.add_template(connection, identity_id, sample, now)
                         added += 1
                     self.store.audit(connection, "enroll", identity, {"added": added, "duplicates": duplicates})
                     results[identity] = {"added": added, "duplicates": duplicates}
-                generation = self.store.bump(connection)
-            vectors = np.stack(new_vectors) if new_vectors else np.zeros((0, self.dim), np.float32)
-            self._commit_index(generation, added=(np.array(new_ids, np.int64), vectors))
+                self.store.bump(connection)
         return results
 
     def remove(self, identity: str) -> int:
@@ -210,27 +217,26 @@ class Gallery:
             with self.store.transaction() as connection:
                 removed = self.store.remove_identity(connection, self._require(identity, connection))
                 self.store.audit(connection, "remove", identity, {"templates": len(removed)})
-                generation = self.store.bump(connection)
-            self._commit_index(generation, removed=removed)
+                self.store.bump(connection)
         return len(removed)
 
     def rename(self, identity: str, new_name: str) -> None:
-        if not new_name or new_name == UNKNOWN:
-            raise GalleryError(f"identity name {new_name!r} is not allowed")
+        new_name = validate_identity_name(new_name)
         with self._writer():
             with self.store.transaction() as connection:
                 identity_id = self._require(identity, connection)
                 if self.store.identity_id(new_name, connection) is not None:
                     raise GalleryError(f"identity {new_name!r} already exists")
+                if self.store.name_taken(new_name, connection) not in (None, identity):
+                    self.store.refuse_name_clash(new_name, connection)
                 self.store.rename_identity(connection, identity_id, new_name)
                 self.store.audit(connection, "rename", identity, {"to": new_name})
-                generation = self.store.bump(connection)
-            self._commit_index(generation, vectors_changed=False)
+                self.store.bump(connection)
 
     def _require(self, identity: str, connection=None) -> int:
         identity_id = self.store.identity_id(identity, connection)
         if identity_id is None:
-            raise GalleryError(f"identity {identity!r} is not enrolled")
+            raise NotEnrolled(f"identity {identity!r} is not enrolled")
         return identity_id
 
     # ----- verify and identify -------------------------------------------------------------------
@@ -288,12 +294,8 @@ class Gallery:
 
     # ----- thresholds ----------------------------------------------------------------------------
     def _threshold(self, threshold: float | None) -> tuple[float | None, dict]:
-        if threshold is not None:
-            return float(threshold), {"source": "given"}
-        stored = self.store.get("threshold")
-        if not stored:
-            return None, {"source": "none: run calibrate or pass a threshold"}
-        return stored["threshold"], {k: v for k, v in stored.items() if k != "threshold"}
+        """The request's threshold under `threshold_override` (gallery.threshold_policy), or the calibrated one."""
+        return decide_threshold(threshold, self.store.get("threshold") or None, self.threshold_override)
 
     def set_threshold(self, threshold: float, source: dict) -> None:
         with self._writer(), self.store.transaction() as connection:
@@ -323,13 +325,16 @@ class Gallery:
 
     def stats(self) -> dict:
         identities, templates = self.store.counts()
-        size = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
+        size, wal = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()), self.path / "gallery.db-wal"
         return {"identities": identities, "templates": templates, "indexed_vectors": len(self.index),
                 "embedding_dim": self.dim, "template_policy": self.policy, "index_factory": self.index.factory,
                 "backend": self.backend["name"],
                 "embedder": self.fingerprint["fingerprint"], "threshold": self.store.get("threshold"),
                 "generation": self.store.generation(), "bytes_on_disk": size,
-                "bytes_per_identity": size / identities if identities else None}
+                "bytes_per_identity": size / identities if identities else None,
+                "bytes_per_template": size / templates if templates else None,
+                "wal_bytes": wal.stat().st_size if wal.exists() else 0,
+                "index": {**self.live.report, "tuning": getattr(self.index, "tuning", None)}}
 
     # ----- moving galleries (gallery.transfer) ---------------------------------------------------
     def export(self, file: str | Path) -> Path:

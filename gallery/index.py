@@ -5,34 +5,69 @@ removable). Any FAISS factory string works (`HNSW32,Flat`, `IVF4096,Flat`, `IVF4
 indexes that need training are trained on the enrolled vectors, and those that cannot remove
 ids are rebuilt from the store. Search parameters (`nprobe`, `efSearch`) are set through FAISS's
 ParameterSpace.
+`auto` picks exact or an inverted file by size and, like any index with a search parameter given no
+explicit value, tunes nprobe / efSearch to recall@1 0.99 on every (re)build (see `gallery.tuning`).
 
-Exact search at small query batches is memory-bound: a BLAS matrix-vector product over the stored
-vectors plus a partial sort beats FAISS's flat scan there, so the exact path uses it for batches
-below `BLAS_BATCH` and FAISS above.
+Exact search is memory-bound. Below `FAISS_BATCH` queries one BLAS product of the queries with the
+stored vectors plus a partial sort beats FAISS 1.15's flat search (1.2-5x at batch 1-64 from 10k to 1M
+in `faceid bench gallery-search`; FAISS's blocked BLAS path, its threshold lowered, was slower still at
+16-64 queries on 2 cores), in blocks of queries whose scores stay under `SCORE_BLOCK` floats; from
+`FAISS_BATCH` up FAISS's own search wins (3-10x at 256 queries, 100k-1M) and takes over. A GPU copy
+takes exact batches from `BLAS_BATCH` up.
 
-On disk the index is `index.<generation>.faiss`, written with `faceid.files.atomic_write` (durable: a
-temporary `.index.<generation>.<random>.tmp.faiss` beside it, fsynced, renamed, directory fsynced); a
-file whose generation differs from the store's is stale and is rebuilt from the store.
+Enrolments and removals change the index in place: adding appends, and removing from the exact index
+moves the last vectors into the freed rows, so both cost the same at 10k and at 1M vectors. Indexes
+that cannot (HNSW cannot remove, an untrained IVF cannot add) say so and the caller rebuilds them.
+
+On disk the index is a snapshot (`gallery.live_index` decides when and names it): `save` writes it with
+`faceid.files.atomic_write` (durable: a temporary `.index.<generation>.<random>.tmp.faiss` beside it,
+fsynced, renamed, directory fsynced) and returns its CRC-32, which `load` checks before FAISS reads a byte.
 """
 
+import zlib
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from faceid.files import atomic_write
+from gallery import tuning
+
+READ_CHUNK = 1 << 24
 
 BLAS_BATCH = 8
+FAISS_BATCH = 128
+SCORE_BLOCK = 1 << 26  # floats (256 MB) of query x vector scores per block of the exact path
+
+
+def _with_ids(index):
+    """IVF indexes keep the ids themselves: IndexIDMap's remove_ids assumes that removal shifts the later vectors
+    down (as in Flat), so in an IVF it would misname every vector added after a removed one. Others get an id map."""
+    if isinstance(index, faiss.IndexIDMap) or faiss.try_extract_index_ivf(index) is not None:
+        return index
+    return faiss.IndexIDMap(index)
+
+
+def _stored_ids(index) -> np.ndarray:
+    """The ids `index` holds: its id map, or an IVF's inverted lists."""
+    if isinstance(index, faiss.IndexIDMap):  # a no-copy view: the exact index's in-place removal writes through it
+        return faiss.rev_swig_ptr(index.id_map.data(), index.ntotal) if index.ntotal else np.zeros(0, np.int64)
+    lists = faiss.extract_index_ivf(index).invlists
+    return np.concatenate([np.zeros(0, np.int64)] + [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                                                     for i in range(lists.nlist) if lists.list_size(i)])
 
 
 class VectorIndex:
     """FAISS index of `dim`-d unit vectors under int64 ids (template or identity row ids), inner-product search.
 
-    `factory` is any FAISS factory string; `search_parameters` are applied after each build or load; `gpu`
-    searches on a GPU copy. The index lives in memory and is saved per generation (see the module doc).
+    `factory` is any FAISS factory string or `auto`; `search_parameters` are applied after each build or load, else
+    the tuned value (`tuning`, kept in `settings`, the gallery's store, when given); `gpu` searches on a GPU copy.
+    `tuning_queries`, real probe embeddings (n, dim), join the tuner's noisy self-queries when a caller sets them.
+    The index lives in memory and is saved per generation (see the module doc).
     """
 
-    def __init__(self, dim: int, factory: str = "Flat", search_parameters: dict | None = None, gpu: bool = False):
+    def __init__(self, dim: int, factory: str = "Flat", search_parameters: dict | None = None, gpu: bool = False,
+                 settings=None):
         if gpu and not hasattr(faiss, "StandardGpuResources"):
             raise ValueError("GPU FAISS was asked for but this FAISS has no GPU support "
                              "(install the gpu extra: faiss-gpu)")
@@ -40,37 +75,60 @@ class VectorIndex:
         self._gpu_resources = faiss.StandardGpuResources() if gpu else None
         self._gpu_index = None
         self.search_parameters = dict(search_parameters or {})
+        self.settings, self.tuning, self.tuning_queries = settings, None, None
+        self.built_factory = "Flat" if factory == tuning.AUTO else factory
         self.index = self._empty()
         self.ids, self._matrix = np.zeros(0, np.int64), None
 
     @property
     def exact(self) -> bool:
-        return self.factory.strip() == "Flat"
+        return self.built_factory.strip() == "Flat"
 
     def _empty(self):
         try:
-            inner = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
+            inner = faiss.index_factory(self.dim, self.built_factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as error:
             raise ValueError(f"FAISS cannot build index {self.factory!r}: {error}") from None
-        return inner if isinstance(inner, faiss.IndexIDMap) else faiss.IndexIDMap2(inner)
+        return _with_ids(inner)
 
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the content with `vectors` (N, d) under `ids`, training the index when it needs it."""
-        self.index = self._empty()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        if self.factory == tuning.AUTO:
+            self.built_factory = tuning.choose_factory(len(vectors), self.dim)
+        self.index, self.tuning = self._empty(), None
         if not self.index.is_trained:
             if len(vectors) == 0:
                 self._sync()
                 return
-            self.index.train(vectors)
+            self.index.train(tuning.training_sample(self.index, vectors))
         if len(vectors):
             self.index.add_with_ids(vectors, np.asarray(ids, np.int64))
         self._sync()
         self._apply_parameters()
+        self._tune(vectors)
+
+    def _tune(self, vectors: np.ndarray) -> None:
+        """After a build without explicit search parameters: tune and store the record (`auto`: also when exact)."""
+        if self.search_parameters or not (self.factory == tuning.AUTO or tuning.search_parameter(self.index)):
+            return
+        self.tuning = tuning.tune(self.index, vectors, self.tuning_queries, self.built_factory) or {
+            "factory": self.built_factory, "parameter": None, "value": None, "recall_at_1": 1.0,
+            "size": len(vectors), "exact_up_to": tuning.EXACT_MAX_FLOATS // self.dim}
+
+    def _adopt_stored_tuning(self) -> None:
+        """After a load: what `auto` built, and the stored tuning record when it was made for that structure."""
+        if self.factory == tuning.AUTO:
+            ivf = faiss.try_extract_index_ivf(self.index)
+            self.built_factory = "Flat" if ivf is None else f"IVF{ivf.nlist},Flat"
+        record = tuning.load_record(self.settings)
+        self.tuning = record if record and record.get("factory") == self.built_factory else None
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> bool:
         """Append vectors in place; False when the index cannot (untrained), so the caller rebuilds."""
-        if not self.index.is_trained:
+        grown = self.factory == tuning.AUTO and tuning.choose_factory(
+            len(self) + len(ids), self.dim) != self.built_factory  # rebuilt (and retuned) as the next size band
+        if grown or not self.index.is_trained:
             return False
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim),
                                 np.asarray(ids, np.int64))
@@ -78,7 +136,11 @@ class VectorIndex:
         return True
 
     def remove(self, ids: np.ndarray) -> bool:
-        """Remove ids in place; False when this index type cannot remove (e.g. HNSW), so the caller rebuilds."""
+        """Remove ids in place (absent ones are ignored); False when this index type cannot remove (e.g. HNSW),
+        so the caller rebuilds."""
+        if self._matrix is not None:
+            self._remove_exact(np.flatnonzero(np.isin(self.ids, np.asarray(ids, np.int64))))
+            return True
         try:
             self.index.remove_ids(np.asarray(ids, np.int64))
         except RuntimeError:
@@ -86,15 +148,29 @@ class VectorIndex:
         self._sync()
         return True
 
+    def _remove_exact(self, rows: np.ndarray) -> None:
+        """Free `rows` of the exact index by moving the last live rows into them, then dropping the tail:
+        O(removed) instead of FAISS's O(N) compaction."""
+        total, keep = len(self), len(self) - len(rows)
+        holes = rows[rows < keep]
+        movers = np.setdiff1d(np.arange(keep, total), rows)
+        self._matrix[holes], self.ids[holes] = self._matrix[movers], self.ids[movers]
+        flat = faiss.downcast_index(self.index.index)
+        flat.codes.resize(keep * flat.code_size)  # drop the tail: nothing moves, nothing is scanned
+        flat.ntotal = keep
+        self.index.id_map.resize(keep)
+        self.index.ntotal = keep
+        self._sync()
+
     def _apply_parameters(self) -> None:
-        if self.search_parameters:
-            space = faiss.ParameterSpace()
-            for name, value in self.search_parameters.items():
-                space.set_index_parameter(self.index, name, value)
+        tuned = {self.tuning["parameter"]: self.tuning["value"]} if self.tuning and self.tuning["parameter"] else {}
+        space = faiss.ParameterSpace()
+        for name, value in (self.search_parameters or tuned).items():
+            space.set_index_parameter(self.index, name, value)
 
     def _sync(self) -> None:
         """After any change: the id order, (exact index) a no-copy view of the stored vectors, and the GPU copy."""
-        self.ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        self.ids = _stored_ids(self.index)
         self._gpu_index = None
         if self._gpu_resources is not None and self.index.ntotal:
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.index)
@@ -115,40 +191,67 @@ class VectorIndex:
         k = max(1, min(k, len(self))) if len(self) else 0
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        if self._matrix is not None and len(queries) < BLAS_BATCH:
-            scores = queries @ self._matrix.T
-            top = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1]
-                   else np.tile(np.arange(k), (len(queries), 1)))
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.argsort(-top_scores, axis=1)
-            return np.take_along_axis(top_scores, order, 1), self.ids[np.take_along_axis(top, order, 1)]
+        if self._matrix is not None and len(queries) < (FAISS_BATCH if self._gpu_index is None else BLAS_BATCH):
+            block = max(1, SCORE_BLOCK // len(self))
+            found = [self._exact(queries[start:start + block], k) for start in range(0, max(1, len(queries)), block)]
+            return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
         return (self._gpu_index or self.index).search(queries, k)
 
-    def save(self, folder: Path, generation: int) -> Path:
-        """Write `index.<generation>.faiss` atomically and durably, then delete the other generations' files."""
-        target = Path(folder) / f"index.{generation}.faiss"
-        with atomic_write(target, durable=True) as temporary:
-            faiss.write_index(self.index, str(temporary))
-        for stale in Path(folder).glob("index.*.faiss"):
-            if stale != target:
-                stale.unlink(missing_ok=True)
-        return target
+    def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = queries @ self._matrix.T
+        top = (np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1]
+               else np.tile(np.arange(k), (len(queries), 1)))
+        top_scores = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-top_scores, axis=1)
+        return np.take_along_axis(top_scores, order, 1), self.ids[np.take_along_axis(top, order, 1)]
 
-    def load(self, folder: Path, generation: int, expected_ids: np.ndarray) -> bool:
-        """Load the index of `generation`; False when it is missing or does not hold `expected_ids`."""
-        path = Path(folder) / f"index.{generation}.faiss"
-        if not path.is_file():
-            return False
+    def save(self, path: Path) -> int:
+        """Write the index to `path` atomically and durably; returns the file's CRC-32."""
+        checksum = 0
+        with atomic_write(path, durable=True) as temporary, open(temporary, "wb") as handle:
+            def write(chunk: bytes) -> None:
+                nonlocal checksum
+                checksum = zlib.crc32(chunk, checksum)
+                handle.write(chunk)
+
+            faiss.write_index(self.index, faiss.PyCallbackIOWriter(write))
+        return checksum
+
+    def load(self, path: Path, checksum: int) -> str | None:
+        """Load the index at `path` if its CRC-32 is `checksum`; else why not (nothing is parsed before the
+        checksum matches, so a damaged file is never searched)."""
         try:
-            index = faiss.read_index(str(path))
-        except RuntimeError:
-            return False
-        if index.ntotal != len(expected_ids) or index.d != self.dim:
-            return False
-        self.index = index if isinstance(index, faiss.IndexIDMap) else faiss.IndexIDMap2(index)
-        stored = faiss.vector_to_array(self.index.id_map)
-        if not np.array_equal(np.sort(stored), np.sort(expected_ids)):
-            return False
+            found = file_checksum(path)
+        except FileNotFoundError:
+            return f"the snapshot {Path(path).name} is missing"
+        if found != checksum:
+            return f"the snapshot {Path(path).name} is damaged (CRC-32 {found:08x}, recorded {checksum:08x})"
+        index = faiss.read_index(str(path))
+        if index.d != self.dim or _with_ids(index) is not index:
+            return f"the snapshot {Path(path).name} does not hold a {self.dim}-d index with ids"
+        self.index = index
+        self._adopt_stored_tuning()
         self._sync()
         self._apply_parameters()
-        return True
+        return None
+
+    def content(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """(ids, their vectors) as stored, for checking against the store; vectors None where the codes are
+        lossy or cannot be read back."""
+        if self._matrix is not None:
+            return self.ids.copy(), self._matrix.copy()
+        if not self.factory.replace(" ", "").endswith(",Flat"):
+            return self.ids.copy(), None
+        try:
+            return self.ids.copy(), self.index.index.reconstruct_n(0, len(self))
+        except RuntimeError:
+            return self.ids.copy(), None
+
+
+def file_checksum(path: Path) -> int:
+    """The CRC-32 of the file at `path`, read in chunks."""
+    checksum = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(READ_CHUNK):
+            checksum = zlib.crc32(chunk, checksum)
+    return checksum

@@ -6,8 +6,6 @@ collection is checked against it when the gallery opens and rebuilt from it when
 the crash-safety argument of the FAISS backend holds here too. Metric: inner product on unit vectors.
 """
 
-from pathlib import Path
-
 import numpy as np
 
 COLLECTION = "faceid_templates"
@@ -103,9 +101,14 @@ class MilvusIndex:
 
             server_manager_instance.release_server(self.uri)
 
-    def save(self, folder: Path, generation: int) -> None:
+    def save(self) -> None:
+        """Persist the changes (Milvus keeps its own index: no snapshot file)."""
         self.client.flush(COLLECTION)
 
-    def load(self, folder: Path, generation: int, expected_ids: np.ndarray) -> bool:
-        """Milvus persists by itself; it matches the store when it holds exactly the expected ids."""
+    def matches(self, expected_ids: np.ndarray) -> bool:
+        """Whether the collection holds exactly `expected_ids` (checked when the gallery opens)."""
         return np.array_equal(self.stored_ids(), np.sort(np.asarray(expected_ids, np.int64)))
+
+    def content(self) -> tuple[np.ndarray, None]:
+        """(stored ids, None): vectors are not read back from Milvus for checking."""
+        return self.stored_ids(), None

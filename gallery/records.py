@@ -1,4 +1,4 @@
-"""The gallery's vocabulary: `GalleryError`, and the records it takes and gives back (`Sample` in,
+"""The gallery's vocabulary: `GalleryError` (and `NotEnrolled`), and the records it takes and gives back (`Sample` in,
 `Decision` from verification, `IdentifyResult` from identification)."""
 
 from __future__ import annotations
@@ -10,6 +10,10 @@ import numpy as np
 
 class GalleryError(ValueError):
     """Bad input or an incompatible gallery; the message names the input and what is wrong."""
+
+
+class NotEnrolled(GalleryError):
+    """The named identity is not in the gallery (the service answers 404)."""
 
 
 @dataclass(frozen=True)

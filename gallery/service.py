@@ -2,134 +2,142 @@
 
 Endpoints: GET /health, GET /identities, POST /identities/{name} (enroll images), DELETE
 /identities/{name}, POST /verify, POST /identify; the OpenAPI spec is at /openapi.json and the
-interactive docs at /docs. Uploads are size-limited (413 beyond `max_request_bytes`) and validated:
-bad input answers 4xx with the reason, never 500. With an API key set, every endpoint but
-/health needs the header `X-API-Key`.
+interactive docs at /docs. With an API key set, every endpoint needs the header `X-API-Key`, except
+/health, which without it says only `{"status": "ok"}`.
+
+The event loop only parses requests: decoding, detection, embedding and search run in worker
+threads (`gallery.service_workers`), concurrent identifications are batched, and writers queue for
+the gallery's writer lock. Bad input answers 4xx with the reason, never 500: 404 for an identity
+that is not enrolled, 408 for a body that stalls, 413 for a body (or image, in pixels) too large,
+422 for anything else wrong with the request. `serve(..., workers=N)` runs N processes on one gallery.
 """
 
 import hmac
-import threading
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from faceid.data.images import ImageReadError, decode_rgb
-from gallery.gallery import Gallery, GalleryError
+from faceid.data.images import DEFAULT_MAX_PIXELS
+from gallery.gallery import Gallery
+from gallery.kept_images import keep_bytes, keeps_images
+from gallery.names import validate_identity_name
+from gallery.photos import identify_photo
+from gallery.records import GalleryError, NotEnrolled
+from gallery.service_limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, BodyLimits
+from gallery.service_workers import GalleryWorkers, IdentifyBatcher
+from gallery.threshold_policy import DEFAULT_POLICY, check_policy, check_threshold
 
-DEFAULT_MAX_REQUEST_BYTES = 20 * 1024 * 1024
-
-
-class RequestSizeLimit:
-    """ASGI middleware: refuse bodies above `limit` bytes, by header or as they stream in."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and int(declared) > self.limit:
-            return await self._too_large(send)
-        received = 0
-
-        async def counting_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _TooLarge()
-            return message
-
-        try:
-            await self.app(scope, counting_receive, send)
-        except _TooLarge:
-            await self._too_large(send)
-
-    async def _too_large(self, send):
-        body = f'{{"detail": "request body larger than {self.limit} bytes"}}'.encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+SETTINGS_VARIABLE = "FACEID_SERVE_SETTINGS"
 
 
-class _TooLarge(Exception):
-    pass
-
-
-def create_app(gallery: Gallery, api_key: str | None = None,
-               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
-    app = FastAPI(title="faceid gallery", version="1",
+def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+               *, max_pixels: int = DEFAULT_MAX_PIXELS, threshold_override: str = DEFAULT_POLICY,
+               threads: int = 4, batch_size: int = 32, batch_wait_ms: float = 5.0,
+               read_timeout_s: float = DEFAULT_READ_TIMEOUT_S) -> FastAPI:
+    """The app serving `gallery` (its path, embedder and preprocessor: each worker thread opens its own)."""
+    check_policy(threshold_override)
+    workers = GalleryWorkers(gallery, threads, max_pixels, threshold_override)
+    batcher = IdentifyBatcher(workers, batch_size, batch_wait_ms)
+    app = FastAPI(title="faceid gallery", version="1", on_shutdown=[workers.close],
                   description="Enroll identities, verify (1:1) and identify (1:N).")
-    lock = threading.Lock()  # one request at a time touches the gallery object (SQLite connection, index)
+    app.state.workers, app.state.batcher = workers, batcher
+
+    def key_ok(request: Request) -> bool:
+        return api_key is None or hmac.compare_digest(request.headers.get("x-api-key", ""), api_key)
 
     def authorised(request: Request) -> None:
-        if api_key is not None and not hmac.compare_digest(request.headers.get("x-api-key", ""), api_key):
+        if not key_ok(request):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
-    async def images(files: list[UploadFile]) -> list:
-        decoded = []
-        for upload in files:
-            try:
-                decoded.append(decode_rgb(await upload.read(), upload.filename or "upload"))
-            except ImageReadError as error:
-                raise HTTPException(422, f"{upload.filename}: {error.reason}") from None
-        return decoded
+    async def prepared(upload: UploadFile, number: int = 0, keep: bool = False):
+        data, name = await upload.read(), upload.filename or f"upload {number}"
+
+        def prepare(g: Gallery):
+            crop = g.resolver.prepare(data, name)
+            if keep and keeps_images(g):  # an enrolled upload is kept, so that it can be re-embedded
+                return replace(crop, source=keep_bytes(g, data, crop.file_hash, Path(name).suffix))
+            return crop
+
+        return await workers.read(prepare)
 
     @app.exception_handler(GalleryError)
     async def gallery_error(_, error: GalleryError):
-        status = 404 if "is not enrolled" in str(error) else 422
-        return JSONResponse({"detail": str(error)}, status_code=status)
+        return JSONResponse({"detail": str(error)}, status_code=404 if isinstance(error, NotEnrolled) else 422)
 
     guarded = [Depends(authorised)]
 
     @app.get("/health")
-    def health() -> dict:
-        with lock:
-            stats = gallery.stats()
-        return {"status": "ok", "identities": stats["identities"], "templates": stats["templates"]}
+    async def health(request: Request) -> dict:
+        if api_key is None or not key_ok(request):
+            return {"status": "ok"}
+        identities, templates = await workers.read(lambda g: g.store.counts())
+        return {"status": "ok", "identities": identities, "templates": templates}
 
     @app.get("/identities", dependencies=guarded)
-    def identities() -> list[dict]:
-        with lock:
-            return gallery.list()
+    async def identities() -> list[dict]:
+        return await workers.read(lambda g: g.list())
 
     @app.post("/identities/{name}", dependencies=guarded)
     async def enroll(name: str, files: Annotated[list[UploadFile], File(description="face images")]) -> dict:
-        crops = await images(files)
-        with lock:
-            samples = gallery.resolve(crops, [f.filename or f"upload {i}" for i, f in enumerate(files)])
-            return gallery.enroll(name, samples)
+        name = validate_identity_name(name)
+        crops = [await prepared(upload, number, keep=True) for number, upload in enumerate(files)]
+        samples = await workers.read(lambda g: g.resolver.embed_prepared(crops))
+        return await workers.write(lambda g: g.enroll(name, samples))
 
     @app.delete("/identities/{name}", dependencies=guarded)
-    def remove(name: str) -> dict:
-        with lock:
-            return {"removed": name, "templates": gallery.remove(name)}
+    async def remove(name: str) -> dict:
+        return {"removed": name, "templates": await workers.write(lambda g: g.remove(name))}
 
     @app.post("/verify", dependencies=guarded)
     async def verify(identity: Annotated[str, Form()], file: Annotated[UploadFile, File()],
                      threshold: Annotated[float | None, Form()] = None) -> dict:
-        crop = (await images([file]))[0]
-        with lock:
-            decision = gallery.verify(gallery.resolve([crop], [file.filename or "upload"])[0], identity, threshold)
+        threshold = None if threshold is None else check_threshold(threshold)
+        crop = await prepared(file)
+        decision = await workers.read(lambda g: g.verify(g.resolver.embed_prepared([crop])[0], identity, threshold))
         return decision.__dict__
 
     @app.post("/identify", dependencies=guarded)
     async def identify(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1, le=100)] = 5,
-                       threshold: Annotated[float | None, Form()] = None) -> dict:
-        crop = (await images([file]))[0]
-        with lock:
-            result = gallery.identify(gallery.resolve([crop], [file.filename or "upload"])[0], k, threshold)
+                       threshold: Annotated[float | None, Form()] = None, all_faces: bool = False) -> dict | list:
+        threshold = None if threshold is None else check_threshold(threshold)
+        if all_faces:  # every face of the photo: [{box, landmarks, score, identity, candidates, threshold...}]
+            data, name = await file.read(), file.filename or "upload"
+            matches = await workers.read(lambda g: identify_photo(g, data, k, threshold, name))
+            return [match.to_dict() for match in matches]
+        result = await batcher.identify(await prepared(file), k, threshold)
         return {"identity": result.identity, "candidates": [{"identity": n, "score": s} for n, s in result.candidates],
                 "threshold": result.threshold, "threshold_source": result.threshold_source}
 
-    app.add_middleware(RequestSizeLimit, limit=max_request_bytes)
+    app.add_middleware(BodyLimits, max_bytes=max_request_bytes, read_timeout_s=read_timeout_s)
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app factory of each `serve(workers=N)` process: settings come from $FACEID_SERVE_SETTINGS."""
+    from gallery.session import open_gallery
+
+    settings = json.loads(os.environ[SETTINGS_VARIABLE])
+    opened = settings.pop("open")
+    return create_app(open_gallery(opened["path"], opened["model"], opened["aligned"], opened["device"]), **settings)
+
+
 def serve(gallery: Gallery, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
+          max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, *, workers: int = 1, device: str = "auto",
+          **options) -> None:
+    """Serve until interrupted; `options` are `create_app`'s. With `workers` > 1, that many processes,
+    each opening the gallery itself, share the port (uvicorn's workers)."""
     import uvicorn
 
-    uvicorn.run(create_app(gallery, api_key, max_request_bytes), host=host, port=port)
+    if workers <= 1:
+        uvicorn.run(create_app(gallery, api_key, max_request_bytes, **options), host=host, port=port)
+        return
+    opened = {"path": str(gallery.path), "model": gallery.store.get("model"), "aligned": gallery.store.get("aligned"),
+              "device": device}
+    os.environ[SETTINGS_VARIABLE] = json.dumps({"open": opened, "api_key": api_key,
+                                                "max_request_bytes": max_request_bytes, **options})
+    uvicorn.run("gallery.service:app_from_environment", factory=True, workers=workers, host=host, port=port)

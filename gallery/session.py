@@ -9,11 +9,13 @@ from pathlib import Path
 
 from export.embedder import load_embedder
 from gallery.gallery import Gallery, GalleryError
+from gallery.kept_images import SETTING as KEEP_IMAGES
 from gallery.store import MetadataStore
 
 
 def open_gallery(path: str | Path, model: str | None = None, aligned: bool | None = None, device: str = "auto",
-                 index_factory: str = "Flat", template_policy: str = "all", create: bool = False) -> Gallery:
+                 index_factory: str = "Flat", template_policy: str = "all", create: bool = False,
+                 keep_images: bool = False) -> Gallery:
     path = Path(path)
     exists = (path / "gallery.db").exists()
     if not exists and not create:
@@ -26,17 +28,40 @@ def open_gallery(path: str | Path, model: str | None = None, aligned: bool | Non
     if model is None:
         raise GalleryError(f"{path}: name the embedding model with --model")
     embedder = load_embedder(model, device)
-    preprocessor = None
-    if not aligned:
-        from faceid.preprocessing import FacePreprocessor
-
-        preprocessor = FacePreprocessor(select="largest", size=embedder.preprocessing.input_size,
-                                        device=device)
+    preprocessor = _preprocessor(embedder, aligned, device)
     if exists:
         return Gallery(path, embedder, preprocessor)
     gallery = Gallery.create(path, embedder, index_factory=index_factory, template_policy=template_policy,
                              preprocessor=preprocessor)
     with gallery.store.transaction() as connection:
-        gallery.store.set(connection, "model", str(Path(model).resolve()) if Path(model).exists() else model)
+        gallery.store.set(connection, "model", _model_reference(model))
         gallery.store.set(connection, "aligned", bool(aligned))
+        gallery.store.set(connection, KEEP_IMAGES, bool(keep_images))
     return gallery
+
+
+def reembed_to(path: str | Path, model: str, device: str = "auto") -> dict:
+    """`faceid gallery reembed`: migrate the gallery at `path` to `model`, every template embedded again from
+    its image (kept inside the gallery, or its original file); the old model is not needed."""
+    path = Path(path)
+    if not (path / "gallery.db").exists():
+        raise GalleryError(f"{path} is not a gallery")
+    with Gallery(path) as gallery:
+        embedder = load_embedder(model, device)
+        result = gallery.reembed(embedder, _preprocessor(embedder, gallery.store.get("aligned", False), device))
+        with gallery.store.transaction() as connection:
+            gallery.store.set(connection, "model", _model_reference(model))
+    return result
+
+
+def _model_reference(model: str) -> str:
+    return str(Path(model).resolve()) if Path(model).exists() else model
+
+
+def _preprocessor(embedder, aligned: bool, device: str):
+    """The shared FacePreprocessor for photos; None for aligned crops."""
+    if aligned:
+        return None
+    from faceid.preprocessing import FacePreprocessor
+
+    return FacePreprocessor(select="largest", size=embedder.preprocessing.crop_template(), device=device)

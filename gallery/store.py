@@ -1,10 +1,14 @@
 """The gallery's metadata store: one SQLite database, the source of truth.
 
-Tables: `meta` (embedder fingerprint, index factory, template policy, threshold, generation),
-`identities`, `templates` (one row per enrolled sample, with its embedding, source path, file hash
-and quality; the row id is the vector id in the index), and the append-only `audit` log.
-Every mutation runs in one transaction and bumps `generation`, which names the index file that
-matches it (see `gallery.index`).
+Tables: `meta` (embedder fingerprint, index factory, template policy, threshold, generation, the
+index snapshot's record), `identities`, `templates` (one row per enrolled sample, with its float32
+embedding, source path, file hash and quality; the row id is the vector id in the index), `changes`
+(which templates and identities each generation touched, kept since the snapshot before last: what a
+process replays onto a snapshot or onto its in-memory index, see `gallery.live_index`) and the
+append-only `audit` log. Every mutation runs in one transaction and bumps `generation`.
+
+A new database uses 32 KiB pages: a 2 KB embedding row then shares a page with fourteen others
+instead of taking a 4 KiB page to itself. The write-ahead log is truncated after bulk writes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from faceid.arrays import l2_normalize
+from gallery.database_file import RECOVER, inspect_database_file
+from gallery.names import name_key
+from gallery.records import GalleryError
 
+PAGE_SIZE = 32768
+WAL_LIMIT_BYTES = 64 * 1024 * 1024  # the write-ahead log is checkpointed and truncated beyond this
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS identities (
@@ -27,7 +36,9 @@ CREATE TABLE IF NOT EXISTS templates (
     id INTEGER PRIMARY KEY, identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
     source TEXT, file_hash TEXT, quality REAL, embedding BLOB NOT NULL, created REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS templates_identity ON templates(identity_id);
-CREATE INDEX IF NOT EXISTS templates_hash ON templates(identity_id, file_hash);
+DROP INDEX IF EXISTS templates_hash;
+CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, identity_id INTEGER NOT NULL, template_id INTEGER);
+CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, time REAL NOT NULL, action TEXT NOT NULL, identity TEXT, detail TEXT NOT NULL);
 CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
@@ -44,26 +55,72 @@ class MetadataStore:
     (the same one, inside BEGIN IMMEDIATE), so a caller cannot write outside a transaction by accident.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, create: bool = False):
         self.path = Path(path)
-        self.connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("PRAGMA synchronous=FULL")
-        self.connection.execute("PRAGMA foreign_keys=ON")
-        self.connection.executescript(SCHEMA)
+        if not create:
+            inspect_database_file(self.path)
+        with self.damage_reported():
+            self.connection = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            if create:
+                self.connection.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            elif not self.connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+                tables = [r[0] for r in self.connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+                self.connection.close()
+                raise GalleryError(f"{self.path} is a SQLite database but not a faceid gallery (its tables: "
+                                   f"{', '.join(tables) or 'none'}); open the gallery directory that holds yours")
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.execute("PRAGMA synchronous=FULL")
+            self.connection.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+            self.connection.execute("PRAGMA foreign_keys=ON")
+            self.connection.executescript(SCHEMA)
+            add_name_keys(self.connection)
+        self._pending = None
 
     def close(self) -> None:
         self.connection.close()
 
     @contextmanager
+    def damage_reported(self):
+        """SQLite's 'file is not a database' or 'database disk image is malformed' -> a GalleryError naming
+        the file and what to do (lock timeouts and I/O errors, sqlite3.OperationalError, pass through)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            if type(error) is not sqlite3.DatabaseError:
+                raise
+            raise GalleryError(f"{self.path} is damaged (SQLite: {error}); {RECOVER}") from None
+
+    def checkpoint(self) -> None:
+        """After a write: once the write-ahead log has grown beyond `WAL_LIMIT_BYTES` (a bulk enrolment), copy
+        it into the database and truncate it."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > WAL_LIMIT_BYTES:
+            self.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @contextmanager
+    def reading(self):
+        """One consistent view of the database across several reads (a deferred read transaction)."""
+        if self.connection.in_transaction:
+            yield
+            return
+        self.connection.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.connection.execute("COMMIT")
+
+    @contextmanager
     def transaction(self):
         """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: all or nothing."""
         self.connection.execute("BEGIN IMMEDIATE")
+        self._pending = self.generation() + 1  # the generation this transaction's changes are recorded under
         try:
             yield self.connection
         except BaseException:
             self.connection.execute("ROLLBACK")
             raise
+        finally:
+            self._pending = None
         self.connection.execute("COMMIT")
 
     # meta
@@ -79,10 +136,34 @@ class MetadataStore:
         return int(self.get("generation", 0))
 
     def bump(self, connection) -> int:
-        generation = int(json.loads((connection.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
-                                     or ["0"])[0])) + 1
-        self.set(connection, "generation", generation)
-        return generation
+        self.set(connection, "generation", self._pending)
+        return self._pending
+
+    # changes: what each generation touched, replayed onto snapshots and in-memory indexes
+    def _changed(self, connection, identity_id: int, template_ids=(None,)) -> None:
+        connection.executemany("INSERT INTO changes(generation, identity_id, template_id) VALUES(?, ?, ?)",
+                               [(self._pending, identity_id, None if t is None else int(t)) for t in template_ids])
+
+    def changes_since(self, generation: int) -> tuple[list[int], list[int]]:
+        """(template ids, identity ids) touched after `generation`; the caller checks `history_start()`."""
+        rows = self.connection.execute("SELECT identity_id, template_id FROM changes WHERE generation > ?",
+                                       (generation,)).fetchall()
+        return sorted({t for _, t in rows if t is not None}), sorted({i for i, _ in rows})
+
+    def history_start(self) -> int:
+        """`changes` is complete for every generation after this one."""
+        return int(self.get("history_start", 0))
+
+    def changes_count(self, generation: int) -> int:
+        return self.connection.execute("SELECT COUNT(*) FROM changes WHERE generation > ?", (generation,)).fetchone()[0]
+
+    def record_snapshot(self, connection, record: dict) -> None:
+        """Name the index snapshot of `record['generation']`; forget changes older than the previous one, whose
+        readers can still catch up from it."""
+        previous = (self.get("snapshot") or {}).get("generation", 0)
+        connection.execute("DELETE FROM changes WHERE generation <= ?", (previous,))
+        self.set(connection, "history_start", previous)
+        self.set(connection, "snapshot", record)
 
     def audit(self, connection, action: str, identity: str | None, detail: dict) -> None:
         connection.execute("INSERT INTO audit(time, action, identity, detail) VALUES(?, ?, ?, ?)",
@@ -100,12 +181,32 @@ class MetadataStore:
     def identity_names(self) -> dict[int, str]:
         return dict(self.connection.execute("SELECT id, name FROM identities"))
 
+    def identity_names_of(self, identity_ids) -> dict[int, str]:
+        return dict(self._rows_in("SELECT id, name FROM identities WHERE id IN ({})", identity_ids))
+
     def add_identity(self, connection, name: str, metadata: dict, created: float) -> int:
-        return connection.execute("INSERT INTO identities(name, metadata, created) VALUES(?, ?, ?)",
-                                  (name, json.dumps(metadata), created)).lastrowid
+        identity_id = connection.execute(
+            "INSERT INTO identities(name, metadata, created, name_key) VALUES(?, ?, ?, ?)",
+            (name, json.dumps(metadata), created, name_key(name))).lastrowid
+        self._changed(connection, identity_id)
+        return identity_id
 
     def rename_identity(self, connection, identity_id: int, name: str) -> None:
-        connection.execute("UPDATE identities SET name = ? WHERE id = ?", (name, identity_id))
+        connection.execute("UPDATE identities SET name = ?, name_key = ? WHERE id = ?",
+                           (name, name_key(name), identity_id))
+        self._changed(connection, identity_id)
+
+    def name_taken(self, name: str, connection=None) -> str | None:
+        """The enrolled name equal to `name` after case folding, if any."""
+        row = (connection or self.connection).execute("SELECT name FROM identities WHERE name_key = ?",
+                                                      (name_key(name),)).fetchone()
+        return row[0] if row else None
+
+    def refuse_name_clash(self, name: str, connection) -> None:
+        """GalleryError when another identity holds `name` up to case."""
+        if (taken := self.name_taken(name, connection)) is not None:
+            raise GalleryError(f"identity name {name!r} clashes with the enrolled {taken!r}: names are compared "
+                               "ignoring case; use the enrolled name, or a different one")
 
     def remove_identity(self, connection, identity_id: int) -> np.ndarray:
         """Delete the identity and its templates; returns the deleted template ids."""
@@ -113,6 +214,7 @@ class MetadataStore:
             "SELECT id FROM templates WHERE identity_id = ? ORDER BY id", (identity_id,))], np.int64)
         connection.execute("DELETE FROM templates WHERE identity_id = ?", (identity_id,))
         connection.execute("DELETE FROM identities WHERE id = ?", (identity_id,))
+        self._changed(connection, identity_id, [None, *removed])
         return removed
 
     def identity_summaries(self) -> list[dict]:
@@ -130,11 +232,13 @@ class MetadataStore:
     # templates
     def add_template(self, connection, identity_id: int, sample, created: float) -> int:
         """Insert one `Sample` (embedding, source, file hash, quality) for `identity_id`; returns its row id."""
-        return connection.execute(
+        template_id = connection.execute(
             "INSERT INTO templates(identity_id, source, file_hash, quality, embedding, created) "
-            "VALUES(?, ?, ?, ?, ?, ?)",
-            (identity_id, sample.source, sample.file_hash, sample.quality, sample.embedding.tobytes(), created),
+            "VALUES(?, ?, ?, ?, ?, ?)", (identity_id, sample.source, sample.file_hash, sample.quality,
+                                         np.asarray(sample.embedding, np.float32).tobytes(), created),
         ).lastrowid
+        self._changed(connection, identity_id, [template_id])
+        return template_id
 
     def file_hashes(self, connection, identity_id: int) -> set[str]:
         return {row[0] for row in connection.execute("SELECT file_hash FROM templates WHERE identity_id = ?",
@@ -148,6 +252,9 @@ class MetadataStore:
         """Overwrite the embedding of each (template id, vector)."""
         connection.executemany("UPDATE templates SET embedding = ? WHERE id = ?",
                                [(np.asarray(vector, np.float32).tobytes(), i) for i, vector in embeddings])
+        owners = self.template_owners()
+        for i, _ in embeddings:
+            self._changed(connection, owners[i], [i])
 
     def index_ids(self, per_identity: bool) -> np.ndarray:
         """The template ids, or (`per_identity`) the ids of identities that have templates, ascending."""
@@ -158,16 +265,30 @@ class MetadataStore:
     def index_vectors(self, per_identity: bool) -> tuple[np.ndarray, np.ndarray]:
         """(ids, unit vectors) the index holds: every template, or (`per_identity`) each identity's mean template."""
         ids, owners, embeddings = self.all_templates()
-        if not per_identity:
-            return ids, embeddings
-        identity_ids = np.unique(owners)
-        if not len(identity_ids):
-            return identity_ids, np.zeros((0, 0), np.float32)
-        return identity_ids, l2_normalize(np.stack([embeddings[owners == i].mean(0) for i in identity_ids]))
+        return _means(owners, embeddings) if per_identity else (ids, embeddings)
 
     def template_owners(self) -> dict[int, int]:
         """Template id -> identity id."""
         return dict(self.connection.execute("SELECT id, identity_id FROM templates"))
+
+    def _rows_in(self, query: str, values) -> list[tuple]:
+        """`query`'s rows for `WHERE ... IN (values)`, in chunks below SQLite's parameter limit."""
+        values, rows = [int(v) for v in values], []
+        for start in range(0, len(values), 10_000):
+            chunk = values[start:start + 10_000]
+            rows += self.connection.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall()
+        return rows
+
+    def templates_by_id(self, template_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ids, identity ids, embeddings) of those of `template_ids` that exist, ordered by id."""
+        return _template_arrays(sorted(self._rows_in(
+            "SELECT id, identity_id, embedding FROM templates WHERE id IN ({})", template_ids)))
+
+    def identity_means(self, identity_ids) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, unit mean templates) of those of `identity_ids` that have templates."""
+        _, owners, embeddings = _template_arrays(self._rows_in(
+            "SELECT id, identity_id, embedding FROM templates WHERE identity_id IN ({})", identity_ids))
+        return _means(owners, embeddings)
 
     def export_rows(self) -> list[tuple]:
         """(identity name, identity metadata JSON, source, file hash, quality, embedding bytes) per template, by id."""
@@ -177,14 +298,52 @@ class MetadataStore:
 
     def all_templates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(template ids, identity ids, embeddings (N, d) float32), ordered by template id."""
-        rows = self.connection.execute("SELECT id, identity_id, embedding FROM templates ORDER BY id").fetchall()
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-        ids = np.array([r[0] for r in rows], np.int64)
-        owners = np.array([r[1] for r in rows], np.int64)
-        return ids, owners, np.stack([np.frombuffer(r[2], np.float32) for r in rows])
+        return _template_arrays(
+            self.connection.execute("SELECT id, identity_id, embedding FROM templates ORDER BY id").fetchall())
 
     def templates_of(self, identity_id: int) -> np.ndarray:
         rows = self.connection.execute("SELECT embedding FROM templates WHERE identity_id = ? ORDER BY id",
                                        (identity_id,)).fetchall()
         return np.stack([np.frombuffer(r[0], np.float32) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+
+
+def _template_arrays(rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(id, identity id, embedding bytes) rows -> (ids, identity ids, embeddings (N, d) float32)."""
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
+    return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64),
+            np.stack([np.frombuffer(r[2], np.float32) for r in rows]))
+
+
+def _means(owners: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(identity ids, each identity's unit mean template)."""
+    if not len(owners):
+        return owners, np.zeros((0, 0), np.float32)
+    order = np.argsort(owners, kind="stable")
+    identity_ids, starts = np.unique(owners[order], return_index=True)
+    return identity_ids, l2_normalize(np.add.reduceat(embeddings[order], starts, axis=0), axis=1)
+
+
+def add_name_keys(connection) -> None:
+    """Schema addition (issue 12): `identities.name_key`, the case-folded name under a UNIQUE index, so that
+    "Alice" and "alice" cannot both be enrolled. Galleries made before it get the column filled once; names
+    that already collide keep a key no validated name can have (the name, NUL, the row id)."""
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(identities)")}
+    if "name_key" in columns:
+        return
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in connection.execute("PRAGMA table_info(identities)")}
+        if "name_key" not in columns:  # another process may have migrated it meanwhile
+            connection.execute("ALTER TABLE identities ADD COLUMN name_key TEXT")
+            seen = set()
+            for identity_id, name in connection.execute("SELECT id, name FROM identities ORDER BY id").fetchall():
+                key = name_key(name)
+                key = key if key not in seen else f"{key}\x00{identity_id}"
+                seen.add(key)
+                connection.execute("UPDATE identities SET name_key = ? WHERE id = ?", (key, identity_id))
+            connection.execute("CREATE UNIQUE INDEX identities_name_key ON identities(name_key)")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

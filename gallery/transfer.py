@@ -69,8 +69,9 @@ def reembed_gallery(gallery: Gallery, embedder, preprocessor=None) -> dict:
         missing = [f"template {i}" if not source else source for i, source in rows
                    if not source or not Path(source).is_file()]
         if missing:
-            raise GalleryError(f"{len(missing)} template(s) have no readable source image to re-embed, "
-                               f"e.g. {missing[:3]}; the gallery is unchanged")
+            raise GalleryError(f"{len(missing)} template(s) cannot be migrated: no readable source image to re-embed "
+                               f"(e.g. {missing[:3]}); the gallery is unchanged. Enroll them again, and turn on "
+                               "`faceid gallery keep-images GALLERY on` so that enrolled images are kept")
         updated = [(i, resolver.image(source, source).embedding) for i, source in rows]
         with gallery.store.transaction() as connection:
             gallery.store.replace_embeddings(connection, updated)

@@ -39,7 +39,8 @@ def test_wrong_types_name_the_key_and_the_expected_type(override, key, expected)
     assert expected in str(error.value)
 
 
-@pytest.mark.parametrize("override, key", [("traning.lr=0.1", "traning"), ("training.learning_rate=0.1", "training.learning_rate")])
+@pytest.mark.parametrize("override, key", [("traning.lr=0.1", "traning"),
+                                           ("training.learning_rate=0.1", "training.learning_rate")])
 def test_unknown_keys_are_rejected(override, key):
     with pytest.raises(ConfigError, match=f"{key}: unknown key"):
         load_config(overrides=[override])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceid.alignment import estimate_similarity, template_for_size, align_face
+from faceid.alignment import align_face, estimate_similarity, template_for_size
 from faceid.cli import main
 from faceid.data.images import ImageReadError
 from faceid.detection import FaceDetector, select_faces
@@ -96,7 +96,8 @@ def test_redetected_eyes_on_aligned_real_crops_sit_on_the_template(shared_data):
     preprocessor = FacePreprocessor(device="cpu", select="largest")
     redetector = FaceDetector(device="cpu", select="best", min_face_size=40)
     errors = []
-    sources = sorted((shared_data / "caltech_faces").glob("*.jpg"))[:12] + [shared_data / "photos" / n for n in PORTRAITS]
+    portraits = [shared_data / "photos" / n for n in PORTRAITS]
+    sources = sorted((shared_data / "caltech_faces").glob("*.jpg"))[:12] + portraits
     for path in sources:
         aligned = preprocessor(_small(path, 640))
         assert len(aligned) == 1, path
@@ -131,7 +132,8 @@ def test_grayscale_rgba_cmyk_and_16_bit_inputs(detector, shared_data, tmp_path):
     (tmp_path / "cmyk.jpg").write_bytes(_jpeg_bytes(colour.convert("CMYK")))
     gray = np.asarray(colour.convert("L")).astype(np.uint16) * 257
     Image.fromarray(gray).save(tmp_path / "gray16.png")
-    for path in [shared_data / "orl" / "s1" / "1.pgm", tmp_path / "rgba.png", tmp_path / "cmyk.jpg", tmp_path / "gray16.png"]:
+    for path in [shared_data / "orl" / "s1" / "1.pgm", tmp_path / "rgba.png", tmp_path / "cmyk.jpg",
+                 tmp_path / "gray16.png"]:
         assert len(detector.detect(path)) == 1, path
     assert len(detector.detect(np.asarray(colour.convert("RGBA")))) == 1
     assert len(detector.detect(gray)) == 1
@@ -174,7 +176,8 @@ def test_align_command_is_complete_resumable_and_leaves_source_untouched(shared_
     assert summary["failures_by_reason"] == {"not a readable image": 1}
     records = [json.loads(line) for line in (destination / "manifest.jsonl").read_text().splitlines()]
     assert sorted(r["source"] for r in records) == sorted(str(p) for p in source.rglob("*") if p.is_file())
-    assert all(r["status"] == "ok" and r["faces"] == 1 and r["score"] > 0.9 for r in records if "broken" not in r["source"])
+    assert all(r["status"] == "ok" and r["faces"] == 1 and r["score"] > 0.9
+               for r in records if "broken" not in r["source"])
     assert (destination / "s1" / "1.png").is_file()
     assert main(["align", str(source), str(destination)]) == 0
     again = json.loads(capsys.readouterr().out)

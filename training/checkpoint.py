@@ -13,7 +13,6 @@ import torch
 from faceid.config import FaceidConfig
 from faceid.embedding import save_backbone_checkpoint
 from faceid.files import atomic_write
-from training.partial_fc import ShardedMarginHead
 
 TRAINING_FORMAT = "faceid-training-1"
 
@@ -36,10 +35,10 @@ def _restore_rng(states: dict) -> None:
 
 
 def training_state(trainer) -> dict:
-    """The state of `trainer` (a `training.trainer.Trainer`); a sharded head gathers its full weight,
-    so every rank must call this."""
+    """The state of `trainer` (a `training.trainer.Trainer`); a head with `checkpoint_state` (sharded or
+    sampled, `training.partial_fc`, `training.sampled_head`) gathers its whole state, so every rank must call this."""
     loss = trainer.loss
-    loss_state = {"weight": loss.full_weight().cpu()} if isinstance(loss, ShardedMarginHead) else loss.state_dict()
+    loss_state = loss.checkpoint_state() if hasattr(loss, "checkpoint_state") else loss.state_dict()
     return {"format": TRAINING_FORMAT, "step": trainer.step, "config": trainer.config.model_dump(),
             "backbone": trainer.backbone.state_dict(), "loss": loss_state,
             "optimizer": trainer.optimizer.state_dict(), "schedule": trainer.schedule.state_dict(),
@@ -55,9 +54,8 @@ def restore_training_state(trainer, path: Path) -> None:
         raise ValueError(f"{path} is not a faceid training checkpoint (format {TRAINING_FORMAT})")
     trainer.backbone.load_state_dict(state["backbone"])
     loss = trainer.loss
-    if isinstance(loss, ShardedMarginHead):
-        with torch.no_grad():
-            loss.weight.copy_(state["loss"]["weight"][loss.start:loss.end])
+    if hasattr(loss, "load_checkpoint_state"):
+        loss.load_checkpoint_state(state["loss"])
     else:
         loss.load_state_dict(state["loss"])
     trainer.optimizer.load_state_dict(state["optimizer"])
@@ -79,4 +77,5 @@ def save_model(trainer, path: Path) -> None:
     with atomic_write(path) as temporary:
         save_backbone_checkpoint(temporary, trainer.backbone, model.backbone, model.embedding_dim, model.input_size,
                                  extra={"loss": trainer.config.loss.name, "config_hash": config_hash(trainer.config),
-                                        "step": trainer.step, "backbone_options": model.options})
+                                        "step": trainer.step, "backbone_options": model.options,
+                                        **(trainer.pretrained.extra if trainer.pretrained else {})})

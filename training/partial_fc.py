@@ -4,7 +4,8 @@ ranks, so memory per GPU does not grow with the number of identities.
 Each rank holds rows [start, end) of W. Embeddings and labels of the whole global batch are
 gathered; each rank computes the logits of its classes, and a distributed softmax cross-entropy
 combines the shards (max and sum of exponentials all-reduced). The result equals the
-single-process CombinedMarginLoss on the global batch; here every class is used (sample rate 1).
+single-process CombinedMarginLoss on the global batch; here every class is used (sample rate 1);
+`training.sampled_head` samples the classes of each shard (PartialFC with sample rate < 1).
 
 Gradients: the loss of the global batch is the same on every rank; the gradient reaching each
 rank's own embeddings is the sum over all class shards. DDP then averages the backbone gradients
@@ -40,30 +41,50 @@ class GatherEmbeddings(torch.autograd.Function):
 
 
 class DistributedCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy over the global batch, with each rank holding a slice of the classes."""
+    """Mean cross-entropy over the global batch, with each rank holding some of the classes' logits:
+    `has_target` marks the rows whose target is among this rank's columns, at `local_labels`."""
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, start: int) -> torch.Tensor:
+    def forward(ctx, logits: torch.Tensor, local_labels: torch.Tensor, has_target: torch.Tensor) -> torch.Tensor:
         maximum = logits.max(1, keepdim=True).values
         dist.all_reduce(maximum, op=dist.ReduceOp.MAX)
         exponentials = torch.exp(logits - maximum)
         total = exponentials.sum(1, keepdim=True)
         dist.all_reduce(total)
         probabilities = exponentials / total
-        local = (labels >= start) & (labels < start + logits.shape[1])
-        target = torch.zeros(len(labels), dtype=logits.dtype, device=logits.device)
-        target[local] = probabilities[local, labels[local] - start]
+        target = torch.zeros(len(local_labels), dtype=logits.dtype, device=logits.device)
+        target[has_target] = probabilities[has_target, local_labels[has_target]]
         dist.all_reduce(target)
-        ctx.save_for_backward(probabilities, labels, local)
-        ctx.start = start
+        ctx.save_for_backward(probabilities, local_labels, has_target)
         return -torch.log(target.clamp_min(1e-30)).mean()
 
     @staticmethod
     def backward(ctx, gradient: torch.Tensor):
-        probabilities, labels, local = ctx.saved_tensors
+        probabilities, local_labels, has_target = ctx.saved_tensors
         grad = probabilities.clone()
-        grad[local, labels[local] - ctx.start] -= 1
-        return grad * gradient / len(labels), None, None
+        grad[has_target, local_labels[has_target]] -= 1
+        return grad * gradient / len(local_labels), None, None
+
+
+def gather_labels(labels: torch.Tensor, world_size: int) -> torch.Tensor:
+    """The labels of the global batch, in rank order (every rank holds as many)."""
+    parts = [torch.empty_like(labels) for _ in range(world_size)]
+    dist.all_gather(parts, labels.contiguous())
+    return torch.cat(parts)
+
+
+def shard_bounds(classes: int, world_size: int) -> list[int]:
+    """Rank r holds classes [bounds[r], bounds[r + 1])."""
+    return [classes * r // world_size for r in range(world_size + 1)]
+
+
+def gather_shards(shard: torch.Tensor, bounds: list[int]) -> torch.Tensor:
+    """Every rank's rows of a sharded (C, d) tensor, whole; shards are padded to one size for all_gather."""
+    rows = max(b - a for a, b in pairwise(bounds))
+    padded = F.pad(shard.detach(), (0, 0, 0, rows - shard.shape[0]))
+    parts = [torch.empty_like(padded) for _ in range(len(bounds) - 1)]
+    dist.all_gather(parts, padded.contiguous())
+    return torch.cat([part[: b - a] for part, (a, b) in zip(parts, pairwise(bounds), strict=True)])
 
 
 class ShardedMarginHead(nn.Module):
@@ -75,7 +96,7 @@ class ShardedMarginHead(nn.Module):
         classes = reference.num_classes
         self.rank, self.world_size, self.num_classes = rank, world_size, classes
         self.embedding_dim = reference.embedding_dim
-        self.bounds = [classes * r // world_size for r in range(world_size + 1)]
+        self.bounds = shard_bounds(classes, world_size)
         self.start, self.end = self.bounds[rank], self.bounds[rank + 1]
         self.weight = nn.Parameter(reference.weight.detach()[self.start:self.end].clone())
         self.margin = reference.margin
@@ -84,18 +105,16 @@ class ShardedMarginHead(nn.Module):
         labels = check_inputs(embeddings, labels, self.embedding_dim, self.num_classes)
         with torch.autocast(embeddings.device.type, enabled=False):
             gathered = GatherEmbeddings.apply(embeddings.float(), self.rank, self.world_size)
-            all_labels = [torch.empty_like(labels) for _ in range(self.world_size)]
-            dist.all_gather(all_labels, labels.contiguous())
-            all_labels = torch.cat(all_labels)
+            all_labels = gather_labels(labels, self.world_size)
             cos = cosine_logits(gathered, self.weight)
             local = (all_labels >= self.start) & (all_labels < self.end)
             local_labels = torch.where(local, all_labels - self.start, torch.zeros_like(all_labels))
-            return DistributedCrossEntropy.apply(self.margin(cos, local_labels, local), all_labels, self.start)
+            return DistributedCrossEntropy.apply(self.margin(cos, local_labels, local), local_labels, local)
 
-    def full_weight(self) -> torch.Tensor:
-        """Every rank's shard, gathered (for checkpoints); shards are padded to one size for all_gather."""
-        rows = max(b - a for a, b in pairwise(self.bounds))
-        padded = F.pad(self.weight.detach(), (0, 0, 0, rows - self.weight.shape[0]))
-        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
-        dist.all_gather(parts, padded.contiguous())
-        return torch.cat([part[: b - a] for part, (a, b) in zip(parts, pairwise(self.bounds), strict=True)])
+    def checkpoint_state(self) -> dict:
+        """The whole class-vector matrix, gathered from every rank (every rank must call this)."""
+        return {"weight": gather_shards(self.weight, self.bounds).cpu()}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        with torch.no_grad():
+            self.weight.copy_(state["weight"][self.start:self.end])

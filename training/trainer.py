@@ -25,13 +25,12 @@ from faceid.data.protocols import build_pair_protocol
 from faceid.device import resolve_device
 from faceid.embedding import Preprocessing, TorchEmbedder
 from faceid.losses import build_loss
-from faceid.losses.margin import CombinedMarginLoss
-from training import checkpoint
+from training import checkpoint, pretrained
 from training.augmentation import Augmentation
 from training.distributed import DistributedContext, init_distributed, shutdown
 from training.loader import build_loader
-from training.partial_fc import ShardedMarginHead
 from training.run_log import RunLog
+from training.sampled_head import SampledMarginHead, build_head
 from training.samplers import auto_sampler, build_sampler
 from training.schedule import LearningRateSchedule
 
@@ -124,23 +123,29 @@ class Trainer:
                                                            config.evaluation.pairs_per_fold, config.seed)
 
     def _build_model(self) -> None:
-        """The backbone, the loss (sharded over ranks with `model_parallel_head`) and what DDP wraps."""
+        """The backbone (or `model.init`'s: training.pretrained), the loss (sharded: `model_parallel_head`;
+        sampled: `sample_rate`) and what DDP wraps."""
+        self.pretrained = pretrained.load_pretrained(self.config.model.init) if self.config.model.init else None
+        if self.pretrained:
+            self.config = pretrained.configure(self.config, self.pretrained)
+            self.preprocessing = self.pretrained.preprocessing
+            pretrained.check_data(self.pretrained, self.train_set, self.validation_images)
         config, t = self.config, self.config.training
-        self.backbone = build_backbone(config.model.backbone, config.model.embedding_dim, config.model.input_size,
-                                       **config.model.options).to(self.device)
+        self.backbone = (self.pretrained.build() if self.pretrained else
+                         build_backbone(config.model.backbone, config.model.embedding_dim, config.model.input_size,
+                                        **config.model.options)).to(self.device)
         if self.device.type == "cuda" and self.context.enabled:
             self.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(self.backbone)
         if t.channels_last:
             self.backbone = self.backbone.to(memory_format=torch.channels_last)
         loss = build_loss(config.loss.name, config.model.embedding_dim, self.train_set.num_classes,
                           **config.loss.params)
+        if self.pretrained and config.model.init_head == "class_means" and self.resume_path is None:
+            embeddings = pretrained.embed_dataset(self.backbone, self.train_set, self.preprocessing, self.device)
+            pretrained.init_head(loss, embeddings, self.train_set.labels, config.loss.name)
         self.sharded = t.model_parallel_head and self.context.enabled
-        if self.sharded:
-            if not isinstance(loss, CombinedMarginLoss):
-                raise ValueError(f"model_parallel_head needs a margin head (arcface, cosface, amsoftmax, combined), "
-                                 f"got {config.loss.name!r}")
-            loss = ShardedMarginHead(loss, self.context.rank, self.context.world_size)
-        self.loss = loss.to(self.device)
+        self.loss = build_head(loss, config.loss.name, t, self.context, config.seed).to(self.device)
+        self.freezer = pretrained.BackboneFreezer(self.backbone, self.loss, t, self.context.enabled)
         if not self.context.enabled:
             self.model = TrainModule(self.backbone, self.loss)
         else:
@@ -159,11 +164,11 @@ class Trainer:
         self.samples = TrainingSamples(self.train_set, Augmentation(t.augmentation), self.preprocessing)
 
     def _build_optimizer(self) -> None:
-        """One parameter group for the backbone, one for the loss (its own lr and weight decay)."""
+        """One parameter group for the backbone (`backbone_lr`), one for the loss (its own lr and weight decay)."""
         t = self.config.training
         loss_lr = t.loss_lr or t.lr
         loss_decay = t.weight_decay if t.loss_weight_decay is None else t.loss_weight_decay
-        groups = [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": t.lr,
+        groups = [{"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": t.backbone_lr or t.lr,
                    "weight_decay": t.weight_decay},
                   {"params": [p for p in self.loss.parameters() if p.requires_grad], "lr": loss_lr,
                    "weight_decay": loss_decay}]
@@ -172,6 +177,8 @@ class Trainer:
             self.optimizer = torch.optim.SGD(groups, momentum=t.momentum)
         else:
             self.optimizer = torch.optim.AdamW(groups)
+        if isinstance(self.loss, SampledMarginHead):
+            self.loss.attach(self.optimizer)  # it swaps the sampled rows in and out of the loss group
         self.schedule = LearningRateSchedule(t.schedule, self.total_steps, self.steps_per_epoch,
                                              [g["lr"] for g in groups])
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
@@ -300,6 +307,7 @@ class Trainer:
         self.model.train()
         try:
             while self.step < last_step and not stopped_early:
+                self.freezer.set_epoch(self.step // self.steps_per_epoch)
                 for images, labels in self._loader():
                     value, lr = self._step(images, labels)
                     self.run_log.advance(len(images) * self.context.world_size)

@@ -33,7 +33,8 @@ def run_loss_benchmark(device: str = "auto", repeats: int = 3, quick: bool = Fal
     target = resolve_device(device)
     generator = torch.Generator().manual_seed(0)
     rows = []
-    print(f"faceid bench losses  device={target}  B={sizes['batch']}  d={sizes['dim']}  (best of {repeats}, forward+backward)")
+    print(f"faceid bench losses  device={target}  B={sizes['batch']}  d={sizes['dim']}  "
+          f"(best of {repeats}, forward+backward)")
     print(f"{'loss':<18}{'C':>9}{'ms':>11}{'x softmax':>11}", flush=True)
     for classes in sizes["classes"]:
         embeddings = torch.randn(sizes["batch"], sizes["dim"], generator=generator).to(target).requires_grad_(True)

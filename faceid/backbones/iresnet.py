@@ -6,7 +6,8 @@ import torch.nn as nn
 
 from faceid.backbones.registry import BACKBONES
 
-LAYERS = {"iresnet18": [2, 2, 2, 2], "iresnet34": [3, 4, 6, 3], "iresnet50": [3, 4, 14, 3], "iresnet100": [3, 13, 30, 3]}
+LAYERS = {"iresnet18": [2, 2, 2, 2], "iresnet34": [3, 4, 6, 3], "iresnet50": [3, 4, 14, 3],
+          "iresnet100": [3, 13, 30, 3]}
 
 
 class IBasicBlock(nn.Module):
@@ -21,7 +22,8 @@ class IBasicBlock(nn.Module):
             nn.BatchNorm2d(outputs, eps=1e-5),
         )
         self.shortcut = (nn.Identity() if stride == 1 and inputs == outputs else
-                         nn.Sequential(nn.Conv2d(inputs, outputs, 1, stride, bias=False), nn.BatchNorm2d(outputs, eps=1e-5)))
+                         nn.Sequential(nn.Conv2d(inputs, outputs, 1, stride, bias=False),
+                                       nn.BatchNorm2d(outputs, eps=1e-5)))
 
     def forward(self, x):
         return self.body(x) + self.shortcut(x)
@@ -32,7 +34,8 @@ class EmbeddingNeck(nn.Sequential):
 
     def __init__(self, channels: int, spatial: int, embedding_dim: int, dropout: float = 0.0):
         super().__init__(nn.BatchNorm2d(channels, eps=1e-5), nn.Dropout(dropout), nn.Flatten(),
-                         nn.Linear(channels * spatial * spatial, embedding_dim), nn.BatchNorm1d(embedding_dim, eps=1e-5))
+                         nn.Linear(channels * spatial * spatial, embedding_dim),
+                         nn.BatchNorm1d(embedding_dim, eps=1e-5))
 
 
 class IResNet(nn.Module):
@@ -42,7 +45,7 @@ class IResNet(nn.Module):
             raise ValueError(f"iresnet needs input_size divisible by 16, got {input_size}")
         self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64, eps=1e-5), nn.PReLU(64))
         stages, inputs = [], 64
-        for outputs, blocks in zip((64, 128, 256, 512), layers):
+        for outputs, blocks in zip((64, 128, 256, 512), layers, strict=True):
             stages.append(IBasicBlock(inputs, outputs, 2))
             stages.extend(IBasicBlock(outputs, outputs, 1) for _ in range(blocks - 1))
             inputs = outputs

@@ -22,7 +22,8 @@ class Bottleneck(nn.Module):
         super().__init__()
         hidden = inputs * expansion
         self.residual = stride == 1 and inputs == outputs
-        self.body = nn.Sequential(conv_bn(inputs, hidden, 1, 1, 0), conv_bn(hidden, hidden, 3, stride, 1, groups=hidden),
+        self.body = nn.Sequential(conv_bn(inputs, hidden, 1, 1, 0),
+                                  conv_bn(hidden, hidden, 3, stride, 1, groups=hidden),
                                   conv_bn(hidden, outputs, 1, 1, 0, activation=False))
 
     def forward(self, x):
@@ -45,7 +46,8 @@ class MobileFaceNet(nn.Module):
         self.features = nn.Sequential(*layers)
         spatial = input_size // 16
         self.neck = nn.Sequential(conv_bn(512, 512, spatial, 1, 0, groups=512, activation=False),
-                                  nn.Conv2d(512, embedding_dim, 1, bias=False), nn.BatchNorm2d(embedding_dim), nn.Flatten())
+                                  nn.Conv2d(512, embedding_dim, 1, bias=False), nn.BatchNorm2d(embedding_dim),
+                                  nn.Flatten())
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.neck(self.features(images))

@@ -37,7 +37,8 @@ class SmallCNN(nn.Module):
         if norm not in ("batch", "group"):
             raise ValueError(f"norm must be 'batch' or 'group', got {norm!r}")
         channels = [3, width, width * 2, width * 4, width * 8]
-        self.features = nn.Sequential(*[_conv_block(a, b, norm) for a, b in zip(channels, channels[1:])])
+        pairs = zip(channels, channels[1:], strict=False)  # each width with the next: one pair fewer, on purpose
+        self.features = nn.Sequential(*[_conv_block(a, b, norm) for a, b in pairs])
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.neck = nn.Sequential(nn.Flatten(), nn.Linear(channels[-1], embedding_dim, bias=False),
                                   nn.BatchNorm1d(embedding_dim) if norm == "batch" else nn.Identity())

@@ -15,18 +15,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="redo images already in the manifest")
     parser.add_argument("--select", choices=["all", "largest", "best", "center"], default="largest",
                         help="which face to keep when an image holds several (all: one crop each)")
-    parser.add_argument("--size", type=int, default=112, help="side of the aligned crops")
+    parser.add_argument("--template", default="arcface_112",
+                        help="the crop to make: a named alignment template (arcface_112, dlib_150, facenet_160), "
+                             "or a YAML file with points and size; use the template of the model you will train "
+                             "or fine-tune (see docs/alignment.md)")
+    parser.add_argument("--size", type=int, default=None, help="side of the aligned crops (default: the template's)")
     parser.add_argument("--min-face-size", type=int, default=20)
     parser.add_argument("--min-score", type=float, default=0.9)
     parser.add_argument("--max-side", type=int, default=1280, help="larger images are downscaled for detection")
     add_device_option(parser, default="cpu")
 
 
+def _template(args: argparse.Namespace):
+    import yaml
+
+    from faceid.alignment import alignment_template
+
+    spec = args.template
+    if spec.lower().endswith((".yaml", ".yml")):
+        spec = yaml.safe_load(Path(spec).read_text())
+    template = alignment_template(spec)
+    return template.scaled(args.size) if args.size else template
+
+
 def run(args: argparse.Namespace) -> int:
     from faceid.align_tree import align_tree
 
     summary = align_tree(args.source, args.destination, workers=args.workers, overwrite=args.overwrite,
-                         select=args.select, size=args.size, device=args.device, min_face_size=args.min_face_size,
+                         select=args.select, size=_template(args), device=args.device, min_face_size=args.min_face_size,
                          min_score=args.min_score, max_side=args.max_side)
     print_json(summary)
     nothing_done = summary["processed"] > 0 and summary["ok"] == 0

@@ -5,31 +5,50 @@ from pathlib import Path
 
 from faceid.commands.options import add_device_option
 
-SUMMARY = "benchmarks (losses, detect, embed, gallery) printing ratios to a baseline from the same run"
+SUMMARY = "benchmarks (losses, detect, embed, enroll, gallery, serve) printing ratios to a baseline from the same run"
+
+TARGETS = ["losses", "detect", "embed", "enroll", "gallery", "gallery-search", "serve"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", choices=["losses", "detect", "embed", "gallery"], help="what to benchmark")
+    parser.add_argument("target", choices=TARGETS, help="what to benchmark")
     add_device_option(parser)
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/caltech_faces"),
-                        help="real photos for `bench detect` and `bench embed` (default ../shared/data/caltech_faces)")
+                        help="real photos for `bench detect`, `embed`, `enroll` (default ../shared/data/caltech_faces)")
     parser.add_argument("--limit", type=int, default=200, help="at most this many images for `bench detect`")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="`bench serve`: server processes (default 1); `bench enroll`: decode + detect processes "
+                             "(default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.target == "gallery":
-        from gallery.benchmark import run_gallery_benchmark
+    if args.target == "serve":
+        from gallery.serve_benchmark import run_serve_benchmark
+
+        run_serve_benchmark(per_client=8 if args.quick else 24, workers=args.workers or 1)
+    elif args.target == "gallery-search":
+        from gallery.benchmark import run_search_benchmark
+
+        run_search_benchmark(sizes=(10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000))
+    elif args.target == "gallery":
+        from gallery.benchmark import run_gallery_benchmark, run_write_benchmark
 
         if args.quick:
             run_gallery_benchmark(sizes=(1_000, 10_000), approximate_at=10_000)
+            run_write_benchmark(sizes=(1_000, 10_000))
         else:
             run_gallery_benchmark()
+            run_write_benchmark()
     elif args.target == "embed":
         from export.benchmark import run_embed_benchmark
 
         run_embed_benchmark(args.data, repeats=args.repeats)
+    elif args.target == "enroll":
+        from gallery.enroll_benchmark import run_enroll_benchmark
+
+        run_enroll_benchmark(args.data, workers=args.workers or 2, repeats=args.repeats)
     elif args.target == "detect":
         from evaluation.benchmarks.detection import run_detection_benchmark
 

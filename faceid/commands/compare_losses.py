@@ -1,4 +1,4 @@
-"""`faceid compare-losses`: train one run per loss and compare them."""
+"""`faceid compare-losses`: train one run per loss (optionally fine-tuning a pretrained model) and compare them."""
 
 import argparse
 from pathlib import Path
@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-data", type=Path, default=None,
                         help="identity-folder tree of evaluation identities "
                         "(default: the held-out identities of data.root)")
+    parser.add_argument("--init", default=None, metavar="NAME_OR_CKPT",
+                        help="fine-tune this model-zoo model or backbone checkpoint with every loss, and add a row "
+                        "for it as it is (default: model.init of the configuration)")
     parser.add_argument("--out", type=Path, required=True, help="one run per loss, plus comparison.md/json")
 
 
@@ -22,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from faceid.config import load_config
     from training.compare import compare_losses
 
-    rows = compare_losses(load_config(args.config, args.overrides), args.losses, args.eval_data, args.out)
+    rows = compare_losses(load_config(args.config, args.overrides), args.losses, args.eval_data, args.out,
+                          args.init)
     print((args.out / "comparison.md").read_text())
     return 0 if rows else 1

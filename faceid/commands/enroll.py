@@ -13,8 +13,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="*", type=Path, help="images of --identity")
     parser.add_argument("--identity", help="the identity the images belong to")
     parser.add_argument("--from-folder", type=Path, help="an identity-folder tree: one identity per sub-folder")
-    parser.add_argument("--index", default="Flat", help="FAISS factory string for a new gallery (default Flat: exact)")
+    parser.add_argument("--index", default="Flat", help="FAISS factory string for a new gallery (default Flat: exact), "
+                        "or auto: exact while small, then IVF with nprobe tuned to recall@1 0.99")
     parser.add_argument("--policy", choices=["all", "mean"], default="all", help="template policy of a new gallery")
+    parser.add_argument("--keep-images", action="store_true",
+                        help="a new gallery keeps a copy of every enrolled image, so it can be re-embedded later "
+                             "(change it with `faceid gallery keep-images GALLERY on|off`)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="parallel decode + detect processes, as for `faceid align` (the embedder batches in "
+                             "this process; default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.identity) == bool(args.from_folder):
         raise ValueError("give either --identity NAME IMAGES... or --from-folder DIR")
-    gallery = open_gallery_from(args, index_factory=args.index, template_policy=args.policy, create=True)
-    summary = (enroll_folder(gallery, args.from_folder) if args.from_folder
-               else enroll_images(gallery, args.identity, args.images))
+    gallery = open_gallery_from(args, index_factory=args.index, template_policy=args.policy, create=True,
+                                keep_images=args.keep_images)
+    summary = (enroll_folder(gallery, args.from_folder, args.workers) if args.from_folder
+               else enroll_images(gallery, args.identity, args.images, args.workers))
     print_json(summary)
     return 0 if summary["enrolled_samples"] or summary["duplicates"] else 1

@@ -1,4 +1,5 @@
-"""`faceid export`: a checkpoint to ONNX (plus float16 and int8 copies), each checked against PyTorch."""
+"""`faceid export`: a checkpoint, or a model-zoo name whose cached model is one (`dlib_resnet_v1`,
+`facenet_vggface2`...), to ONNX (plus float16 and int8 copies), each checked against PyTorch."""
 
 import argparse
 from pathlib import Path
@@ -7,7 +8,8 @@ SUMMARY = "export a trained backbone to ONNX"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", type=Path, help="a faceid backbone checkpoint (model.pt / best.pt of a run)")
+    parser.add_argument("checkpoint", help="a faceid backbone checkpoint (model.pt / best.pt of a run) or a model-zoo "
+                        "name (dlib_resnet_v1...: see `faceid models list`)")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--parity-faces", type=Path, default=None,
                         help="aligned faces for the parity check (default: generated faces)")
@@ -23,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from export.onnx_export import check_parity, export_fp16, export_onnx, quantize_int8, sample_faces
     from faceid.embedding import TorchEmbedder
 
+    args.checkpoint = checkpoint_of(args.checkpoint)
     parity = export_onnx(args.checkpoint, args.out, args.parity_faces)
     print(f"wrote {args.out}: {parity}")
     models = {"float32": args.out}
@@ -38,6 +41,19 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_data is not None:
         _compare_accuracy(args.eval_data, reference, models, args.out.parent)
     return 0
+
+
+def checkpoint_of(model: str) -> Path:
+    """The checkpoint file `model` names: a path, or a zoo name resolved (pulled on first use) through faceid.zoo."""
+    from faceid.zoo import is_model_name, resolve
+
+    if not is_model_name(model) or Path(model).exists():
+        return Path(model)
+    path = resolve(model)
+    if path.suffix != ".pt":
+        raise ValueError(f"model {model} is an ONNX model already ({path}); `faceid export` exports faceid "
+                         "checkpoints (use the cached file as it is)")
+    return path
 
 
 def _compare_accuracy(eval_data: Path, reference, models: dict[str, Path], out_dir: Path) -> None:

@@ -29,12 +29,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     calibrate.add_argument("--target-far", type=float, default=1e-3)
     action("export", "write the gallery to one .npz").add_argument("file", type=Path)
     action("import", "merge an exported .npz into the gallery").add_argument("file", type=Path)
+    action("reembed", "migrate every template to the --model embedder (needs each template's image)")
+    action("keep-images", "keep a copy of every enrolled image inside the gallery (so it can be re-embedded)"
+           ).add_argument("setting", choices=["on", "off"])
+    action("check", "verify the index and its snapshot against gallery.db vector by vector (exit 1 if not)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        return _check(args.gallery)
+    if args.action == "reembed":  # opened without its old model, which may be gone
+        from gallery.session import reembed_to
+
+        if not args.model:
+            raise ValueError("name the model to migrate to with --model")
+        print_json(reembed_to(args.gallery, args.model, args.device))
+        return 0
     gallery = open_gallery_from(args)
     print_json(_ACTIONS[args.action](gallery, args), default=str)
     return 0
+
+
+def _check(path: Path) -> int:
+    """No embedder is needed to compare stored vectors: the gallery is opened on its own."""
+    from gallery.gallery import Gallery
+
+    with Gallery(path) as gallery:
+        report = gallery.check()
+    print_json(report, default=str)
+    return 0 if report["consistent"] else 1
 
 
 def _remove(gallery, args) -> dict:
@@ -52,6 +75,12 @@ def _calibrate(gallery, args) -> dict:
     return calibrate_from_folder(gallery, args.data, args.pairs, args.target_far)
 
 
+def _keep_images(gallery, args) -> dict:
+    from gallery.kept_images import set_keep_images
+
+    return set_keep_images(gallery, args.setting == "on")
+
+
 _ACTIONS = {
     "list": lambda gallery, args: gallery.list(),
     "stats": lambda gallery, args: gallery.stats(),
@@ -61,4 +90,5 @@ _ACTIONS = {
     "calibrate": _calibrate,
     "export": lambda gallery, args: {"written": str(gallery.export(args.file))},
     "import": lambda gallery, args: gallery.import_(args.file),
+    "keep-images": _keep_images,
 }

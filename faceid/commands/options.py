@@ -2,7 +2,10 @@
 
 import argparse
 import json
+import math
 from pathlib import Path
+
+from gallery.threshold_policy import DEFAULT_POLICY, OVERRIDE_POLICIES
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -29,15 +32,51 @@ def add_gallery_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_threshold_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threshold", type=float, default=None, help="default: the gallery's calibrated threshold")
+    """--threshold (a finite cosine in [-1, 1]) and --threshold-override (see gallery.threshold_policy)."""
+    parser.add_argument("--threshold", type=_threshold, default=None,
+                        help="decision threshold, a cosine in [-1, 1] (default: the gallery's calibrated one)")
+    add_threshold_override_option(parser)
+
+
+def add_threshold_override_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threshold-override", choices=OVERRIDE_POLICIES, default=DEFAULT_POLICY,
+                        help="may a --threshold (or a request's) move the calibrated one: none, stricter (only "
+                             f"raise it) or any (default {DEFAULT_POLICY})")
+
+
+def _threshold(text: str) -> float:
+    from gallery.threshold_policy import check_threshold
+
+    try:
+        return check_threshold(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def open_gallery_from(args: argparse.Namespace, **create_options):
     """The gallery named by the options of `add_gallery_options`."""
     from gallery.session import open_gallery
 
-    return open_gallery(args.gallery, args.model, args.aligned, args.device, **create_options)
+    gallery = open_gallery(args.gallery, args.model, args.aligned, args.device, **create_options)
+    gallery.threshold_override = getattr(args, "threshold_override", gallery.threshold_override)
+    return gallery
 
 
 def print_json(value, default=None) -> None:
-    print(json.dumps(value, indent=2, default=default))
+    """Valid JSON, always: a NaN or infinite number becomes null, with `KEY_reason` beside it in a mapping."""
+    print(json.dumps(_finite(value), indent=2, default=default, allow_nan=False))
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        finite = {}
+        for key, item in value.items():
+            finite[key] = _finite(item)
+            if isinstance(item, float) and not math.isfinite(item):
+                finite[f"{key}_reason"] = f"not a finite number ({item})"
+        return finite
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

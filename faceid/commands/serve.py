@@ -3,7 +3,7 @@
 import argparse
 import os
 
-from faceid.commands.options import add_gallery_options, open_gallery_from
+from faceid.commands.options import add_gallery_options, add_threshold_override_option, open_gallery_from
 
 SUMMARY = "serve a gallery over HTTP"
 
@@ -15,11 +15,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=None,
                         help="require this X-API-Key header (default: $FACEID_API_KEY if set)")
     parser.add_argument("--max-request-mb", type=float, default=20.0, help="largest accepted request body")
+    parser.add_argument("--max-pixels", type=int, default=40_000_000,
+                        help="largest accepted image, in pixels, checked from its header before decoding")
+    parser.add_argument("--read-timeout", type=float, default=10.0,
+                        help="seconds a request body may stall before the request is refused (408)")
+    add_threshold_override_option(parser)
+    parser.add_argument("--workers", type=int, default=1, help="server processes sharing the gallery (default 1)")
+    parser.add_argument("--threads", type=int, default=4, help="reader threads per process (default 4)")
+    parser.add_argument("--batch-size", type=int, default=32, help="most /identify requests per embedder batch")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0,
+                        help="how long the first request of a batch waits for others (default 5 ms)")
 
 
 def run(args: argparse.Namespace) -> int:
     from gallery.service import serve
 
+    if min(args.workers, args.threads, args.batch_size, args.max_pixels) < 1 or args.read_timeout <= 0:
+        raise ValueError("--workers, --threads, --batch-size, --max-pixels and --read-timeout must be positive")
     serve(open_gallery_from(args), args.host, args.port, args.api_key or os.environ.get("FACEID_API_KEY"),
-          int(args.max_request_mb * 1024 * 1024))
+          int(args.max_request_mb * 1024 * 1024), workers=args.workers, device=args.device,
+          max_pixels=args.max_pixels, read_timeout_s=args.read_timeout, threshold_override=args.threshold_override,
+          threads=args.threads, batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms)
     return 0

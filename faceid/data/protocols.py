@@ -142,7 +142,7 @@ def _resolve(root: Path, relatives: list[tuple[str, str, bool, int | None]], ski
              line_numbers: list[int]) -> PairProtocol:
     paths: dict[Path, int] = {}
     first, second, same, fold_of, missing, skipped = [], [], [], [], [], []
-    for (a, b, label, fold), line in zip(relatives, line_numbers):
+    for (a, b, label, fold), line in zip(relatives, line_numbers, strict=True):
         absent = [p for p in (a, b) if not (root / p).is_file()]
         if absent:
             missing.extend(f"{source}:{line}: {root / p}" for p in absent)
@@ -188,9 +188,11 @@ def read_lfw_pairs(pairs_file: str | Path, root: str | Path, skip_missing: bool 
         index = len(entries)
         fold = index // (2 * per_half)
         if len(fields) == 3:
-            entries.append((image(fields[0], fields[1], line_number), image(fields[0], fields[2], line_number), True, fold))
+            first, second = image(fields[0], fields[1], line_number), image(fields[0], fields[2], line_number)
+            entries.append((first, second, True, fold))
         elif len(fields) == 4:
-            entries.append((image(fields[0], fields[1], line_number), image(fields[2], fields[3], line_number), False, fold))
+            first, second = image(fields[0], fields[1], line_number), image(fields[2], fields[3], line_number)
+            entries.append((first, second, False, fold))
         else:
             raise ProtocolError(f"{pairs_file}:{line_number}: expected 'name n1 n2' or 'name1 n1 name2 n2', "
                                 f"got {len(fields)} fields: {text!r}")

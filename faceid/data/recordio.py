@@ -90,7 +90,8 @@ def write_recordio(rec_path: str | Path, samples: list[tuple[np.ndarray, int]]) 
     rec_path = Path(rec_path)
 
     def record(flag: int, label: float, labels: np.ndarray | None, data: bytes) -> bytes:
-        payload = HEADER.pack(flag, label, 0, 0) + (labels.astype(np.float32).tobytes() if labels is not None else b"") + data
+        extra = labels.astype(np.float32).tobytes() if labels is not None else b""
+        payload = HEADER.pack(flag, label, 0, 0) + extra + data
         padding = (-len(payload)) % 4
         return struct.pack("<II", MAGIC, len(payload)) + payload + b"\0" * padding
 

@@ -104,7 +104,8 @@ def _polyline(canvas, points, colour, thickness, closed=False):
     cv2.polylines(canvas, [pts], closed, colour, max(1, int(round(thickness))), cv2.LINE_AA, shift=2)
 
 
-def draw_face(identity: FaceIdentity, rng: np.random.Generator, yaw: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def draw_face(identity: FaceIdentity, rng: np.random.Generator,
+              yaw: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one expression of `identity` in the face frame.
 
     Returns (image BGR uint8, alpha float32 in [0, 1], landmarks (5, 2)). `yaw` shifts the nose and
@@ -162,7 +163,8 @@ def draw_face(identity: FaceIdentity, rng: np.random.Generator, yaw: float) -> t
     shadow = tuple(c * 0.7 for c in ident.skin)
     _polyline(image, [(cx + shift * 0.5, ident.eye_y + 4), (nose[0] - 2, nose[1] - 6), nose], shadow, 3)
     for side in (-1, 1):
-        _ellipse(image, (nose[0] + side * ident.nose_half_width * 0.6, nose[1] + 2), (ident.nose_half_width * 0.35, 3), (40, 40, 60))
+        _ellipse(image, (nose[0] + side * ident.nose_half_width * 0.6, nose[1] + 2),
+                 (ident.nose_half_width * 0.35, 3), (40, 40, 60))
 
     smile = ident.smile + rng.normal(0, 3)
     mouth_open = max(0.0, rng.normal(1, 3))
@@ -189,7 +191,8 @@ def _squeeze_maps(k: float) -> tuple[np.ndarray, np.ndarray, callable]:
         return np.where(x < CENTRE_X, CENTRE_X + (x - CENTRE_X) * left_scale, CENTRE_X + (x - CENTRE_X) * right_scale)
 
     ys, xs = np.mgrid[0:FRAME, 0:FRAME].astype(np.float32)
-    source_x = np.where(xs < CENTRE_X, CENTRE_X + (xs - CENTRE_X) / left_scale, CENTRE_X + (xs - CENTRE_X) / right_scale)
+    source_x = np.where(xs < CENTRE_X, CENTRE_X + (xs - CENTRE_X) / left_scale,
+                        CENTRE_X + (xs - CENTRE_X) / right_scale)
     return source_x.astype(np.float32), ys, forward
 
 
@@ -201,7 +204,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return background
 
 
-def render_raw(identity: FaceIdentity, rng: np.random.Generator, canvas_size: int = 224) -> tuple[np.ndarray, np.ndarray]:
+def render_raw(identity: FaceIdentity, rng: np.random.Generator,
+               canvas_size: int = 224) -> tuple[np.ndarray, np.ndarray]:
     """One image of `identity` in a `canvas_size` square canvas: (BGR uint8 image, landmarks (5, 2))."""
     yaw = rng.uniform(-0.3, 0.3)
     face, alpha, landmarks = draw_face(identity, rng, yaw)

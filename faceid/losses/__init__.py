@@ -37,7 +37,8 @@ def _build_joint(main_name: str, term_name: str, embedding_dim: int, num_classes
     main_factory, term_factory = LOSSES.get(main_name), AUX_TERMS.get(term_name)
     if not issubclass(main_factory, ClassificationLoss):
         raise ValueError(f"the main loss of a composition must be a classification loss, got {main_name!r}; "
-                         f"classification losses: {[n for n in LOSSES.names() if issubclass(LOSSES.get(n), ClassificationLoss)]}")
+                         f"classification losses: "
+                         f"{[n for n in LOSSES.names() if issubclass(LOSSES.get(n), ClassificationLoss)]}")
     options = dict(options)
     aux_weight = options.pop("aux_weight", None)
     main_names, term_names = set(_hyperparameters(main_factory)), set(_hyperparameters(term_factory))

@@ -16,9 +16,11 @@ def check_inputs(embeddings: torch.Tensor, labels: torch.Tensor, embedding_dim: 
     if embeddings.dim() != 2 or embeddings.shape[1] != embedding_dim or embeddings.shape[0] == 0:
         raise ValueError(f"embeddings must have shape (B>=1, {embedding_dim}), got {tuple(embeddings.shape)}")
     if not isinstance(labels, torch.Tensor) or labels.is_floating_point() or labels.is_complex():
-        raise ValueError(f"labels must be an integer tensor, got {type(labels).__name__} {getattr(labels, 'dtype', '')}")
+        raise ValueError(f"labels must be an integer tensor, "
+                         f"got {type(labels).__name__} {getattr(labels, 'dtype', '')}")
     if labels.shape != (embeddings.shape[0],):
-        raise ValueError(f"labels must have shape ({embeddings.shape[0]},) to match the embeddings, got {tuple(labels.shape)}")
+        raise ValueError(f"labels must have shape ({embeddings.shape[0]},) to match the embeddings, "
+                         f"got {tuple(labels.shape)}")
     finite = torch.isfinite(embeddings)
     if not bool(finite.all()):
         row = int((~finite).any(1).nonzero()[0])

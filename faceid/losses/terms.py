@@ -17,7 +17,8 @@ class CenterTerm(FaceLoss):
     """Center loss (Wen et al.): (1/2B) Σ_i ‖x_i − c_{y_i}‖².
 
     `center_update="gradient"`: centres are parameters learnt by the optimiser (the Hadamard layer
-    of Pilarczyk and Skarbek, "On Intra-class Variance for Deep Learning of Classifiers"). `center_update="ema"`: Wen's rule after each training-mode forward,
+    of Pilarczyk and Skarbek, "On Intra-class Variance for Deep Learning of Classifiers").
+    `center_update="ema"`: Wen's rule after each training-mode forward,
     c_j ← c_j − α Σ_{i: y_i=j}(c_j − x_i) / (1 + n_j), α = `center_alpha`.
     """
 
@@ -42,7 +43,8 @@ class CenterTerm(FaceLoss):
     @torch.no_grad()
     def ema_update(self, embeddings, labels):
         counts = torch.bincount(labels, minlength=self.num_classes).to(embeddings.dtype)
-        differences = torch.zeros_like(self.centers).index_add_(0, labels, self.centers[labels] - embeddings.to(self.centers.dtype))
+        offsets = self.centers[labels] - embeddings.to(self.centers.dtype)
+        differences = torch.zeros_like(self.centers).index_add_(0, labels, offsets)
         self.centers -= self.center_alpha * differences / (1 + counts[:, None])
 
 
@@ -60,7 +62,8 @@ class CenterInvariantTerm(CenterTerm):
     """Center loss plus the center-invariant term (Wu et al.):
     (1/2B)Σ‖x_i − c_{y_i}‖² + invariant_weight · (1/4B) Σ_i (‖c_{y_i}‖² − (1/K)Σ_j ‖c_j‖²)².
 
-    Petiushko's lecture "FaceID: Evolution of Loss function" prints the CI term without the square; Wu et al.'s paper squares it,
+    Petiushko's lecture "FaceID: Evolution of Loss function" prints the CI term without the square;
+    Wu et al.'s paper squares it,
     which keeps it bounded below, so the square is used here.
     """
 

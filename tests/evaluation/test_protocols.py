@@ -2,8 +2,13 @@ import numpy as np
 import pytest
 
 from faceid.data.folder import list_identity_folder
-from faceid.data.protocols import (ProtocolError, build_identification_split, build_verification_pairs,
-                                   read_csv_pairs, read_lfw_pairs)
+from faceid.data.protocols import (
+    ProtocolError,
+    build_identification_split,
+    build_verification_pairs,
+    read_csv_pairs,
+    read_lfw_pairs,
+)
 
 
 def _lfw_tree(root, names=("Ann", "Bob", "Cid", "Dee")):
@@ -19,7 +24,8 @@ def test_lfw_pairs_both_line_types_and_folds(tmp_path):
     protocol = read_lfw_pairs(tmp_path / "pairs.txt", tmp_path / "lfw")
     assert protocol.is_same.tolist() == [True, False, True, False]
     assert protocol.fold.tolist() == [0, 0, 1, 1]
-    names = [(protocol.paths[a].name, protocol.paths[b].name) for a, b in zip(protocol.first, protocol.second)]
+    names = [(protocol.paths[a].name, protocol.paths[b].name)
+             for a, b in zip(protocol.first, protocol.second, strict=True)]
     assert names[0] == ("Ann_0001.jpg", "Ann_0002.jpg")
     assert names[1] == ("Ann_0001.jpg", "Bob_0003.jpg")
 
@@ -45,14 +51,16 @@ def test_missing_images_listed_in_one_error_or_skipped(tmp_path):
     (tmp_path / "pairs.txt").write_text("1 2\nAnn 1 9\nBob 1 2\nAnn 1 Zed 1\nCid 1 Dee 1\n")
     with pytest.raises(ProtocolError) as error:
         read_lfw_pairs(tmp_path / "pairs.txt", tmp_path / "lfw")
-    assert "2 image(s)" in str(error.value) and "Ann_0009.jpg" in str(error.value) and "Zed_0001.jpg" in str(error.value)
+    message = str(error.value)
+    assert "2 image(s)" in message and "Ann_0009.jpg" in message and "Zed_0001.jpg" in message
     protocol = read_lfw_pairs(tmp_path / "pairs.txt", tmp_path / "lfw", skip_missing=True)
     assert len(protocol) == 2 and len(protocol.skipped) == 2
 
 
 def test_csv_pairs(tmp_path):
     _lfw_tree(tmp_path / "lfw")
-    (tmp_path / "p.csv").write_text("path1,path2,label\nAnn/Ann_0001.jpg,Ann/Ann_0002.jpg,1\nAnn/Ann_0001.jpg,Bob/Bob_0001.jpg,0\n")
+    (tmp_path / "p.csv").write_text("path1,path2,label\nAnn/Ann_0001.jpg,Ann/Ann_0002.jpg,1\n"
+                                    "Ann/Ann_0001.jpg,Bob/Bob_0001.jpg,0\n")
     protocol = read_csv_pairs(tmp_path / "p.csv", tmp_path / "lfw")
     assert protocol.is_same.tolist() == [True, False] and protocol.fold is None
     (tmp_path / "bad.csv").write_text("path1,path2,label\nAnn/Ann_0001.jpg,Ann/Ann_0002.jpg,yes\n")
@@ -65,11 +73,11 @@ def test_built_pairs_are_balanced_and_folds_identity_disjoint(small_synthetic):
     protocol = build_verification_pairs(images, folds=4, pairs_per_fold=10, seed=0)
     assert protocol.is_same.sum() == (~protocol.is_same).sum()
     identities_by_fold = {}
-    for a, b, fold in zip(protocol.first, protocol.second, protocol.fold):
+    for a, b, fold in zip(protocol.first, protocol.second, protocol.fold, strict=True):
         identities_by_fold.setdefault(int(fold), set()).update({images[a].identity, images[b].identity})
     folds = list(identities_by_fold.values())
     assert all(not (x & y) for i, x in enumerate(folds) for y in folds[i + 1:])
-    for a, b, same in zip(protocol.first, protocol.second, protocol.is_same):
+    for a, b, same in zip(protocol.first, protocol.second, protocol.is_same, strict=True):
         assert (images[a].identity == images[b].identity) == same and a != b
     again = build_verification_pairs(images, folds=4, pairs_per_fold=10, seed=0)
     assert np.array_equal(protocol.first, again.first)

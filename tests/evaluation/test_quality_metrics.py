@@ -5,8 +5,13 @@ import pytest
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 from sklearn.neighbors import NearestCentroid
 
-from evaluation.quality import (calinski_harabasz_cosine, davies_bouldin_cosine, mean_angles,
-                                nearest_centroid_accuracy, silhouette_cosine)
+from evaluation.quality import (
+    calinski_harabasz_cosine,
+    davies_bouldin_cosine,
+    mean_angles,
+    nearest_centroid_accuracy,
+    silhouette_cosine,
+)
 
 
 def _data(seed):

@@ -63,7 +63,8 @@ def test_tar_at_far_is_the_most_permissive_threshold_within_the_target():
     is_same = np.array([True] * 5 + [False] * 10)
     assert tar_at_far(scores, is_same, 0.1) == pytest.approx(0.4)  # one false accept (0.85): 0.9, 0.8 pass
     assert tar_at_far(scores, is_same, 0.15) == pytest.approx(0.4)  # still one
-    assert tar_at_far(scores, is_same, 0.2) == pytest.approx(1.0)  # two false accepts: down to 0.75 - all genuine >= 0.5
+    # two false accepts: down to 0.75 - all genuine >= 0.5
+    assert tar_at_far(scores, is_same, 0.2) == pytest.approx(1.0)
     assert np.isnan(tar_at_far(scores, is_same, 0.05))  # below 1/10: not measurable
 
 
@@ -82,7 +83,8 @@ def test_kfold_accuracy_hand_checkable():
     is_same = np.array([1, 1, 0, 0, 1, 1, 0, 0], bool)
     folds = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     mean, std, per_fold = kfold_accuracy(scores, is_same, folds=folds)
-    # threshold from fold 1 (>= 0.45) classifies fold 0 perfectly; from fold 0 (best: >= 0.8, first max) loses 0.7 and 0.45
+    # threshold from fold 1 (>= 0.45) classifies fold 0 perfectly;
+    # from fold 0 (best: >= 0.8, first max) loses 0.7 and 0.45
     _, threshold_from_fold0 = best_threshold_accuracy(scores[:4], is_same[:4])
     expected_fold1 = ((scores[4:] >= threshold_from_fold0) == is_same[4:]).mean()
     assert per_fold == [1.0, expected_fold1]

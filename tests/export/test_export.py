@@ -23,7 +23,8 @@ def exported(tmp_path_factory):
             if isinstance(module, nn.BatchNorm2d | nn.BatchNorm1d):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
-    save_backbone_checkpoint(folder / "model.pt", model, "small_cnn", 32, 64, extra={"loss": "arcface", "config_hash": "abc"})
+    save_backbone_checkpoint(folder / "model.pt", model, "small_cnn", 32, 64,
+                             extra={"loss": "arcface", "config_hash": "abc"})
     parity = export_onnx(folder / "model.pt", folder / "model.onnx")
     return folder, parity
 
@@ -85,7 +86,8 @@ def test_third_party_model_served_from_a_yaml_description(tmp_path, small_synthe
     got = OnnxEmbedder(tmp_path / "foreign.onnx", device="cpu", preprocessing=description).embed(crops)
     import cv2
 
-    batch = np.stack([cv2.resize(c, (48, 48), interpolation=cv2.INTER_AREA)[..., ::-1] for c in crops]).astype(np.float32)
+    resized = [cv2.resize(c, (48, 48), interpolation=cv2.INTER_AREA)[..., ::-1] for c in crops]
+    batch = np.stack(resized).astype(np.float32)
     with torch.no_grad():
         expected = net(torch.from_numpy((batch - 127.5) / 128.0).permute(0, 3, 1, 2)).numpy()
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
@@ -132,7 +134,8 @@ def test_export_and_embed_commands(exported, small_synthetic, tmp_path, capsys):
     assert main(["export", str(folder / "model.pt"), "--out", str(tmp_path / "cli.onnx")]) == 0
     assert "min cosine" in capsys.readouterr().out
     images = [str(i.path) for i in list_identity_folder(small_synthetic / "aligned")[:3]]
-    assert main(["embed", *images, "--model", str(tmp_path / "cli.onnx"), "--aligned", "--out", str(tmp_path / "e.npz")]) == 0
+    assert main(["embed", *images, "--model", str(tmp_path / "cli.onnx"), "--aligned",
+                 "--out", str(tmp_path / "e.npz")]) == 0
     data = np.load(tmp_path / "e.npz")
     assert data["embeddings"].shape == (3, 32) and list(data["paths"]) == images
 
@@ -155,3 +158,35 @@ def test_embed_benchmark_reports_ratios(tmp_path):
     assert [r["batch"] for r in rows] == [1, 4]
     for row in rows:
         assert all(row[k] > 0 for k in ("pytorch_eager", "ort_fp32", "embedder_fp32", "ort_int8", "embedder_int8"))
+
+
+def test_preprocessing_descriptions_round_trip_and_name_bad_keys():
+    from faceid.embedding import Preprocessing
+
+    custom = {"points": [[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], "size": [100, 100]}
+    for preprocessing in (Preprocessing(), Preprocessing(150, "BGR", (0.1, 0.2, 0.3), (1.0, 1.0, 1.0), "dlib_150"),
+                          Preprocessing.from_description({"input_size": 96, "channel_order": "RGB", "mean": 0.5,
+                                                          "std": 0.5, "alignment": custom}, "test")):
+        assert Preprocessing.from_description(preprocessing.describe(), "metadata") == preprocessing
+    good = Preprocessing().describe()
+    for key, value, message in [("std", "0,1,1", "std must be positive"), ("mean", "nan", "finite numbers"),
+                                ("input_size", "-3", "positive integer"), ("channel_order", "RBG", "RGB or BGR"),
+                                ("alignment", "", "template name")]:
+        with pytest.raises(ValueError, match=message):
+            Preprocessing.from_description({**good, key: value}, "model.yaml")
+    with pytest.raises(ValueError, match=r"lacks \['std'\]"):
+        Preprocessing.from_description({k: v for k, v in good.items() if k != "std"}, "model.yaml")
+
+
+def test_checkpoints_carry_their_preprocessing_and_alignment(tmp_path):
+    from faceid.backbones import build_backbone
+    from faceid.embedding import Preprocessing, TorchEmbedder, save_backbone_checkpoint
+
+    model = build_backbone("small_cnn", 16, 64)
+    save_backbone_checkpoint(tmp_path / "plain.pt", model, "small_cnn", 16, 64)
+    assert TorchEmbedder.from_checkpoint(tmp_path / "plain.pt", device="cpu").preprocessing == Preprocessing(64)
+    recorded = {"input_size": 64, "channel_order": "RGB", "mean": [0.4, 0.4, 0.4], "std": [1.0, 1.0, 1.0]}
+    save_backbone_checkpoint(tmp_path / "converted.pt", model, "small_cnn", 16, 64,
+                             extra={"preprocessing": recorded, "alignment": "dlib_150"})
+    loaded = TorchEmbedder.from_checkpoint(tmp_path / "converted.pt", device="cpu").preprocessing
+    assert loaded == Preprocessing(64, "RGB", (0.4, 0.4, 0.4), (1.0, 1.0, 1.0), "dlib_150")

@@ -66,7 +66,8 @@ def test_verify_and_open_set_unknowns(tmp_path, policy, backend):
     gallery.enroll_many(people)
     genuine = _unit(centres[3] + 0.1 * np.random.default_rng(5).normal(size=DIM))
     decision = gallery.verify(genuine, "person003", threshold=0.4)
-    assert decision.accepted and decision.threshold == 0.4 and decision.threshold_source == {"source": "given"}
+    assert decision.accepted and decision.threshold == 0.4
+    assert decision.threshold_source == {"source": "request", "policy": "stricter"}
     if policy == "mean":
         mean = _unit(people["person003"].mean(0))
         assert decision.score == pytest.approx(float(genuine @ mean), abs=1e-5)

@@ -34,56 +34,65 @@ def _ce(loss):
     return loss.main if hasattr(loss, "main") else loss
 
 
+def precision(lace, dtype) -> torch.Tensor:
+    """LACE's background precision MMᵀ + εI, built by hand from its parameters."""
+    return lace.whitening @ lace.whitening.T + lace.eps * torch.eye(lace.embedding_dim, dtype=dtype)
+
+
 # name -> (hyperparameters, reference(loss, x, y) -> value)
 CASES = {
-    "softmax": ({}, lambda l, x, y: ref.softmax(x, y, l.weight, l.bias)),
-    "l2softmax": ({"alpha": 5.0}, lambda l, x, y: ref.l2softmax(x, y, l.weight, l.bias, 5.0)),
-    "normface": ({"s": 7.0}, lambda l, x, y: ref.normface(x, y, l.weight, l.s)),
-    "coco": ({"alpha": 6.0}, lambda l, x, y: ref.coco(x, y, l.centers, 6.0)),
-    "arcface": ({"s": 8.0, "m": 0.5}, lambda l, x, y: ref.combined(x, y, l.weight, 8.0, 1.0, 0.5, 0.0)),
-    "cosface": ({"s": 8.0, "m": 0.35}, lambda l, x, y: ref.combined(x, y, l.weight, 8.0, 1.0, 0.0, 0.35)),
-    "amsoftmax": ({}, lambda l, x, y: ref.combined(x, y, l.weight, 30.0, 1.0, 0.0, 0.4)),
+    "softmax": ({}, lambda loss, x, y: ref.softmax(x, y, loss.weight, loss.bias)),
+    "l2softmax": ({"alpha": 5.0}, lambda loss, x, y: ref.l2softmax(x, y, loss.weight, loss.bias, 5.0)),
+    "normface": ({"s": 7.0}, lambda loss, x, y: ref.normface(x, y, loss.weight, loss.s)),
+    "coco": ({"alpha": 6.0}, lambda loss, x, y: ref.coco(x, y, loss.centers, 6.0)),
+    "arcface": ({"s": 8.0, "m": 0.5}, lambda loss, x, y: ref.combined(x, y, loss.weight, 8.0, 1.0, 0.5, 0.0)),
+    "cosface": ({"s": 8.0, "m": 0.35}, lambda loss, x, y: ref.combined(x, y, loss.weight, 8.0, 1.0, 0.0, 0.35)),
+    "amsoftmax": ({}, lambda loss, x, y: ref.combined(x, y, loss.weight, 30.0, 1.0, 0.0, 0.4)),
     "combined": ({"s": 10.0, "m1": 1.2, "m2": 0.3, "m3": 0.1},
-                 lambda l, x, y: ref.combined(x, y, l.weight, 10.0, 1.2, 0.3, 0.1)),
-    "sphereface": ({"m": 4}, lambda l, x, y: ref.large_margin(x, y, l.weight, 4, l.current_lambda(), True)),
+                 lambda loss, x, y: ref.combined(x, y, loss.weight, 10.0, 1.2, 0.3, 0.1)),
+    "sphereface": ({"m": 4}, lambda loss, x, y: ref.large_margin(x, y, loss.weight, 4, loss.current_lambda(), True)),
     "lsoftmax": ({"m": 3, "lambda_start": 10.0, "lambda_min": 1.0},
-                 lambda l, x, y: ref.large_margin(x, y, l.weight, 3, l.current_lambda(), False)),
-    "contrastive": ({"margin": 1.2}, lambda l, x, y: ref.contrastive(x, y, 1.2)),
-    "triplet": ({"margin": 0.3}, lambda l, x, y: ref.triplet(x, y, 0.3, "semihard")),
+                 lambda loss, x, y: ref.large_margin(x, y, loss.weight, 3, loss.current_lambda(), False)),
+    "contrastive": ({"margin": 1.2}, lambda loss, x, y: ref.contrastive(x, y, 1.2)),
+    "triplet": ({"margin": 0.3}, lambda loss, x, y: ref.triplet(x, y, 0.3, "semihard")),
     "center": ({"aux_weight": 0.5},
-               lambda l, x, y: ref.softmax(x, y, l.main.weight, l.main.bias) + 0.5 * ref.center_term(x, y, l.aux.centers, 0.5)),
+               lambda loss, x, y: ref.softmax(x, y, loss.main.weight, loss.main.bias)
+               + 0.5 * ref.center_term(x, y, loss.aux.centers, 0.5)),
     "icv": ({"aux_weight": 0.3},
-            lambda l, x, y: ref.softmax(x, y, l.main.weight, l.main.bias) + 0.3 * ref.center_term(x, y, l.aux.centers, 1.0)),
+            lambda loss, x, y: ref.softmax(x, y, loss.main.weight, loss.main.bias)
+            + 0.3 * ref.center_term(x, y, loss.aux.centers, 1.0)),
     "center_invariant": ({"aux_weight": 0.2, "invariant_weight": 0.7},
-                         lambda l, x, y: ref.softmax(x, y, l.main.weight, l.main.bias)
-                         + 0.2 * ref.center_invariant_term(x, y, l.aux.centers, 0.7)),
+                         lambda loss, x, y: ref.softmax(x, y, loss.main.weight, loss.main.bias)
+                         + 0.2 * ref.center_invariant_term(x, y, loss.aux.centers, 0.7)),
     "range": ({"aux_weight": 0.1, "k": 2, "margin": 30.0},
-              lambda l, x, y: ref.softmax(x, y, l.main.weight, l.main.bias) + 0.1 * ref.range_term(x, y, 2, 30.0)),
+              lambda loss, x, y: ref.softmax(x, y, loss.main.weight, loss.main.bias)
+              + 0.1 * ref.range_term(x, y, 2, 30.0)),
     "marginal": ({"aux_weight": 0.4, "threshold": 1.2, "error_margin": 0.3},
-                 lambda l, x, y: ref.softmax(x, y, l.main.weight, l.main.bias) + 0.4 * ref.marginal_term(x, y, 1.2, 0.3)),
-    "lace": ({"s": 2.0}, lambda l, x, y: ref.lace(x, y, l.signatures, l.mean, l.whitening @ l.whitening.T
-                                                  + l.eps * torch.eye(l.embedding_dim, dtype=x.dtype), 2.0)),
-    "ncm": ({"metric": "euclidean"}, lambda l, x, y: ref.ncm(x, y, l.anchors.double(), "euclidean")),
+                 lambda loss, x, y: ref.softmax(x, y, loss.main.weight, loss.main.bias)
+                 + 0.4 * ref.marginal_term(x, y, 1.2, 0.3)),
+    "lace": ({"s": 2.0}, lambda loss, x, y: ref.lace(x, y, loss.signatures, loss.mean, precision(loss, x.dtype), 2.0)),
+    "ncm": ({"metric": "euclidean"}, lambda loss, x, y: ref.ncm(x, y, loss.anchors.double(), "euclidean")),
     "lgm": ({"alpha": 0.3, "lkd_weight": 0.2},
-            lambda l, x, y: ref.lgm(x, y, l.centers, l.log_variances, 0.3, 0.2)),
+            lambda loss, x, y: ref.lgm(x, y, loss.centers, loss.log_variances, 0.3, 0.2)),
 }
 
 # Variants that take another code path of the same class.
 VARIANTS = {
-    "triplet-hard": ("triplet", {"margin": 0.3, "mining": "hard"}, lambda l, x, y: ref.triplet(x, y, 0.3, "hard")),
-    "triplet-all": ("triplet", {"margin": 0.3, "mining": "all"}, lambda l, x, y: ref.triplet(x, y, 0.3, "all")),
-    "ncm-cosine": ("ncm", {"metric": "cosine"}, lambda l, x, y: ref.ncm(x, y, l.anchors.double(), "cosine")),
+    "triplet-hard": ("triplet", {"margin": 0.3, "mining": "hard"}, lambda loss, x, y: ref.triplet(x, y, 0.3, "hard")),
+    "triplet-all": ("triplet", {"margin": 0.3, "mining": "all"}, lambda loss, x, y: ref.triplet(x, y, 0.3, "all")),
+    "ncm-cosine": ("ncm", {"metric": "cosine"}, lambda loss, x, y: ref.ncm(x, y, loss.anchors.double(), "cosine")),
     "lace-no-mean": ("lace", {"use_mean": False},
-                     lambda l, x, y: ref.lace(x, y, l.signatures, torch.zeros(l.embedding_dim, dtype=x.dtype),
-                                              l.whitening @ l.whitening.T + l.eps * torch.eye(l.embedding_dim, dtype=x.dtype), 1.0)),
+                     lambda loss, x, y: ref.lace(x, y, loss.signatures, torch.zeros(loss.embedding_dim, dtype=x.dtype),
+                                                 precision(loss, x.dtype), 1.0)),
     "lace-no-cov": ("lace", {"use_cov": False},
-                    lambda l, x, y: ref.lace(x, y, l.signatures, l.mean, torch.eye(l.embedding_dim, dtype=x.dtype), 1.0)),
+                    lambda loss, x, y: ref.lace(x, y, loss.signatures, loss.mean,
+                                                torch.eye(loss.embedding_dim, dtype=x.dtype), 1.0)),
     "arcface+center": ("arcface+center", {"s": 8.0, "m": 0.4, "aux_weight": 0.2},
-                       lambda l, x, y: ref.combined(x, y, l.main.weight, 8.0, 1.0, 0.4, 0.0)
-                       + 0.2 * ref.center_term(x, y, l.aux.centers, 0.5)),
+                       lambda loss, x, y: ref.combined(x, y, loss.main.weight, 8.0, 1.0, 0.4, 0.0)
+                       + 0.2 * ref.center_term(x, y, loss.aux.centers, 0.5)),
     "lace+range": ("lace+range", {"aux_weight": 0.05, "aux_margin": 20.0},
-                   lambda l, x, y: ref.lace(x, y, l.main.signatures, l.main.mean, l.main.whitening @ l.main.whitening.T
-                                            + l.main.eps * torch.eye(l.main.embedding_dim, dtype=x.dtype), 1.0)
+                   lambda loss, x, y: ref.lace(x, y, loss.main.signatures, loss.main.mean,
+                                               precision(loss.main, x.dtype), 1.0)
                    + 0.05 * ref.range_term(x, y, 2, 20.0)),
 }
 

@@ -21,7 +21,7 @@ def cos_between(a: Tensor, b: Tensor) -> Tensor:
 
 def cross_entropy_rows(rows: list[list[Tensor]], labels: Tensor) -> Tensor:
     total = 0.0
-    for row, label in zip(rows, labels.tolist()):
+    for row, label in zip(rows, labels.tolist(), strict=True):
         logits = torch.stack(row)
         total = total - (logits[label] - torch.log(torch.exp(logits).sum()))
     return total / len(rows)

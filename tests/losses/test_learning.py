@@ -8,6 +8,9 @@ import torch.nn.functional as F
 
 from faceid.losses import available_losses, build_loss
 
+# Each case trains a small network for hundreds of steps: 1-2 s idle, 10-36 s each on a loaded machine.
+pytestmark = pytest.mark.slow
+
 CLASSES, INPUT_DIM, EMBEDDING_DIM = 6, 10, 16
 PAIR_LOSSES = {"contrastive", "triplet"}
 # Hyperparameters sized for a 6-class toy problem (the defaults are tuned for 10k+ identities).

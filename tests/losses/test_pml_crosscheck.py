@@ -95,7 +95,7 @@ def test_triplet_semihard_matches_the_semihard_miner_where_they_coincide():
     distance = distances.LpDistance(normalize_embeddings=True, p=2, power=2)
     miner = miners.TripletMarginMiner(margin=margin, type_of_triplets="semihard", distance=distance)
     triplets = miner(x, y)
-    anchors_positives = {(int(a), int(p)) for a, p in zip(triplets[0], triplets[1])}
+    anchors_positives = {(int(a), int(p)) for a, p in zip(triplets[0], triplets[1], strict=True)}
     assert len(triplets[0]) == len(anchors_positives)  # one semi-hard negative per pair
     theirs = losses.TripletMarginLoss(margin=margin, distance=distance, reducer=reducers.MeanReducer())
     ours = build_loss("triplet", 2, 2, margin=margin)

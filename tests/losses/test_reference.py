@@ -117,7 +117,7 @@ def _gradcheck(loss, x, y):
     buffers = dict(loss.named_buffers())
 
     def function(embeddings, *parameters):
-        return functional_call(loss, {**dict(zip(names, parameters)), **buffers}, (embeddings, y))
+        return functional_call(loss, {**dict(zip(names, parameters, strict=True)), **buffers}, (embeddings, y))
 
     return torch.autograd.gradcheck(function, (x.clone().requires_grad_(True), *values), eps=1e-6, atol=1e-5)
 

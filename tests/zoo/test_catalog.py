@@ -15,16 +15,8 @@ from faceid.zoo.catalog import ALIGNMENTS, KINDS
 from tests.zoo.test_download import point, serving, sha, tiny_onnx
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEID_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("FACEID_OFFLINE", raising=False)
-    monkeypatch.delenv("FACEID_DOWNLOAD_TIMEOUT", raising=False)
-    return tmp_path / "home"
-
-
 def test_every_entry_is_complete():
-    from export.embedder import preprocessing_from
+    from faceid.embedding import Preprocessing
 
     entries = known_models()
     assert {"dlib_resnet_v1", "facenet_vggface2", "facenet_casia_webface", "buffalo_l", "buffalo_s", "sface"} <= {
@@ -37,7 +29,7 @@ def test_every_entry_is_complete():
         for digest in (entry.sha256, entry.member_sha256):
             assert digest is None or re.fullmatch("[0-9a-f]{64}", digest), entry.name
         assert (entry.member is not None) == (entry.kind == "onnx_zip")
-        preprocessing = preprocessing_from(entry.preprocessing(), entry.name)
+        preprocessing = Preprocessing.from_description(entry.preprocessing(), entry.name)
         assert preprocessing.input_size == entry.input_size and entry.input_description()
     assert not is_model_name("models/buffalo_l.onnx")
 

@@ -111,14 +111,6 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEID_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("FACEID_OFFLINE", raising=False)
-    monkeypatch.delenv("FACEID_DOWNLOAD_TIMEOUT", raising=False)
-    return tmp_path / "home"
-
-
 @pytest.fixture(scope="module")
 def model_bytes() -> bytes:
     return tiny_onnx()

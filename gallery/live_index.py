@@ -1,0 +1,267 @@
+"""The gallery's in-memory index, kept at the store's generation by replay, and its snapshots on disk.
+
+SQLite is the source of truth; every mutation also records, in its transaction, which templates and
+identities it touched (`changes`, under the new generation). A process brings its index from the
+generation it holds to the store's by replaying those changes: touched ids are removed from the index
+where present and the touched rows that still exist are added again (their mean, for the `mean`
+template policy). Replay is idempotent and costs what the changes cost, so a write in one process
+costs O(1) and other processes see it on their next query.
+
+The FAISS index file is a snapshot: `index.<generation>.faiss`, written (under the writer lock) when the
+changes since the last snapshot pass `SNAPSHOT_CHANGES` and a quarter of the index, or are older than
+`SNAPSHOT_SECONDS` — in a background thread after a write, or on close — and after a rebuild. Only once
+the file is durable is it recorded in SQLite with its generation and CRC-32; then older snapshots are
+deleted. Opening loads the recorded snapshot, verifies its checksum and replays the changes after it;
+a missing, damaged or unrecorded snapshot is rebuilt from SQLite, logged and reported in
+`Gallery.stats()["index"]`. A crash at any step leaves the last recorded snapshot and the changes after
+it, which is all an open needs.
+
+Milvus keeps its own index: no snapshot; the writer applies its changes to the shared collection and
+other processes only follow the names; opening compares the collection's ids with SQLite's.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from gallery import tuning
+from gallery.index import VectorIndex, file_checksum
+from gallery.store import MetadataStore
+
+SNAPSHOT_CHANGES = 20_000  # changed templates/identities since the snapshot that make a new one due,
+SNAPSHOT_FRACTION = 0.25  # or this share of the index, if more: rewriting stays O(1) per change, amortised
+SNAPSHOT_SECONDS = 600  # age at which any change since the snapshot makes a new one due
+STALE_FILES = (".index.*.tmp.faiss", "index.*.*.tmp")  # temporaries of dead writers (current and old names)
+log = logging.getLogger("faceid.gallery")
+
+
+@contextmanager
+def writer_lock(folder: Path):
+    """The writer lock: one writer at a time, across processes and threads; readers are never blocked."""
+    with open(Path(folder) / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class LiveIndex:
+    """`index` (a `VectorIndex` or `MilvusIndex`) with the maps a search needs — `names` (identity id ->
+    name) and `owner` (index id -> identity id) — kept at the store's generation (see the module doc)."""
+
+    def __init__(self, folder: Path, store: MetadataStore, index, per_identity: bool):
+        self.folder, self.store, self.index, self.per_identity = Path(folder), store, index, per_identity
+        self.names: dict[int, str] = {}
+        self.owner: dict[int, int] = {}
+        self.generation: int | None = None
+        self.needs_snapshot = False  # the index was rebuilt: the recorded snapshot (if any) is no use
+        self.report = {"snapshot_generation": None, "rebuilt_reason": None, "replayed_changes": 0}
+        self._background: threading.Thread | None = None
+        self._cleaned = False
+
+    @property
+    def snapshots(self) -> bool:
+        """FAISS indexes live in memory and are snapshotted; a Milvus collection persists by itself."""
+        return isinstance(self.index, VectorIndex)
+
+    # ----- catching up -----------------------------------------------------------------------------
+    def refresh(self, own_write: bool = False) -> None:
+        """Bring the index to the store's generation. `own_write`: this process just committed, so it also
+        applies the changes to a shared (Milvus) index; otherwise the writing process did that."""
+        for attempt in range(3):  # a snapshot deleted by a newer one while we read it: look again
+            with self.store.reading():
+                generation, held = self.store.generation(), self.generation
+                if generation == held:
+                    return
+                self.generation = None  # until the catch-up completes: after an error, a full reload is due
+                if held is not None and held >= self.store.history_start():
+                    self._replay(held, own_write or self.snapshots)
+                elif not self._open(last_try=attempt == 2):
+                    continue
+                self.generation = generation
+                return
+
+    def _open(self, last_try: bool) -> bool:
+        """Load the recorded snapshot and replay the changes after it, or rebuild; False to look again."""
+        if not self.snapshots:
+            if self.index.matches(self.store.index_ids(self.per_identity)):
+                self._load_names()
+            else:
+                self.rebuild("the Milvus collection does not hold the store's templates")
+            return True
+        record = self.store.get("snapshot")
+        if record is None:
+            self.rebuild("no snapshot is recorded (a gallery made before snapshots)")
+            return True
+        problem = self.index.load(self.folder / record["file"], record["checksum"])
+        if problem and problem.endswith("is missing") and not last_try:
+            return False
+        if problem:
+            self.rebuild(problem)
+            return True
+        self.report.update(snapshot_generation=record["generation"], rebuilt_reason=None)
+        self._load_names()
+        self._replay(record["generation"], True, from_snapshot=True)
+        return True
+
+    def _replay(self, since: int, apply_vectors: bool, from_snapshot: bool = False) -> None:
+        """Apply the changes after `since`. The maps mirror the index's content, except right after a snapshot
+        is loaded (they are read from the store): then the snapshot's own ids say what is present."""
+        templates, identities = self.store.changes_since(since)
+        touched = identities if self.per_identity else templates
+        self.report["replayed_changes"] += len(touched)
+        if self.per_identity:
+            ids, vectors = self.store.identity_means(identities)
+            owners = ids
+        else:
+            ids, owners, vectors = self.store.templates_by_id(templates)
+        if apply_vectors:
+            present = (np.intersect1d(touched, self.index.ids) if from_snapshot
+                       else np.array([i for i in touched if i in self.owner], np.int64))
+            if (len(present) and not self.index.remove(present)) or (len(ids) and not self.index.add(ids, vectors)):
+                self.rebuild(f"the {self.index.factory} index cannot change in place")
+                return
+            if not self.snapshots:
+                self.index.save()
+        for i in touched:
+            self.owner.pop(i, None)
+        self.owner.update(zip(ids.tolist(), owners.tolist(), strict=True))
+        for i in identities:
+            self.names.pop(i, None)
+        self.names.update(self.store.identity_names_of(identities))
+
+    def rebuild(self, reason: str) -> None:
+        """Rebuild the index and maps from SQLite, saying why; a snapshot is due at the next write."""
+        if self.store.counts()[1]:
+            log.warning("%s: rebuilding the index from gallery.db: %s", self.folder, reason)
+        self.index.build(*self.store.index_vectors(self.per_identity))
+        self._load_names()
+        self.needs_snapshot = True
+        self.report.update(snapshot_generation=None, rebuilt_reason=reason)
+
+    def _load_names(self) -> None:
+        self.names = self.store.identity_names()
+        self.owner = (self.store.template_owners() if not self.per_identity
+                      else {int(i): int(i) for i in self.store.index_ids(per_identity=True)})
+
+    # ----- snapshots (the caller holds the writer lock) --------------------------------------------
+    def before_write(self) -> None:
+        """The first write of this process removes temporaries left by dead writers."""
+        if not self._cleaned:
+            self.remove_stale_files()
+            self._cleaned = True
+
+    def after_write(self, make_index) -> None:
+        """After a committed write: truncate the WAL if a bulk write grew it; write the snapshot now if the
+        index had to be rebuilt, or in the background if one is due."""
+        self.store.checkpoint()
+        if self.needs_snapshot:
+            self.write_snapshot()
+        elif self.snapshot_due():
+            self.snapshot_in_background(make_index)
+
+    def snapshot_due(self) -> bool:
+        if not self.snapshots:
+            return False
+        record = self.store.get("snapshot")
+        if self.needs_snapshot or record is None:
+            return True
+        changes = self.store.changes_count(record["generation"])
+        return (changes >= max(SNAPSHOT_CHANGES, SNAPSHOT_FRACTION * len(self.index))
+                or bool(changes and time.time() - record["time"] > SNAPSHOT_SECONDS))
+
+    def write_snapshot(self, only_if_stale: bool = False) -> None:
+        """Write the index of the held generation, then record it (generation, CRC-32) and delete the others;
+        `only_if_stale`: unless the recorded snapshot already is of this generation."""
+        record = self.store.get("snapshot")
+        if not self.snapshots or (only_if_stale and not self.needs_snapshot and record is not None
+                                  and record["generation"] == self.generation):
+            return
+        path = self.folder / f"index.{self.generation}.faiss"
+        checksum = self.index.save(path)
+        record = {"generation": self.generation, "file": path.name, "checksum": checksum, "time": time.time()}
+        with self.store.transaction() as connection:
+            self.store.record_snapshot(connection, record)
+            tuning.save_record(self.store, connection, self.index.tuning)  # stored with the index it was made for
+        self.needs_snapshot = False
+        self.report["snapshot_generation"] = self.generation
+        self.remove_stale_files()
+
+    def remove_stale_files(self) -> None:
+        """Delete temporaries of dead writers and unrecorded snapshots (we hold the writer lock: no live writer
+        is writing one)."""
+        if not self.snapshots:
+            return
+        keep = (self.store.get("snapshot") or {}).get("file")
+        stale = [f for pattern in STALE_FILES for f in self.folder.glob(pattern)]
+        for file in stale + [f for f in self.folder.glob("index.*.faiss") if f.name != keep]:
+            file.unlink(missing_ok=True)
+
+    def snapshot_in_background(self, make_index) -> None:
+        """Start writing a snapshot in a thread of its own (its own connection and index: this one is not
+        touched), unless one is running."""
+        if self._background is None or not self._background.is_alive():
+            self._background = threading.Thread(target=_snapshot_job, daemon=True, name="gallery-snapshot",
+                                                args=(self.folder, self.store.path, make_index, self.per_identity))
+            self._background.start()
+
+    def wait(self) -> None:
+        """Wait for the background snapshot, if one is being written."""
+        if self._background is not None:
+            self._background.join()
+
+    # ----- checking --------------------------------------------------------------------------------
+    def check(self) -> dict:
+        """Compare the index, id by id and vector by vector, with SQLite, and the snapshot with its checksum."""
+        self.refresh()
+        expected_ids, expected = self.store.index_vectors(self.per_identity)
+        ids, vectors = self.index.content()
+        position = {int(i): row for row, i in enumerate(ids)}
+        missing = [int(i) for i in expected_ids if int(i) not in position]
+        unexpected = sorted(set(position) - set(expected_ids.tolist()))
+        mismatched = [] if vectors is None else [
+            int(i) for i, vector in zip(expected_ids, expected, strict=True)
+            if int(i) in position and not np.allclose(vectors[position[int(i)]], vector, atol=1e-5)]
+        report = {"indexed": len(ids), "expected": len(expected_ids), "duplicated": len(ids) - len(position),
+                  "missing": missing[:10], "unexpected": unexpected[:10], "vectors_compared": vectors is not None,
+                  "mismatched": mismatched[:10], "index": dict(self.report), "snapshot": self._snapshot_state()}
+        report["consistent"] = not (missing or unexpected or mismatched or report["duplicated"]) and (
+            report["snapshot"] in ("verified", "not used"))
+        return report
+
+    def _snapshot_state(self) -> str:
+        record = self.store.get("snapshot")
+        if not self.snapshots:
+            return "not used"
+        if record is None:
+            return "none recorded"
+        try:
+            found = file_checksum(self.folder / record["file"])
+        except FileNotFoundError:
+            return f"{record['file']} is missing"
+        return "verified" if found == record["checksum"] else f"{record['file']} is damaged (CRC-32 mismatch)"
+
+
+def _snapshot_job(folder: Path, database: Path, make_index, per_identity: bool) -> None:
+    """Write a snapshot from the recorded one plus the changes after it: load outside the writer lock,
+    then catch up and write under it."""
+    store = MetadataStore(database)
+    try:
+        live = LiveIndex(folder, store, make_index(), per_identity)
+        live.refresh()
+        with writer_lock(folder):
+            live.refresh()
+            if live.snapshot_due():
+                live.write_snapshot()
+    except Exception:  # a failed snapshot costs only a longer replay at the next open
+        log.exception("%s: writing the index snapshot failed", folder)
+    finally:
+        store.close()

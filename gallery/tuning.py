@@ -1,0 +1,153 @@
+"""Approximate search that tunes itself: the `auto` index choice and the nprobe / efSearch tuner.
+
+`choose_factory` picks what `index="auto"` builds. Exact `Flat` while the index holds at most
+`EXACT_MAX_FLOATS` floats (10,000 templates of 512-d, 20 MB): one pass over 20 MB is about 1 ms on an
+idle core (4 ms measured at 10k on the shared 2 cores), and exact search needs no training or tuning
+and is never wrong. Past it exact time grows linearly while a tuned IVF does not: on the bench's
+clustered set, batch-1 queries/s exact vs tuned IVF (recall@1 >= 0.99) were 126 vs 6,877 at 25k and
+111 vs 5,101 at 50k on the same loaded machine. Above it, `IVF{lists},Flat` with lists the power of two nearest
+2*sqrt(N): an inverted file keeps full vectors (exact scores, 2 KB per 512-d template plus its id),
+supports in-place add and `remove_ids` (an HNSW graph cannot remove, so every removal would rebuild
+it), and trains in about a minute at 1M (k-means on `TRAIN_POINTS_PER_LIST` vectors per list), where
+an HNSW graph over 1M 512-d vectors takes many minutes on a few cores. The coarse quantizer is exact:
+an HNSW one saves part of the centroid scan (2 * sqrt(N) centroids, a few MB at 1M) but misses lists,
+which capped recall@1 at 0.984 on the bench's 100k set even with every list probed. A gallery grown
+past its next size band is rebuilt (and retuned) on the next write: O(1) amortised per template.
+
+`tune` runs whenever an index with a search parameter is (re)built without explicit parameters: it
+makes held-out self-queries (enrolled vectors plus Gaussian noise scaled so that cos(q, x) is about
+`QUERY_COSINE`; a second photo of an enrolled person), adds any real probe embeddings the caller
+passes, takes exact inner-product search over the same vectors as ground truth, and sweeps nprobe
+(IVF) or efSearch (HNSW) upwards in powers of two, then bisects between the last one short of
+`TARGET_RECALL` and the first to reach it (to within 1/8). Search time grows with the parameter, so the
+smallest value whose recall@1 reaches the target is the fastest that does. A hit is a top-1 score equal to
+the exact best (so duplicate vectors are not misses). The record is kept in the gallery's settings
+(`SETTING`) and applied again when the index file is loaded.
+"""
+
+import math
+import time
+from contextlib import contextmanager
+
+import faiss
+import numpy as np
+
+from faceid.arrays import l2_normalize
+
+AUTO = "auto"
+EXACT_MAX_FLOATS = 10_000 * 512
+TARGET_RECALL = 0.99
+QUERY_COSINE = 0.7
+QUERIES = 500
+TIMED_QUERIES = 50
+TRAIN_POINTS_PER_LIST = 40
+KMEANS_ITERATIONS = 10
+SETTING = "index_tuning"
+
+
+@contextmanager
+def blas_from(batch: int):
+    """FAISS's exact search takes BLAS from `batch` queries up (1.15's default threshold, 128,000 queries, scans
+    the vectors once per query: 500 scans of 1M vectors for the tuner's ground truth); restored afterwards."""
+    previous = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = batch
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = previous
+
+
+def choose_factory(size: int, dim: int) -> str:
+    """The factory string `index="auto"` builds for `size` vectors of `dim` dimensions (see the module doc)."""
+    if size * dim <= EXACT_MAX_FLOATS:
+        return "Flat"
+    return f"IVF{2 ** round(math.log2(2 * math.sqrt(size)))},Flat"
+
+
+def _training_rows(index, size: int) -> np.ndarray:
+    """The rows an IVF index is trained on: a seeded sample of `TRAIN_POINTS_PER_LIST` per list (all, if fewer)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    count = size if ivf is None else min(size, TRAIN_POINTS_PER_LIST * ivf.nlist)
+    return np.sort(np.random.default_rng(0).choice(size, count, replace=False)) if count < size else np.arange(size)
+
+
+def training_sample(index, vectors: np.ndarray) -> np.ndarray:
+    """What to train `index` on: for an IVF index, `_training_rows` and `KMEANS_ITERATIONS` k-means iterations
+    (more would buy build time, not search quality)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.cp.niter = KMEANS_ITERATIONS
+    return vectors[_training_rows(index, len(vectors))]
+
+
+def search_parameter(index) -> tuple[str, list[int]] | None:
+    """(name, candidate values, ascending) of the parameter that trades speed for recall, or None (exact)."""
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        return "nprobe", [2 ** i for i in range(int(math.log2(ivf.nlist)) + 1)] + (
+            [ivf.nlist] if ivf.nlist & (ivf.nlist - 1) else [])
+    inner = faiss.downcast_index(index.index if isinstance(index, faiss.IndexIDMap) else index)
+    if isinstance(inner, faiss.IndexHNSW):
+        return "efSearch", [16 * 2 ** i for i in range(8)]
+    return None
+
+
+def noisy_queries(vectors: np.ndarray, count: int, cosine: float = QUERY_COSINE, seed: int = 0) -> np.ndarray:
+    """`count` of `vectors` plus isotropic noise of norm sqrt(1/cosine^2 - 1), normalised: cos(q, x) ~ cosine."""
+    rng = np.random.default_rng(seed)
+    chosen = vectors[rng.choice(len(vectors), min(count, len(vectors)), replace=False)]
+    sigma = math.sqrt(1 / cosine ** 2 - 1) / math.sqrt(vectors.shape[1])
+    return l2_normalize(chosen + rng.standard_normal(chosen.shape, dtype=np.float32) * np.float32(sigma), axis=1)
+
+
+def tune(index, vectors: np.ndarray, extra_queries: np.ndarray | None = None, factory: str = "",
+         target: float = TARGET_RECALL, queries: int = QUERIES, seed: int = 0) -> dict | None:
+    """Set the fastest parameter value of `index` (holding `vectors`) with recall@1 >= `target` against exact
+    search and return the record (see the module doc); None when the index is exact."""
+    parameter = search_parameter(index)
+    if parameter is None or not len(vectors):
+        return None
+    started = time.perf_counter()
+    name, values = parameter
+    held_out = np.setdiff1d(np.arange(len(vectors)), _training_rows(index, len(vectors)))  # not k-means input
+    probes = noisy_queries(vectors[held_out] if len(held_out) else vectors, queries, seed=seed)
+    real = 0 if extra_queries is None else len(extra_queries)
+    if real:
+        extra = np.asarray(extra_queries, np.float32)
+        if extra.ndim != 2 or extra.shape[1] != vectors.shape[1]:
+            raise ValueError(f"tuning queries must be (n, {vectors.shape[1]}) embeddings, got shape {extra.shape}")
+        probes = np.concatenate([probes, l2_normalize(extra, axis=1)])
+    with blas_from(1):
+        best = faiss.knn(probes, vectors, 1, metric=faiss.METRIC_INNER_PRODUCT)[0][:, 0]
+    space, sweep = faiss.ParameterSpace(), []
+
+    def recall(value: int) -> float:
+        space.set_index_parameter(index, name, value)
+        sweep.append([value, float(np.mean(index.search(probes, 1)[0][:, 0] >= best - 1e-5))])
+        return sweep[-1][1]
+
+    high = next((v for v in values if recall(v) >= target), values[-1])
+    low = max((v for v, r in sweep if r < target), default=0)
+    while high - low > max(1, high // 8):  # bisect between the last power of two short of the target and it
+        middle = (low + high) // 2
+        low, high = (low, middle) if recall(middle) >= target else (middle, high)
+    chosen = next(r for v, r in reversed(sweep) if v == high)
+    space.set_index_parameter(index, name, high)
+    timed = probes[:TIMED_QUERIES]
+    clock = time.perf_counter()
+    for row in range(len(timed)):
+        index.search(timed[row:row + 1], 1)
+    return {"factory": factory, "parameter": name, "value": high, "recall_at_1": chosen,
+            "target_recall": target, "queries": len(probes), "real_queries": real, "query_cosine": QUERY_COSINE,
+            "ms_per_query": 1000 * (time.perf_counter() - clock) / len(timed), "size": len(vectors),
+            "sweep": sweep, "seconds": time.perf_counter() - started}
+
+
+def load_record(store) -> dict | None:
+    return store.get(SETTING) if store is not None else None
+
+
+def save_record(store, connection, record: dict | None) -> None:
+    """Store the tuning of a snapshot's index, in the transaction that records the snapshot (under the
+    writer lock): a reader that rebuilds its own copy in memory writes nothing."""
+    store.set(connection, SETTING, record)

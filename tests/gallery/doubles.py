@@ -1,0 +1,35 @@
+"""Test doubles shared by the gallery tests: an embedder that records (and may slow) its batches, and a
+file that cannot be read."""
+
+import os
+import time
+from pathlib import Path
+
+
+class RecordingEmbedder:
+    """A real embedder that records the batch size of each call, taking `delay` seconds per batch."""
+
+    def __init__(self, inner, delay: float = 0.0):
+        self.inner, self.delay, self.batches = inner, delay, []
+        self.fingerprint, self.embedding_dim, self.preprocessing = (inner.fingerprint, inner.embedding_dim,
+                                                                    inner.preprocessing)
+
+    def embed(self, crops):
+        self.batches.append(len(crops))
+        if self.delay:
+            time.sleep(self.delay)
+        return self.inner.embed(crops)
+
+
+def deny_reading(monkeypatch, locked: Path) -> None:
+    """Make reading `locked` raise the PermissionError a user gets (root reads a chmod-000 file anyway)."""
+    if not os.access(locked, os.R_OK):
+        return
+    read_bytes = Path.read_bytes
+
+    def refuse(path):
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)

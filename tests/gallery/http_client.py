@@ -1,0 +1,62 @@
+"""Driving the gallery's HTTP service in tests: a real uvicorn server on 127.0.0.1 and a small
+stdlib client (multipart uploads, JSON answers)."""
+
+import contextlib
+import io
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import uvicorn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(app):
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def multipart(fields: dict, files: list[tuple[str, str, bytes]]):
+    boundary = uuid.uuid4().hex
+    body = io.BytesIO()
+    for name, value in fields.items():
+        body.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    for field, filename, data in files:
+        body.write(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+                   f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n")
+    body.write(f"--{boundary}--\r\n".encode())
+    return body.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def call(url, method="GET", fields=None, files=None, key="secret"):
+    data, content_type = multipart(fields or {}, files or []) if (fields or files) else (None, None)
+    request = urllib.request.Request(url, data=data, method=method)
+    if content_type:
+        request.add_header("Content-Type", content_type)
+    if key:
+        request.add_header("X-API-Key", key)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")

@@ -1,0 +1,121 @@
+"""Issue 13: `index="auto"` picks exact or IVF by size, tunes nprobe to recall@1 0.99, keeps the choice; mid-size
+batches search exactly."""
+
+import faiss
+import numpy as np
+import pytest
+
+from faceid.arrays import l2_normalize
+from gallery import tuning
+from gallery.gallery import Gallery
+from gallery.index import VectorIndex
+
+
+def _clustered(identities: int, per_identity: int, dim: int, seed: int = 0) -> np.ndarray:
+    """Identities as random unit centres, each template the centre plus noise (cos ~0.75 to it)."""
+    rng = np.random.default_rng(seed)
+    centres = l2_normalize(rng.standard_normal((identities, dim), dtype=np.float32), axis=1)
+    noise = rng.standard_normal((identities * per_identity, dim), dtype=np.float32) * np.float32(0.9 / np.sqrt(dim))
+    return l2_normalize(np.repeat(centres, per_identity, axis=0) + noise, axis=1)
+
+
+def _exact_best(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    return (queries @ vectors.T).max(axis=1)
+
+
+@pytest.fixture(scope="module")
+def tuned():
+    """20k x 64-d clustered vectors in an `auto` index above a small exact threshold: IVF, tuned."""
+    vectors = _clustered(4_000, 5, 64)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tuning, "EXACT_MAX_FLOATS", 1_000 * 64)
+        index = VectorIndex(64, tuning.AUTO)
+        index.build(np.arange(len(vectors)) + 1, vectors)
+    return index, vectors
+
+
+def test_auto_tuning_reaches_its_recall_target_on_fresh_noisy_queries(tuned):
+    index, vectors = tuned
+    record = index.tuning
+    assert record["factory"] == index.built_factory == "IVF256,Flat"
+    assert record["parameter"] == "nprobe" and record["recall_at_1"] >= tuning.TARGET_RECALL
+    assert 1 <= record["value"] < 256  # pruning pays: not the exhaustive nprobe
+    assert faiss.extract_index_ivf(index.index).nprobe == record["value"]
+    fresh = tuning.noisy_queries(vectors, 2_000, seed=7)  # other vectors, other noise than the tuner's
+    found = index.search(fresh, 1)[0][:, 0]
+    assert np.mean(found >= _exact_best(fresh, vectors) - 1e-5) >= tuning.TARGET_RECALL
+    cosines = np.sum(fresh * vectors[index.search(fresh, 1)[1][:, 0] - 1], axis=1)
+    assert 0.6 < np.median(cosines) < 0.8  # the queries sit at cos ~0.7 from their template
+
+
+def test_the_tuners_ground_truth_leaves_faiss_blas_threshold_as_it_was():
+    threshold = faiss.cvar.distance_compute_blas_threshold
+    index = VectorIndex(16, "IVF8,Flat")
+    index.build(np.arange(400), _clustered(100, 4, 16))
+    assert index.tuning["parameter"] == "nprobe"
+    assert faiss.cvar.distance_compute_blas_threshold == threshold
+
+
+def test_real_probe_embeddings_join_the_tuning_queries_and_a_wrong_shape_is_named(tuned):
+    index, vectors = tuned
+    real = tuning.noisy_queries(vectors, 100, cosine=0.8, seed=3)
+    record = tuning.tune(index.index, vectors, real, index.built_factory)
+    assert record["real_queries"] == 100 and record["queries"] == tuning.QUERIES + 100
+    with pytest.raises(ValueError, match=r"tuning queries must be \(n, 64\) embeddings, got shape \(100, 32\)"):
+        tuning.tune(index.index, vectors, real[:, :32])
+
+
+def test_choose_factory_is_exact_below_the_threshold_and_ivf_above():
+    limit = tuning.EXACT_MAX_FLOATS // 512
+    assert tuning.choose_factory(limit, 512) == "Flat"
+    assert tuning.choose_factory(limit + 1, 512) == "IVF256,Flat"
+    assert tuning.choose_factory(1_000_000, 512) == "IVF2048,Flat"
+
+
+def test_auto_gallery_switches_to_ann_above_the_threshold_and_keeps_its_tuning_across_reopen(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "EXACT_MAX_FLOATS", 400 * 16)
+    vectors = _clustered(300, 2, 16, seed=1)
+    people = {f"p{i:03d}": list(vectors[2 * i:2 * i + 2]) for i in range(300)}
+    gallery = Gallery.create(tmp_path / "g", fingerprint={"fingerprint": "t", "embedding_dim": 16},
+                             index_factory="auto")
+    gallery.enroll_many(dict(list(people.items())[:150]))  # 300 templates: exact
+    assert gallery.index.exact and gallery.stats()["index"]["tuning"]["factory"] == "Flat"
+    assert gallery.stats()["index"]["tuning"]["parameter"] is None
+    gallery.enroll_many(dict(list(people.items())[150:]))  # 600 templates: past the threshold, rebuilt as IVF
+    record = gallery.stats()["index"]["tuning"]
+    assert not gallery.index.exact and record["factory"] == "IVF64,Flat" and record["size"] == 600
+    assert record["parameter"] == "nprobe" and record["recall_at_1"] >= tuning.TARGET_RECALL
+    assert record["queries"] == tuning.QUERIES and record["ms_per_query"] > 0
+    assert gallery.stats()["index_factory"] == "auto"
+    gallery.remove("p000")  # IVF removes in place: no rebuild, the tuning stays
+    assert gallery.stats()["index"]["tuning"] == record
+    gallery.close()
+    reopened = Gallery(tmp_path / "g")
+    assert reopened.stats()["index"]["tuning"] == record
+    assert faiss.extract_index_ivf(reopened.index.index).nprobe == record["value"]
+    assert reopened.identify(vectors[10], k=1).candidates[0][0] == "p005"
+    reopened.close()
+
+
+def test_explicit_search_parameters_are_not_tuned(tmp_path):
+    vectors = _clustered(100, 4, 16)
+    index = VectorIndex(16, "IVF8,Flat", {"nprobe": 3})
+    index.build(np.arange(400), vectors)
+    assert index.tuning is None and faiss.extract_index_ivf(index.index).nprobe == 3
+    untuned = VectorIndex(16, "IVF8,Flat")
+    untuned.build(np.arange(400), vectors)
+    assert untuned.tuning["parameter"] == "nprobe"
+
+
+@pytest.mark.parametrize("batch", [0, 1, 7, 8, 16, 64, 127, 128, 256])
+def test_mid_size_batches_return_the_exact_results(batch, monkeypatch):
+    monkeypatch.setattr("gallery.index.SCORE_BLOCK", 3_000 * 50)  # 50-query blocks: 127 spans three
+    vectors = _clustered(1_000, 3, 64, seed=2)
+    index = VectorIndex(64)
+    index.build(np.arange(len(vectors)) + 100, vectors)
+    queries = tuning.noisy_queries(vectors, batch, seed=5) if batch else np.zeros((0, 64), np.float32)
+    scores, ids = index.search(queries, 5)
+    assert scores.shape == ids.shape == (batch, 5)
+    expected = np.argsort(-(queries @ vectors.T), axis=1)[:, :5]
+    assert np.array_equal(ids, expected + 100)
+    assert np.allclose(scores, np.take_along_axis(queries @ vectors.T, expected, axis=1), atol=1e-5)

@@ -1,0 +1,151 @@
+"""Acceptance figure of the dlib port: faceid's path against dlib's own pipeline on the same ORL pairs.
+
+faceid's path is `faceid evaluate --model dlib_resnet_v1 --detect` on the raw ORL images (MTCNN detection,
+faceid's `dlib_150` alignment, the converted network in PyTorch), run through the CLI itself.
+
+dlib's pipeline is what `face_recognition.face_encodings(face_recognition.load_image_file(path))` does
+(face_recognition's api.py; the package itself needs pkg_resources, so dlib is called directly):
+PIL image converted to RGB (ORL's grayscale replicated) -> dlib.get_frontal_face_detector() with one upsampling
+-> shape_predictor_5_face_landmarks (face_recognition's default "small" landmark model) ->
+face_recognition_model_v1.compute_face_descriptor(image, shape, num_jitters=1). face_recognition compares
+descriptors by Euclidean distance (a match at <= 0.6); both that and the cosine of the descriptors are scored.
+
+Both use the protocol `faceid evaluate` builds (build_pair_protocol over list_identity_folder, same folds,
+pairs per fold and seed) and the same 10-fold accuracy. An image in which a detector finds no face is dropped
+with every pair it is in, as `faceid evaluate` does; the figures are also given on the pairs both kept.
+
+Run from the repo root (a few minutes on 2 CPU cores):
+    PYTHONPATH=$PWD python tools/orl_dlib_parity.py [--data ../shared/data/orl] [--out orl-dlib-parity]
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from evaluation.verification import kfold_accuracy
+from faceid.cli import main as faceid_main
+from faceid.data.folder import list_identity_folder
+from faceid.data.protocols import PairProtocol, build_pair_protocol
+from faceid.zoo.dlib_format import dlib_model_file
+
+ROOT = Path(__file__).resolve().parents[1]
+FACE_RECOGNITION_TOLERANCE = 0.6  # face_recognition.compare_faces' default distance
+
+
+def faceid_path(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
+    """Run `faceid evaluate --model dlib_resnet_v1 --detect` itself; its report.json and the embeddings it
+    computed (from its embedding cache, keyed by resolved image path; an image it could not use is absent)."""
+    out, cache = args.out / "faceid-evaluate", args.out / "embedding-cache"
+    for stale in cache.glob("*.npz"):  # this run's embeddings only
+        stale.unlink()
+    code = faceid_main(["evaluate", "--model", "dlib_resnet_v1", "--detect", "--data", str(args.data),
+                        "--out", str(out), "--folds", str(args.folds), "--pairs-per-fold", str(args.pairs_per_fold),
+                        "--seed", str(args.seed), "--device", "cpu", "--cache-dir", str(cache)])
+    if code != 0:
+        raise SystemExit(f"faceid evaluate failed with exit status {code}")
+    (cache_file,) = cache.glob("*-detect.npz")
+    with np.load(cache_file) as data:
+        embeddings = dict(zip(data["paths"].tolist(), data["embeddings"], strict=True))
+    return json.loads((out / "report.json").read_text()), embeddings
+
+
+def dlib_descriptors(paths: list[str]) -> dict[str, np.ndarray]:
+    """face_recognition.face_encodings on each image, keyed by resolved path: the largest face's descriptor
+    (`faceid evaluate` also takes the largest); an image where the HOG detector finds no face is absent."""
+    import dlib
+
+    models = dlib_model_file().parent
+    detector = dlib.get_frontal_face_detector()
+    landmarks = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+    descriptors = {}
+    for path in paths:
+        image = np.array(Image.open(path).convert("RGB"))  # face_recognition.load_image_file(path, mode="RGB")
+        faces = detector(image, 1)
+        if faces:
+            face = max(faces, key=lambda rect: rect.area())
+            descriptors[str(Path(path).resolve())] = np.array(
+                encoder.compute_face_descriptor(image, landmarks(image, face), 1))
+    return descriptors
+
+
+def kept_pairs(protocol: PairProtocol, vectors: dict[str, np.ndarray]) -> np.ndarray:
+    """The pairs whose two images both have a vector, as `faceid evaluate` keeps them."""
+    have = np.array([str(Path(p).resolve()) in vectors for p in protocol.paths])
+    return have[protocol.first] & have[protocol.second]
+
+
+def score(protocol: PairProtocol, vectors: dict[str, np.ndarray], keep: np.ndarray, seed: int) -> dict:
+    """10-fold accuracy (mean, std in %) of the cosine and of the negative Euclidean distance on the kept pairs,
+    and the accuracy of face_recognition's fixed rule (same person when the distance is <= 0.6), which holds
+    for dlib's raw descriptors only (faceid's embeddings are L2-normalised: None for them)."""
+    resolved = [str(Path(p).resolve()) for p in protocol.paths]
+    first = np.stack([vectors[resolved[a]] for a in protocol.first[keep]]).astype(np.float64)
+    second = np.stack([vectors[resolved[b]] for b in protocol.second[keep]]).astype(np.float64)
+    is_same = protocol.is_same[keep]
+    folds = protocol.fold[keep] if protocol.fold is not None else None
+    unit = [v / np.linalg.norm(v, axis=1, keepdims=True) for v in (first, second)]
+    distance = np.linalg.norm(first - second, axis=1)
+    result = {"pairs": int(keep.sum())}
+    for name, scores in (("cosine", (unit[0] * unit[1]).sum(1)), ("-euclidean", -distance)):
+        mean, std, _ = kfold_accuracy(scores, is_same, folds=folds, seed=seed)
+        result[name] = (100 * mean, 100 * std)
+    raw = not np.allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-4)
+    result["distance<=0.6"] = 100 * float(((distance <= FACE_RECOGNITION_TOLERANCE) == is_same).mean()) if raw else None
+    return result
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "orl")
+    parser.add_argument("--out", type=Path, default=Path("orl-dlib-parity"))
+    parser.add_argument("--folds", type=int, default=10)
+    parser.add_argument("--pairs-per-fold", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def _line(name: str, figures: dict) -> str:
+    return (f"{name:<32} {figures['pairs']:>5} pairs  cosine {figures['cosine'][0]:6.2f} ± {figures['cosine'][1]:4.2f}"
+            f"  -euclidean {figures['-euclidean'][0]:6.2f} ± {figures['-euclidean'][1]:4.2f}"
+            + (f"  distance<=0.6 {figures['distance<=0.6']:6.2f}" if figures["distance<=0.6"] is not None else ""))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not args.data.is_dir():
+        raise SystemExit(f"{args.data} is not a directory of identity folders (ORL: ../shared/data/orl)")
+    report, faceid_vectors = faceid_path(args)
+    protocol = build_pair_protocol(list_identity_folder(args.data), args.folds, args.pairs_per_fold, args.seed)
+    dlib_vectors = dlib_descriptors(list(protocol.paths))
+    keep_faceid, keep_dlib = kept_pairs(protocol, faceid_vectors), kept_pairs(protocol, dlib_vectors)
+    images = len(protocol.paths)
+    rows = {"faceid (evaluate --detect)": score(protocol, faceid_vectors, keep_faceid, args.seed),
+            "dlib (face_encodings)": score(protocol, dlib_vectors, keep_dlib, args.seed),
+            "faceid, pairs both kept": score(protocol, faceid_vectors, keep_faceid & keep_dlib, args.seed),
+            "dlib, pairs both kept": score(protocol, dlib_vectors, keep_faceid & keep_dlib, args.seed)}
+    reported = report["verification"]
+    print(f"\nORL {args.data}: {images} images, {len(protocol.is_same)} pairs in {args.folds} folds")
+    print(f"faces found: faceid (MTCNN) {len(faceid_vectors)}/{images} (report: {report['images_failed']} failed), "
+          f"dlib (HOG, 1 upsampling) {len(dlib_vectors)}/{images}; a pair with a failed image is dropped")
+    print(f"faceid evaluate report: 10-fold accuracy {100 * reported['accuracy_10fold_mean']:.2f} ± "
+          f"{100 * reported['accuracy_10fold_std']:.2f} on {int(keep_faceid.sum())} pairs")
+    for name, figures in rows.items():
+        print(_line(name, figures))
+    for subset, (ours, theirs) in {"own pairs": ("faceid (evaluate --detect)", "dlib (face_encodings)"),
+                                   "pairs both kept": ("faceid, pairs both kept", "dlib, pairs both kept")}.items():
+        gap = rows[ours]["cosine"][0] - rows[theirs]["cosine"][0]
+        gap_euclidean = rows[ours]["cosine"][0] - rows[theirs]["-euclidean"][0]
+        print(f"difference faceid - dlib ({subset}): {gap:+.2f} points vs dlib's cosine, "
+              f"{gap_euclidean:+.2f} vs dlib's -euclidean")
+    summary = {"images": images, "faces_faceid": len(faceid_vectors), "faces_dlib": len(dlib_vectors), **rows}
+    (args.out / "parity.json").write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
