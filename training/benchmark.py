@@ -1,0 +1,233 @@
+"""`faceid bench train`: how fast faceid trains, as ratios to a bare loop of the same network, one run.
+
+For each network (iresnet50 at 112, small_cnn at 64) the rows are, in images/s and as a ratio to the
+first row:
+- bare: a plain loop on random tensors, model(x) -> the trainer's loss head (ArcFace) -> backward ->
+  SGD step; the limit of this machine;
+- trainer step: `Trainer._step` on the same tensors (the trainer's overhead);
+- pipeline: the trainer's DataLoader alone (decode or cache read + albumentations + normalisation),
+  from PNG files and from the memory-mapped crop cache, at each `workers` count;
+- end to end: the trainer's loader + step on the aligned image folder (and on the cache);
+- compiled: the same with `training.compile: true`, its compilation time reported apart.
+Then the margin head at 10k/100k/1M classes with sample rate 1 and 0.1 (`training.head_benchmark`).
+
+Faces: a few hundred real faces (../shared/data/orl) aligned once with `faceid.align_tree` into the
+work folder, or generated faces when those are absent; then prepared once into a crop cache. Each
+timing is the mean over `steps` steps after `warmup` untimed ones. On CPU: batch 16, few steps;
+on CUDA: batch 128, bf16 autocast, channels-last.
+"""
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from faceid.align_tree import align_tree
+from faceid.backbones import build_backbone
+from faceid.config import load_config
+from faceid.data.crop_cache import is_crop_cache, prepare_cache
+from faceid.data.folder import list_identity_folder
+from faceid.data.synthetic import generate_dataset
+from faceid.device import resolve_device
+from faceid.losses import build_loss
+from training.trainer import Trainer
+
+NETWORKS = {"iresnet50": (112, 512), "small_cnn": (64, 128)}
+LOSS = {"s": 64.0, "m": 0.5}
+
+
+@dataclass(frozen=True)
+class Settings:
+    networks: tuple[str, ...]
+    batch: int
+    warmup: int
+    steps: int
+    pipeline_batches: int
+    workers: tuple[int, ...]
+    faces: int
+    compile_on_cpu: tuple[str, ...]  # inductor takes minutes per network on a small CPU
+    head: dict
+
+    @staticmethod
+    def choose(device: torch.device, quick: bool) -> "Settings":
+        if quick:
+            return Settings(("small_cnn",), 8, 1, 2, 3, (0, 1), 48, (),
+                            {"classes": (1_000, 10_000), "batch": 32, "dim": 64})
+        if device.type == "cuda":
+            return Settings(tuple(NETWORKS), 128, 5, 20, 30, (0, 2, 4, 8), 400, tuple(NETWORKS),
+                            {"classes": (10_000, 100_000, 1_000_000), "batch": 128, "dim": 512})
+        return Settings(tuple(NETWORKS), 16, 2, 4, 12, (0, 1, 2), 200, ("small_cnn",),
+                        {"classes": (10_000, 100_000, 1_000_000), "batch": 128, "dim": 512})
+
+
+def aligned_faces(work: Path, source: Path, count: int, progress: bool = True) -> Path:
+    """An aligned identity-folder tree of about `count` faces in `work`, made once and reused."""
+    if source.is_dir():
+        listing = work / "sources.txt"
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        listing.write_text("".join(f"{item.path.resolve()}\n" for item in list_identity_folder(source)[:count]))
+        align_tree(listing, work / "aligned", workers=1, size=112, progress=progress)
+        return work / "aligned"
+    print(f"({source} not found: generated faces instead)")
+    identities = max(2, count // 10)
+    if not (work / "synthetic" / "aligned").is_dir():
+        generate_dataset(work / "synthetic", identities=identities, images_per_identity=10, progress=progress)
+    return work / "synthetic" / "aligned"
+
+
+def _per_second(images: int, seconds: float) -> float:
+    return images / max(seconds, 1e-9)
+
+
+def _timed(step, warmup: int, steps: int, device: torch.device) -> float:
+    """Mean seconds per call of `step()` after `warmup` untimed calls."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - started) / steps
+
+
+def _timed_batches(trainer: Trainer, warmup: int, count: int, train: bool) -> float:
+    """Mean seconds per batch of the trainer's loader (with `_step` on each batch when `train`),
+    over `count` batches after `warmup`, across epochs as `train()` does."""
+    seen, started = 0, None
+    while seen < warmup + count:
+        for images, labels in trainer._loader():
+            if train:
+                trainer._step(images, labels)
+            else:
+                trainer.step += 1  # the loader goes on to the next position, as training would
+            seen += 1
+            if seen == warmup:
+                if trainer.device.type == "cuda":
+                    torch.cuda.synchronize(trainer.device)
+                started = time.perf_counter()
+            if seen == warmup + count:
+                break
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize(trainer.device)
+    return (time.perf_counter() - started) / count
+
+
+class TrainBenchmark:
+    def __init__(self, device: torch.device, settings: Settings, folder: Path, cache: Path, work: Path):
+        self.device, self.settings, self.folder, self.cache, self.work = device, settings, folder, cache, work
+        self.rows: list[dict] = []
+
+    def trainer(self, network: str, root: Path, workers: int = 0, compile_: bool = False) -> Trainer:
+        size, dim = NETWORKS[network]
+        cuda = self.device.type == "cuda"
+        overrides = [f"device={self.device.type}", f"data.root={root}", "data.validation_fraction=0.0",
+                     f"model.backbone={network}", f"model.input_size={size}", f"model.embedding_dim={dim}",
+                     "loss.name=arcface", f"loss.params={{s: {LOSS['s']}, m: {LOSS['m']}}}", "training.optimizer=sgd",
+                     f"training.batch_size={self.settings.batch}", "training.epochs=1000",
+                     "training.validate_every_epochs=null", "training.augmentation=light",
+                     f"training.workers={workers}", f"training.compile={str(compile_).lower()}",
+                     f"training.amp={'bf16' if cuda else 'none'}", f"training.channels_last={str(cuda).lower()}",
+                     f"training.run_dir={self.work / 'run'}"]
+        return Trainer(load_config(None, overrides), progress=False)
+
+    def add(self, network: str, case: str, workers, seconds_per_batch: float, note: str = "") -> None:
+        speed = _per_second(self.settings.batch, seconds_per_batch)
+        bare = next((r["img_s"] for r in self.rows if r["network"] == network and r["case"] == "bare"), speed)
+        row = {"network": network, "case": case, "workers": workers, "img_s": speed, "ratio": speed / bare,
+               "note": note}
+        self.rows.append(row)
+        print(f"| {network} | {case} | {workers} | {speed:,.1f} | {row['ratio']:.2f}x | {note} |", flush=True)
+
+    def bare(self, network: str, images: torch.Tensor, labels: torch.Tensor, classes: int) -> None:
+        size, dim = NETWORKS[network]
+        torch.manual_seed(0)
+        backbone = build_backbone(network, dim, size).to(self.device)
+        cuda = self.device.type == "cuda"
+        if cuda:
+            backbone = backbone.to(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=torch.channels_last)
+        loss = build_loss("arcface", dim, classes, **LOSS).to(self.device)
+        parameters = list(backbone.parameters()) + list(loss.parameters())
+        optimizer = torch.optim.SGD(parameters, lr=0.1, momentum=0.9, weight_decay=5e-4)
+        backbone.train()
+
+        def step():
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cuda):
+                value = loss(backbone(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            optimizer.step()
+
+        self.add(network, "bare", "-", _timed(step, self.settings.warmup, self.settings.steps, self.device))
+
+    def network(self, network: str) -> None:
+        s = self.settings
+        trainer = self.trainer(network, self.folder)
+        generator = torch.Generator().manual_seed(0)
+        size = NETWORKS[network][0]
+        images = torch.randn(s.batch, 3, size, size, generator=generator).to(self.device)
+        labels = torch.randint(0, trainer.train_set.num_classes, (s.batch,), generator=generator).to(self.device)
+        self.bare(network, images, labels, trainer.train_set.num_classes)
+        self.add(network, "trainer step", "-", _timed(lambda: trainer._step(images, labels), s.warmup, s.steps,
+                                                      self.device))
+        for source, root in (("files", self.folder), ("cache", self.cache)):
+            for workers in s.workers:
+                seconds = _timed_batches(self.trainer(network, root, workers), 2, s.pipeline_batches, train=False)
+                self.add(network, f"pipeline ({source})", workers, seconds, "decode + augment, no model")
+        for source, root in (("files", self.folder), ("cache", self.cache)):
+            for workers in s.workers if source == "files" else s.workers[-1:]:
+                seconds = _timed_batches(self.trainer(network, root, workers), s.warmup, s.steps, train=True)
+                self.add(network, f"end to end ({source})", workers, seconds)
+        self.compiled(network)
+
+    def compiled(self, network: str) -> None:
+        s, workers = self.settings, self.settings.workers[-1]
+        if self.device.type == "cpu" and network not in s.compile_on_cpu:
+            print(f"| {network} | compiled | {workers} | - | - | skipped on CPU: inductor needs many minutes here |")
+            return
+        trainer = self.trainer(network, self.folder, workers, compile_=True)
+        started = time.perf_counter()
+        images, labels = next(iter(trainer._loader()))
+        trainer._step(images, labels)
+        compile_seconds = time.perf_counter() - started
+        seconds = _timed_batches(trainer, s.warmup, s.steps, train=True)
+        self.add(network, "end to end, compiled", workers, seconds, f"compilation {compile_seconds:.0f} s")
+
+
+def run_train_benchmark(device: str = "auto", quick: bool = False, data: Path = Path("../shared/data/orl"),
+                        work: Path = Path("runs/bench-train"), progress: bool = True) -> dict:
+    """Print the table; return {"rows": [...], "head": [...] or None}."""
+    target = resolve_device(device)
+    settings = Settings.choose(target, quick)
+    work = Path(work) / ("quick" if quick else "full")
+    folder = aligned_faces(work, Path(data), settings.faces, progress)
+    cache = work / "cache"
+    if not is_crop_cache(cache):
+        summary = prepare_cache(folder, cache, progress=progress)
+        for item in summary["skipped"]:
+            print(f"skipped {item['reason']}")
+    images = len(list_identity_folder(folder))
+    print(f"\nfaceid bench train  device={target}  batch={settings.batch}  {images} aligned faces from {folder}  "
+          f"(mean of {settings.steps} steps after {settings.warmup} warm-up; pipeline: {settings.pipeline_batches} "
+          f"batches)\n")
+    print("| network | case | workers | img/s | x bare |  |\n|---|---|---:|---:|---:|---|", flush=True)
+    benchmark = TrainBenchmark(target, settings, folder, cache, work)
+    for network in settings.networks:
+        benchmark.network(network)
+    shutil.rmtree(work / "run", ignore_errors=True)
+    return {"rows": benchmark.rows, "head": _head(target, settings)}
+
+
+def _head(device: torch.device, settings: Settings) -> list[dict]:
+    from training.head_benchmark import head_benchmark_rows, print_head_table
+
+    print(f"\nmargin head (ArcFace), batch {settings.head['batch']}, d {settings.head['dim']}, sample rate 1 and 0.1\n")
+    rows = head_benchmark_rows(settings.head["classes"], (1.0, 0.1), settings.head["batch"], settings.head["dim"],
+                               str(device))
+    print_head_table(rows)
+    return rows
