@@ -13,11 +13,13 @@ Then the margin head at 10k/100k/1M classes with sample rate 1 and 0.1 (`trainin
 
 Faces: a few hundred real faces (../shared/data/orl) aligned once with `faceid.align_tree` into the
 work folder, or generated faces when those are absent; then prepared once into a crop cache. Each
-timing is the mean over `steps` steps after `warmup` untimed ones. On CPU: batch 16, few steps;
+step timing is the median over `steps` steps after `warmup` untimed ones; the bare and the
+trainer step are timed in turns, so both see the same load. On CPU: batch 16, few steps;
 on CUDA: batch 128, bf16 autocast, channels-last.
 """
 
 import shutil
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +60,7 @@ class Settings:
         if device.type == "cuda":
             return Settings(tuple(NETWORKS), 128, 5, 20, 30, (0, 2, 4, 8), 400, tuple(NETWORKS),
                             {"classes": (10_000, 100_000, 1_000_000), "batch": 128, "dim": 512})
-        return Settings(tuple(NETWORKS), 16, 2, 4, 12, (0, 1, 2), 200, ("small_cnn",),
+        return Settings(tuple(NETWORKS), 16, 2, 5, 12, (0, 1, 2), 200, ("small_cnn",),
                         {"classes": (10_000, 100_000, 1_000_000), "batch": 128, "dim": 512})
 
 
@@ -81,40 +83,48 @@ def _per_second(images: int, seconds: float) -> float:
     return images / max(seconds, 1e-9)
 
 
-def _timed(step, warmup: int, steps: int, device: torch.device) -> float:
-    """Mean seconds per call of `step()` after `warmup` untimed calls."""
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _paired(first, second, warmup: int, steps: int, device: torch.device) -> tuple[float, float]:
+    """Median seconds per call of `first()` and of `second()`, called in turns so that both see the
+    same load from whatever else runs on the machine."""
     for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
+        first()
+        second()
+    times: tuple[list, list] = ([], [])
     for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - started) / steps
+        for function, bucket in zip((first, second), times, strict=True):
+            _sync(device)
+            started = time.perf_counter()
+            function()
+            _sync(device)
+            bucket.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def _timed_batches(trainer: Trainer, warmup: int, count: int, train: bool) -> float:
-    """Mean seconds per batch of the trainer's loader (with `_step` on each batch when `train`),
-    over `count` batches after `warmup`, across epochs as `train()` does."""
-    seen, started = 0, None
+    """Seconds per batch of the trainer's loader, over `count` batches after `warmup`, across epochs as
+    `train()` goes: with `_step` on each batch (`train`: the median interval between steps) or without
+    (the mean, as prefetched batches arrive at once)."""
+    intervals, seen = [], 0
+    last = time.perf_counter()
     while seen < warmup + count:
         for images, labels in trainer._loader():
             if train:
                 trainer._step(images, labels)
             else:
                 trainer.step += 1  # the loader goes on to the next position, as training would
-            seen += 1
-            if seen == warmup:
-                if trainer.device.type == "cuda":
-                    torch.cuda.synchronize(trainer.device)
-                started = time.perf_counter()
+            _sync(trainer.device)
+            now, seen = time.perf_counter(), seen + 1
+            if seen > warmup:
+                intervals.append(now - last)
+            last = now
             if seen == warmup + count:
                 break
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize(trainer.device)
-    return (time.perf_counter() - started) / count
+    return statistics.median(intervals) if train else sum(intervals) / len(intervals)
 
 
 class TrainBenchmark:
@@ -143,7 +153,8 @@ class TrainBenchmark:
         self.rows.append(row)
         print(f"| {network} | {case} | {workers} | {speed:,.1f} | {row['ratio']:.2f}x | {note} |", flush=True)
 
-    def bare(self, network: str, images: torch.Tensor, labels: torch.Tensor, classes: int) -> None:
+    def bare_step(self, network: str, images: torch.Tensor, labels: torch.Tensor, classes: int):
+        """The plain loop's step: model(x) -> ArcFace -> backward -> SGD, as the trainer configures them."""
         size, dim = NETWORKS[network]
         torch.manual_seed(0)
         backbone = build_backbone(network, dim, size).to(self.device)
@@ -163,7 +174,7 @@ class TrainBenchmark:
             value.backward()
             optimizer.step()
 
-        self.add(network, "bare", "-", _timed(step, self.settings.warmup, self.settings.steps, self.device))
+        return step
 
     def network(self, network: str) -> None:
         s = self.settings
@@ -172,9 +183,10 @@ class TrainBenchmark:
         size = NETWORKS[network][0]
         images = torch.randn(s.batch, 3, size, size, generator=generator).to(self.device)
         labels = torch.randint(0, trainer.train_set.num_classes, (s.batch,), generator=generator).to(self.device)
-        self.bare(network, images, labels, trainer.train_set.num_classes)
-        self.add(network, "trainer step", "-", _timed(lambda: trainer._step(images, labels), s.warmup, s.steps,
-                                                      self.device))
+        bare, step = _paired(self.bare_step(network, images, labels, trainer.train_set.num_classes),
+                             lambda: trainer._step(images, labels), s.warmup, s.steps, self.device)
+        self.add(network, "bare", "-", bare)
+        self.add(network, "trainer step", "-", step)
         for source, root in (("files", self.folder), ("cache", self.cache)):
             for workers in s.workers:
                 seconds = _timed_batches(self.trainer(network, root, workers), 2, s.pipeline_batches, train=False)
@@ -213,7 +225,7 @@ def run_train_benchmark(device: str = "auto", quick: bool = False, data: Path = 
             print(f"skipped {item['reason']}")
     images = len(list_identity_folder(folder))
     print(f"\nfaceid bench train  device={target}  batch={settings.batch}  {images} aligned faces from {folder}  "
-          f"(mean of {settings.steps} steps after {settings.warmup} warm-up; pipeline: {settings.pipeline_batches} "
+          f"(median of {settings.steps} steps after {settings.warmup} warm-up; pipeline: {settings.pipeline_batches} "
           f"batches)\n")
     print("| network | case | workers | img/s | x bare |  |\n|---|---|---:|---:|---:|---|", flush=True)
     benchmark = TrainBenchmark(target, settings, folder, cache, work)
