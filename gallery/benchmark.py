@@ -188,7 +188,9 @@ def clustered_templates(rng, size: int, latent: int | None = LATENT_DIM, per_ide
 
 def _bytes_per_template(index: VectorIndex, folder: Path) -> float:
     """The index's size serialised (vectors, ids, centroids, graph), per template: what it holds in memory."""
-    return index.save(folder, 0).stat().st_size / max(1, len(index))
+    path = folder / "index.faiss"
+    index.save(path)
+    return path.stat().st_size / max(1, len(index))
 
 
 def run_search_benchmark(sizes=(10_000, 100_000, 1_000_000), latent: int | None = LATENT_DIM) -> list[dict]:

@@ -48,8 +48,35 @@ def _with_ids(index):
     return faiss.IndexIDMap(index)
 
 
+def _refined(factory: str, dim: int):
+    """`IVF...,RFlat` as this module keeps it: an IndexRefine over the IVF (its own ids) and, for the exact
+    scores, the full vectors in an id-mapped Flat (row order, in-place removal as in the exact index); None for
+    any other factory. FAISS's own RFlat refines by row number, which ids and removal would break."""
+    base, _, last = factory.replace(" ", "").rpartition(",")
+    if last != "RFlat" or not base.startswith("IVF"):
+        return None
+    ivf = faiss.index_factory(dim, base, faiss.METRIC_INNER_PRODUCT)
+    store = faiss.IndexIDMap(faiss.IndexFlatIP(dim))
+    store.own_fields = True
+    store.index.this.disown()
+    index = faiss.IndexRefine(ivf, store)
+    index.own_fields = True
+    ivf.this.disown()
+    store.this.disown()
+    return index
+
+
+def _parts(index):
+    """(the IVF that answers, the id-mapped full vectors) of a refined index; (index, None) otherwise."""
+    if isinstance(index, faiss.IndexRefine):
+        return faiss.downcast_index(index.base_index), faiss.downcast_index(index.refine_index)
+    return index, None
+
+
 def _stored_ids(index) -> np.ndarray:
-    """The ids `index` holds: its id map, or an IVF's inverted lists."""
+    """The ids `index` holds: its id map (a refined index: its full vectors'), or an IVF's inverted lists."""
+    if isinstance(index, faiss.IndexRefine):
+        return _stored_ids(_parts(index)[1])
     if isinstance(index, faiss.IndexIDMap):  # a no-copy view: the exact index's in-place removal writes through it
         return faiss.rev_swig_ptr(index.id_map.data(), index.ntotal) if index.ntotal else np.zeros(0, np.int64)
     lists = faiss.extract_index_ivf(index).invlists
@@ -78,7 +105,7 @@ class VectorIndex:
         self.settings, self.tuning, self.tuning_queries = settings, None, None
         self.built_factory = "Flat" if factory == tuning.AUTO else factory
         self.index = self._empty()
-        self.ids, self._matrix = np.zeros(0, np.int64), None
+        self.ids, self._matrix, self.k_factor, self._order = np.zeros(0, np.int64), None, tuning.K_FACTORS[-1], None
 
     @property
     def exact(self) -> bool:
@@ -86,7 +113,8 @@ class VectorIndex:
 
     def _empty(self):
         try:
-            inner = faiss.index_factory(self.dim, self.built_factory, faiss.METRIC_INNER_PRODUCT)
+            inner = _refined(self.built_factory, self.dim) or faiss.index_factory(
+                self.dim, self.built_factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as error:
             raise ValueError(f"FAISS cannot build index {self.factory!r}: {error}") from None
         return _with_ids(inner)
@@ -103,7 +131,7 @@ class VectorIndex:
                 return
             self.index.train(tuning.training_sample(self.index, vectors))
         if len(vectors):
-            self.index.add_with_ids(vectors, np.asarray(ids, np.int64))
+            self._add(np.asarray(ids, np.int64), vectors)
         self._sync()
         self._apply_parameters()
         self._tune(vectors)
@@ -112,7 +140,9 @@ class VectorIndex:
         """After a build without explicit search parameters: tune and store the record (`auto`: also when exact)."""
         if self.search_parameters or not (self.factory == tuning.AUTO or tuning.search_parameter(self.index)):
             return
-        self.tuning = tuning.tune(self.index, vectors, self.tuning_queries, self.built_factory) or {
+        base, store = _parts(self.index)
+        self.tuning = tuning.tune(base, vectors, self.tuning_queries, self.built_factory, search=self.search,
+                                  set_parameter=self._set_parameter, refine=store is not None) or {
             "factory": self.built_factory, "parameter": None, "value": None, "recall_at_1": 1.0,
             "size": len(vectors), "exact_up_to": tuning.EXACT_MAX_FLOATS // self.dim}
 
@@ -120,7 +150,8 @@ class VectorIndex:
         """After a load: what `auto` built, and the stored tuning record when it was made for that structure."""
         if self.factory == tuning.AUTO:
             ivf = faiss.try_extract_index_ivf(self.index)
-            self.built_factory = "Flat" if ivf is None else f"IVF{ivf.nlist},Flat"
+            self.built_factory = "Flat" if ivf is None else (
+                f"IVF{ivf.nlist},{tuning.codes(self.dim)},RFlat" if _parts(self.index)[1] else f"IVF{ivf.nlist},Flat")
         record = tuning.load_record(self.settings)
         self.tuning = record if record and record.get("factory") == self.built_factory else None
 
@@ -130,54 +161,76 @@ class VectorIndex:
             len(self) + len(ids), self.dim) != self.built_factory  # rebuilt (and retuned) as the next size band
         if grown or not self.index.is_trained:
             return False
-        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim),
-                                np.asarray(ids, np.int64))
+        self._add(np.asarray(ids, np.int64), np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim))
         self._sync()
         return True
+
+    def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        base, store = _parts(self.index)
+        base.add_with_ids(vectors, ids)
+        if store is not None:  # the full vectors, under the same ids
+            store.add_with_ids(vectors, ids)
+            self.index.ntotal = base.ntotal
 
     def remove(self, ids: np.ndarray) -> bool:
         """Remove ids in place (absent ones are ignored); False when this index type cannot remove (e.g. HNSW),
         so the caller rebuilds."""
-        if self._matrix is not None:
-            self._remove_exact(np.flatnonzero(np.isin(self.ids, np.asarray(ids, np.int64))))
+        base, store = _parts(self.index)
+        if self.exact:
+            self._remove_exact(self.index, np.flatnonzero(np.isin(self.ids, np.asarray(ids, np.int64))))
             return True
         try:
-            self.index.remove_ids(np.asarray(ids, np.int64))
+            base.remove_ids(np.asarray(ids, np.int64))
         except RuntimeError:
             return False
+        if store is not None:
+            self._remove_exact(store, np.flatnonzero(np.isin(self.ids, np.asarray(ids, np.int64))))
+            self.index.ntotal = base.ntotal
         self._sync()
         return True
 
-    def _remove_exact(self, rows: np.ndarray) -> None:
+    def _remove_exact(self, mapped, rows: np.ndarray) -> None:
         """Free `rows` of the exact index by moving the last live rows into them, then dropping the tail:
         O(removed) instead of FAISS's O(N) compaction."""
         total, keep = len(self), len(self) - len(rows)
         holes = rows[rows < keep]
         movers = np.setdiff1d(np.arange(keep, total), rows)
         self._matrix[holes], self.ids[holes] = self._matrix[movers], self.ids[movers]
-        flat = faiss.downcast_index(self.index.index)
+        flat = faiss.downcast_index(mapped.index)
         flat.codes.resize(keep * flat.code_size)  # drop the tail: nothing moves, nothing is scanned
         flat.ntotal = keep
-        self.index.id_map.resize(keep)
-        self.index.ntotal = keep
+        mapped.id_map.resize(keep)
+        mapped.ntotal = keep
         self._sync()
 
     def _apply_parameters(self) -> None:
         tuned = {self.tuning["parameter"]: self.tuning["value"]} if self.tuning and self.tuning["parameter"] else {}
-        space = faiss.ParameterSpace()
+        if tuned and "k_factor" in self.tuning:
+            tuned["k_factor"] = self.tuning["k_factor"]
         for name, value in (self.search_parameters or tuned).items():
-            space.set_index_parameter(self.index, name, value)
+            self._set_parameter(name, value)
+
+    def _set_parameter(self, name: str, value) -> None:
+        """A search parameter: `k_factor` (candidates per result rescored exactly, refined indexes) or FAISS's."""
+        if name == "k_factor":
+            self.k_factor = max(1, int(value))
+        else:
+            faiss.ParameterSpace().set_index_parameter(_parts(self.index)[0], name, value)
 
     def _sync(self) -> None:
         """After any change: the id order, (exact index) a no-copy view of the stored vectors, and the GPU copy."""
         self.ids = _stored_ids(self.index)
         self._gpu_index = None
-        if self._gpu_resources is not None and self.index.ntotal:
+        if self._gpu_resources is not None and self.index.ntotal and _parts(self.index)[1] is None:
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.index)
-        self._matrix = None
-        if self.exact and self.index.ntotal:
-            flat = faiss.downcast_index(self.index.index)
+        self._matrix, self._order = None, None
+        mapped = self.index if self.exact else _parts(self.index)[1]
+        if mapped is not None and mapped.ntotal:
+            flat = faiss.downcast_index(mapped.index)
             self._matrix = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim).reshape(flat.ntotal, self.dim)
+            if not self.exact:  # id -> row of the full vectors, for the rescoring
+                self._order = np.argsort(self.ids, kind="stable")
+                self._sorted_ids = self.ids[self._order]
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -191,11 +244,25 @@ class VectorIndex:
         k = max(1, min(k, len(self))) if len(self) else 0
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if self._order is not None:
+            return self._refine(queries, k)
         if self._matrix is not None and len(queries) < (FAISS_BATCH if self._gpu_index is None else BLAS_BATCH):
             block = max(1, SCORE_BLOCK // len(self))
             found = [self._exact(queries[start:start + block], k) for start in range(0, max(1, len(queries)), block)]
             return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
         return (self._gpu_index or self.index).search(queries, k)
+
+    def _refine(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The IVF's `k * k_factor` best by its compressed codes, rescored exactly with the full vectors: the
+        returned scores are the exact inner products."""
+        found = _parts(self.index)[0].search(queries, min(len(self), k * self.k_factor))[1]
+        rows = self._order[np.minimum(np.searchsorted(self._sorted_ids, found), len(self.ids) - 1)]
+        scores = np.einsum("qd,qcd->qc", queries, self._matrix[rows])
+        scores[found < 0] = -np.inf
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        top_scores = np.take_along_axis(scores, top, 1)
+        ids = np.where(np.isfinite(top_scores), np.take_along_axis(found, top, 1), -1)
+        return np.where(ids >= 0, top_scores, -np.inf).astype(np.float32), ids
 
     def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = queries @ self._matrix.T
@@ -239,7 +306,7 @@ class VectorIndex:
         """(ids, their vectors) as stored, for checking against the store; vectors None where the codes are
         lossy or cannot be read back."""
         if self._matrix is not None:
-            return self.ids.copy(), self._matrix.copy()
+            return self.ids.copy(), self._matrix[:len(self.ids)].copy()
         if not self.factory.replace(" ", "").endswith(",Flat"):
             return self.ids.copy(), None
         try:

@@ -37,13 +37,16 @@ def tuned():
 def test_auto_tuning_reaches_its_recall_target_on_fresh_noisy_queries(tuned):
     index, vectors = tuned
     record = index.tuning
-    assert record["factory"] == index.built_factory == "IVF256,Flat"
+    assert record["factory"] == index.built_factory == "IVF256,PQ32x4fs,RFlat"
     assert record["parameter"] == "nprobe" and record["recall_at_1"] >= tuning.TARGET_RECALL
+    assert record["k_factor"] in tuning.K_FACTORS and index.k_factor == record["k_factor"]
     assert 1 <= record["value"] < 256  # pruning pays: not the exhaustive nprobe
     assert faiss.extract_index_ivf(index.index).nprobe == record["value"]
     fresh = tuning.noisy_queries(vectors, 2_000, seed=7)  # other vectors, other noise than the tuner's
-    found = index.search(fresh, 1)[0][:, 0]
-    assert np.mean(found >= _exact_best(fresh, vectors) - 1e-5) >= tuning.TARGET_RECALL
+    found, ids = index.search(fresh, 5)
+    assert np.mean(found[:, 0] >= _exact_best(fresh, vectors) - 1e-5) >= tuning.TARGET_RECALL
+    exact = np.sum(fresh[:, None, :] * vectors[ids - 1], axis=2)  # the returned scores are the exact ones
+    assert np.allclose(found, exact, atol=1e-5) and np.all(np.diff(found, axis=1) <= 0)
     cosines = np.sum(fresh * vectors[index.search(fresh, 1)[1][:, 0] - 1], axis=1)
     assert 0.6 < np.median(cosines) < 0.8  # the queries sit at cos ~0.7 from their template
 
@@ -59,7 +62,7 @@ def test_the_tuners_ground_truth_leaves_faiss_blas_threshold_as_it_was():
 def test_real_probe_embeddings_join_the_tuning_queries_and_a_wrong_shape_is_named(tuned):
     index, vectors = tuned
     real = tuning.noisy_queries(vectors, 100, cosine=0.8, seed=3)
-    record = tuning.tune(index.index, vectors, real, index.built_factory)
+    record = tuning.tune(faiss.extract_index_ivf(index.index), vectors, real, index.built_factory)
     assert record["real_queries"] == 100 and record["queries"] == tuning.QUERIES + 100
     with pytest.raises(ValueError, match=r"tuning queries must be \(n, 64\) embeddings, got shape \(100, 32\)"):
         tuning.tune(index.index, vectors, real[:, :32])
@@ -68,8 +71,30 @@ def test_real_probe_embeddings_join_the_tuning_queries_and_a_wrong_shape_is_name
 def test_choose_factory_is_exact_below_the_threshold_and_ivf_above():
     limit = tuning.EXACT_MAX_FLOATS // 512
     assert tuning.choose_factory(limit, 512) == "Flat"
-    assert tuning.choose_factory(limit + 1, 512) == "IVF256,Flat"
-    assert tuning.choose_factory(1_000_000, 512) == "IVF2048,Flat"
+    assert tuning.choose_factory(limit + 1, 512) == "IVF256,PQ64x4fs,RFlat"
+    assert tuning.choose_factory(1_000_000, 512) == "IVF2048,PQ64x4fs,RFlat"
+    assert tuning.choose_factory(1_000_000, 100) == "IVF2048,Flat"  # no 4-bit PQ split: full vectors scanned
+
+
+def test_refined_ivf_removes_in_place_and_names_the_right_ids(tuned, monkeypatch):
+    _, vectors = tuned
+    monkeypatch.setattr(tuning, "EXACT_MAX_FLOATS", 1_000 * 64)
+    index = VectorIndex(64, tuning.AUTO)
+    index.build(np.arange(len(vectors)) * 3 + 11, vectors)  # ids are not row numbers
+    removed = np.arange(0, len(vectors), 7)
+    assert index.remove(removed * 3 + 11) and len(index) == len(vectors) - len(removed)
+    added = _clustered(50, 2, 64, seed=9)
+    assert index.add(np.arange(100) + 10**9, added)
+    kept = np.setdiff1d(np.arange(len(vectors)), removed)
+    everything, names = np.concatenate([vectors[kept], added]), np.concatenate([kept * 3 + 11, np.arange(100) + 10**9])
+    index.k_factor, faiss.extract_index_ivf(index.index).nprobe = len(vectors), 256  # exhaustive: exact
+    queries = np.concatenate([vectors[kept[:300]], added, vectors[removed[:100]]])
+    scores, ids = index.search(queries, 3)
+    expected = np.argsort(-(queries @ everything.T), axis=1)[:, :3]
+    assert np.array_equal(ids[:, 0], names[expected[:, 0]])
+    assert not np.isin(ids, removed * 3 + 11).any()
+    assert np.allclose(scores, np.take_along_axis(queries @ everything.T, expected, axis=1), atol=1e-5)
+    assert np.array_equal(np.sort(index.content()[0]), np.sort(names))
 
 
 def test_auto_gallery_switches_to_ann_above_the_threshold_and_keeps_its_tuning_across_reopen(tmp_path, monkeypatch):
@@ -83,17 +108,22 @@ def test_auto_gallery_switches_to_ann_above_the_threshold_and_keeps_its_tuning_a
     assert gallery.stats()["index"]["tuning"]["parameter"] is None
     gallery.enroll_many(dict(list(people.items())[150:]))  # 600 templates: past the threshold, rebuilt as IVF
     record = gallery.stats()["index"]["tuning"]
-    assert not gallery.index.exact and record["factory"] == "IVF64,Flat" and record["size"] == 600
+    assert not gallery.index.exact and record["factory"] == "IVF64,PQ8x4fs,RFlat" and record["size"] == 600
     assert record["parameter"] == "nprobe" and record["recall_at_1"] >= tuning.TARGET_RECALL
     assert record["queries"] == tuning.QUERIES and record["ms_per_query"] > 0
     assert gallery.stats()["index_factory"] == "auto"
     gallery.remove("p000")  # IVF removes in place: no rebuild, the tuning stays
     assert gallery.stats()["index"]["tuning"] == record
+    before = gallery.index.search(vectors[:50], 3)
     gallery.close()
     reopened = Gallery(tmp_path / "g")
     assert reopened.stats()["index"]["tuning"] == record
     assert faiss.extract_index_ivf(reopened.index.index).nprobe == record["value"]
+    assert reopened.index.k_factor == record["k_factor"] and reopened.index.built_factory == record["factory"]
+    after = reopened.index.search(vectors[:50], 3)
+    assert np.array_equal(before[1], after[1]) and np.allclose(before[0], after[0])
     assert reopened.identify(vectors[10], k=1).candidates[0][0] == "p005"
+    assert "p000" not in {name for name, *_ in reopened.identify(vectors[0], k=3).candidates}
     reopened.close()
 
 
