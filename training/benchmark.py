@@ -18,6 +18,7 @@ trainer step are timed in turns, so both see the same load. On CPU: batch 16, fe
 on CUDA: batch 128, bf16 autocast, channels-last.
 """
 
+import os
 import shutil
 import statistics
 import time
@@ -148,8 +149,10 @@ class TrainBenchmark:
     def add(self, network: str, case: str, workers, seconds_per_batch: float, note: str = "") -> None:
         speed = _per_second(self.settings.batch, seconds_per_batch)
         bare = next((r["img_s"] for r in self.rows if r["network"] == network and r["case"] == "bare"), speed)
+        load = os.getloadavg()[0]  # other work on the machine: ratios from rows under different loads are noisy
+        note = f"load {load:.1f}" + (f"; {note}" if note else "")
         row = {"network": network, "case": case, "workers": workers, "img_s": speed, "ratio": speed / bare,
-               "note": note}
+               "load": load, "note": note}
         self.rows.append(row)
         print(f"| {network} | {case} | {workers} | {speed:,.1f} | {row['ratio']:.2f}x | {note} |", flush=True)
 
@@ -227,7 +230,7 @@ def run_train_benchmark(device: str = "auto", quick: bool = False, data: Path = 
     print(f"\nfaceid bench train  device={target}  batch={settings.batch}  {images} aligned faces from {folder}  "
           f"(median of {settings.steps} steps after {settings.warmup} warm-up; pipeline: {settings.pipeline_batches} "
           f"batches)\n")
-    print("| network | case | workers | img/s | x bare |  |\n|---|---|---:|---:|---:|---|", flush=True)
+    print("| network | case | workers | img/s | x bare | note |\n|---|---|---:|---:|---:|---|", flush=True)
     benchmark = TrainBenchmark(target, settings, folder, cache, work)
     for network in settings.networks:
         benchmark.network(network)
