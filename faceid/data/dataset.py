@@ -52,9 +52,7 @@ class FaceDataset:
     def load(self, index: int) -> tuple[np.ndarray, int]:
         """(crop, label); a corrupt sample is replaced by another of its identity, or the next one."""
         label = int(self.labels[index])
-        candidates = [index] + [int(i) for i in np.flatnonzero(self.labels == label) if i != index]
-        candidates += [(index + step) % len(self) for step in range(1, len(self))]
-        for candidate in candidates:
+        for candidate in self._candidates(index, label):
             if candidate in self.corrupt:
                 continue
             try:
@@ -63,6 +61,13 @@ class FaceDataset:
                 self.corrupt.add(candidate)
                 log.warning("skipping corrupt training sample %s: %s", self.describe(candidate), error)
         raise RuntimeError("every sample of the dataset is unreadable")
+
+    def _candidates(self, index: int, label: int):
+        """`index`, then the other samples of its identity, then every other sample. Lazy: the
+        identity's samples are only looked up once `index` has failed, so a good read costs O(1)."""
+        yield index
+        yield from (int(i) for i in np.flatnonzero(self.labels == label) if i != index)
+        yield from ((index + step) % len(self) for step in range(1, len(self)))
 
 
 def identity_images(root: str | Path) -> tuple[list[LabelledImage], CropCache | None]:
