@@ -1,0 +1,42 @@
+"""The training loader: albumentations run in worker processes with the same seeded result as in the
+main process, batches are pinned only for CUDA, and on a GPU the compiled bf16 channels-last step runs
+from pinned batches."""
+
+import pytest
+import torch
+
+from faceid.config import load_config
+from tests.training.test_trainer import TINY
+from training.loader import build_loader
+from training.trainer import Trainer
+
+
+def _trainer(small_synthetic, run_dir, *overrides):
+    config = load_config(None, [f"data.root={small_synthetic / 'aligned'}", f"training.run_dir={run_dir}", *TINY,
+                                "training.validate_every_epochs=null", *overrides])
+    return Trainer(config, progress=False)
+
+
+def test_worker_processes_augment_exactly_as_the_main_process(small_synthetic, tmp_path):
+    in_process = next(iter(_trainer(small_synthetic, tmp_path / "a", "training.augmentation=strong")._loader()))
+    in_workers = next(iter(_trainer(small_synthetic, tmp_path / "b", "training.augmentation=strong",
+                                    "training.workers=2")._loader()))
+    assert torch.equal(in_process[0], in_workers[0]) and torch.equal(in_process[1], in_workers[1])
+
+
+@pytest.mark.parametrize(("device", "pinned"), [("cpu", False), ("cuda", True)])
+def test_batches_are_pinned_only_for_cuda(device, pinned):
+    samples = [(torch.zeros(3), 0)] * 4
+    loader = build_loader(samples, [[0, 1], [2, 3]], workers=1, device=torch.device(device))
+    assert loader.pin_memory is pinned and loader.num_workers == 1 and loader.worker_init_fn is not None
+    assert build_loader(samples, [[0, 1]], workers=0, device=torch.device(device)).worker_init_fn is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
+def test_compiled_bf16_step_on_cuda_from_pinned_batches(small_synthetic, tmp_path):
+    trainer = _trainer(small_synthetic, tmp_path / "gpu", "device=cuda", "training.amp=bf16",
+                       "training.channels_last=true", "training.compile=true", "training.workers=2")
+    images, labels = next(iter(trainer._loader()))
+    assert images.is_pinned()
+    losses = [trainer._step(images, labels)[0].item() for _ in range(3)]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
