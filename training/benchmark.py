@@ -200,6 +200,18 @@ class TrainBenchmark:
                 self.add(network, f"end to end ({source})", workers, seconds)
         self.compiled(network)
 
+    def verdict(self, network: str) -> str:
+        """The issue's targets for `network`: trainer step >= 0.95x bare, end to end >= 0.9x bare."""
+        rows = [r for r in self.rows if r["network"] == network]
+        step = next(r for r in rows if r["case"] == "trainer step")
+        end_to_end = [r for r in rows if r["case"].startswith("end to end")]
+        enough = next((r for r in end_to_end if r["ratio"] >= 0.9), None)
+        best = max(end_to_end, key=lambda r: r["ratio"])
+        return (f"{network}: trainer step {step['ratio']:.2f}x bare (target >= 0.95: "
+                f"{'met' if step['ratio'] >= 0.95 else 'missed'}); end to end >= 0.9x bare: "
+                + (f"met with workers={enough['workers']} ({enough['case']}, {enough['ratio']:.2f}x)" if enough
+                   else f"missed (best {best['ratio']:.2f}x, {best['case']}, workers={best['workers']})"))
+
     def compiled(self, network: str) -> None:
         s, workers = self.settings, self.settings.workers[-1]
         if self.device.type == "cpu" and network not in s.compile_on_cpu:
@@ -234,6 +246,7 @@ def run_train_benchmark(device: str = "auto", quick: bool = False, data: Path = 
     benchmark = TrainBenchmark(target, settings, folder, cache, work)
     for network in settings.networks:
         benchmark.network(network)
+    print("\n" + "\n".join(benchmark.verdict(network) for network in settings.networks))
     shutil.rmtree(work / "run", ignore_errors=True)
     return {"rows": benchmark.rows, "head": _head(target, settings)}
 
@@ -245,4 +258,8 @@ def _head(device: torch.device, settings: Settings) -> list[dict]:
     rows = head_benchmark_rows(settings.head["classes"], (1.0, 0.1), settings.head["batch"], settings.head["dim"],
                                str(device))
     print_head_table(rows)
+    largest = max(r["classes"] for r in rows)
+    speedup = next(r["speedup"] for r in rows if r["classes"] == largest and r["rate"] == 0.1)
+    print(f"\nrate 0.1 at {largest:,} classes: {speedup:.1f}x faster than rate 1 (target >= 3: "
+          f"{'met' if speedup >= 3 else 'missed'})")
     return rows

@@ -18,7 +18,9 @@ def test_quick_train_benchmark_prints_every_row(tmp_path, capsys):
     assert "| small_cnn | compiled | 1 | - | - | skipped on CPU" in out
     assert {(r["classes"], r["rate"]) for r in result["head"]} == {(1_000, 1.0), (1_000, 0.1), (10_000, 1.0),
                                                                     (10_000, 0.1)}
-    assert "x bare" in out and "speed-up vs rate 1" in out and "generated faces instead" in out
+    assert "small_cnn: trainer step" in out and "target >= 0.95" in out and "end to end >= 0.9x bare" in out
+    assert "rate 0.1 at 10,000 classes:" in out and "x bare" in out and "speed-up vs rate 1" in out
+    assert "generated faces instead" in out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
