@@ -7,6 +7,7 @@ states, position), `best.pt` and `model.pt` (backbone checkpoints any embedder l
 """
 
 import logging
+import math
 import random
 from pathlib import Path
 
@@ -289,7 +290,11 @@ class Trainer:
         """Log, checkpoint and validate as configured after a step; True when early stopping says stop."""
         t = self.config.training
         if self.step % t.log_every_steps == 0 or self.step == self.total_steps:
-            self.run_log.train_row(self.step, self.step / self.steps_per_epoch, self._global_loss(value), lr)
+            loss = self._global_loss(value)
+            if not math.isfinite(loss):
+                raise ValueError(f"training diverged: the loss is {loss} at step {self.step}; lower training.lr, "
+                                 "set training.clip_grad_norm, or resume from an earlier checkpoint")
+            self.run_log.train_row(self.step, self.step / self.steps_per_epoch, loss, lr)
         if t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0:
             self.save_checkpoint("last.pt")
             self.save_checkpoint(f"step_{self.step:08d}.pt")

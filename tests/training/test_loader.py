@@ -1,6 +1,6 @@
-"""The training loader: albumentations run in worker processes with the same seeded result as in the
-main process, batches are pinned only for CUDA, and on a GPU the compiled bf16 channels-last step runs
-from pinned batches."""
+"""The training loader and step: albumentations run in worker processes with the same seeded result as
+in the main process, batches are pinned only for CUDA, on a GPU the compiled bf16 channels-last step
+runs from pinned batches, and a diverged loss stops training with a clear error."""
 
 import pytest
 import torch
@@ -40,3 +40,11 @@ def test_compiled_bf16_step_on_cuda_from_pinned_batches(small_synthetic, tmp_pat
     assert images.is_pinned()
     losses = [trainer._step(images, labels)[0].item() for _ in range(3)]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+def test_a_non_finite_loss_stops_training_with_a_clear_error(small_synthetic, tmp_path):
+    """Under torch.compile the loss skips its host-side input checks, so the logged loss is checked."""
+    trainer = _trainer(small_synthetic, tmp_path / "nan")
+    with pytest.raises(ValueError, match="training diverged: the loss is nan at step 1; lower training.lr"):
+        trainer.step = 1
+        trainer._after_step(torch.tensor(float("nan")), 0.1)
