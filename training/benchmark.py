@@ -11,8 +11,9 @@ first row:
 - compiled: the same with `training.compile: true`, its compilation time reported apart.
 Then the margin head at 10k/100k/1M classes with sample rate 1 and 0.1 (`training.head_benchmark`).
 
-Faces: a few hundred real faces (../shared/data/orl) aligned once with `faceid.align_tree` into the
-work folder, or generated faces when those are absent; then prepared once into a crop cache. Each
+Faces: the 400 real faces of ../shared/data/orl aligned once with `faceid.align_tree` into the work
+folder (enough for the timed batches to stay within one epoch, so no worker start-up is timed), or
+generated faces when those are absent; then prepared once into a crop cache. Each
 step timing is the median over `steps` steps after `warmup` untimed ones; the bare and the
 trainer step are timed in turns, so both see the same load. On CPU: batch 16, few steps;
 on CUDA: batch 128, bf16 autocast, channels-last.
@@ -61,7 +62,7 @@ class Settings:
         if device.type == "cuda":
             return Settings(tuple(NETWORKS), 128, 5, 20, 30, (0, 2, 4, 8), 400, tuple(NETWORKS),
                             {"classes": (10_000, 100_000, 1_000_000), "batch": 128, "dim": 512})
-        return Settings(tuple(NETWORKS), 16, 2, 5, 12, (0, 1, 2), 200, ("small_cnn",),
+        return Settings(tuple(NETWORKS), 16, 2, 5, 12, (0, 1, 2), 400, ("small_cnn",),
                         {"classes": (10_000, 100_000, 1_000_000), "batch": 128, "dim": 512})
 
 
