@@ -1,4 +1,6 @@
 import logging
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +39,28 @@ def test_recordio_errors_name_the_file(tmp_path):
     (tmp_path / "train.idx").write_text("0\t0\nbroken line here\n")
     with pytest.raises(ValueError, match=r"train.idx:2"):
         RecordIODataset(tmp_path / "train.rec")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to list open descriptors")
+def test_recordio_reads_leave_the_shared_file_offset_alone(tmp_path):
+    """DataLoader workers forked after the labels were read share the reader's descriptor, and with it
+    one file offset: a seek + read in one worker would move it under another worker's read."""
+    write_recordio(tmp_path / "train.rec", [(np.full((16, 16, 3), k * 50, np.uint8), k) for k in range(3)])
+    dataset = RecordIODataset(tmp_path / "train.rec")
+    dataset.load(2)
+    pack = str((tmp_path / "train.rec").resolve())
+    descriptors = [int(fd.name) for fd in Path("/proc/self/fd").iterdir() if os.path.realpath(fd) == pack]
+    assert descriptors and all(os.lseek(fd, 0, os.SEEK_CUR) == 0 for fd in descriptors)
+
+
+def test_a_truncated_recordio_pack_names_the_file(tmp_path):
+    write_recordio(tmp_path / "train.rec", [(np.full((16, 16, 3), k * 50, np.uint8), k) for k in range(3)])
+    dataset = RecordIODataset(tmp_path / "train.rec")
+    last = max(dataset.reader.offsets.values())
+    with open(tmp_path / "train.rec", "r+b") as handle:
+        handle.truncate(last + 20)
+    with pytest.raises(ValueError, match=r"train.rec: truncated record"):
+        dataset.read(len(dataset) - 1)
 
 
 def test_corrupt_sample_is_logged_and_replaced_by_its_identity(small_synthetic, tmp_path, caplog):

@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from faceid.config import load_config
+from faceid.data.folder import list_identity_folder
+from faceid.data.images import read_rgb
+from faceid.data.recordio import write_recordio
 from tests.training.test_trainer import TINY
 from training.loader import build_loader
 from training.trainer import Trainer
@@ -48,3 +51,18 @@ def test_a_non_finite_loss_stops_training_with_a_clear_error(small_synthetic, tm
     with pytest.raises(ValueError, match="training diverged: the loss is nan at step 1; lower training.lr"):
         trainer.step = 1
         trainer._after_step(torch.tensor(float("nan")), 0.1)
+
+
+def test_recordio_batches_from_worker_processes_equal_the_main_process(small_synthetic, tmp_path):
+    """Forked workers inherit the reader's open file: reads must not share its file offset."""
+    images = list_identity_folder(small_synthetic / "aligned")
+    identities = sorted({i.identity for i in images})
+    write_recordio(tmp_path / "train.rec", [(read_rgb(i.path), identities.index(i.identity)) for i in images])
+    pack = ["data.format=recordio", f"data.rec={tmp_path / 'train.rec'}", "training.augmentation=none"]
+    batches = {}
+    for workers in (0, 2):
+        trainer = _trainer(small_synthetic, tmp_path / f"w{workers}", *pack, f"training.workers={workers}")
+        batches[workers] = list(trainer._loader())
+    assert len(batches[0]) == len(batches[2]) > 1
+    for (a, x), (b, y) in zip(batches[0], batches[2], strict=True):
+        assert torch.equal(a, b) and torch.equal(x, y)
