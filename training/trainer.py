@@ -31,7 +31,7 @@ from training.augmentation import Augmentation
 from training.distributed import DistributedContext, init_distributed, shutdown
 from training.loader import build_loader
 from training.run_log import RunLog
-from training.sampled_head import SampledMarginHead, build_head
+from training.sampled_head import build_head
 from training.samplers import auto_sampler, build_sampler
 from training.schedule import LearningRateSchedule
 
@@ -178,8 +178,8 @@ class Trainer:
             self.optimizer = torch.optim.SGD(groups, momentum=t.momentum)
         else:
             self.optimizer = torch.optim.AdamW(groups)
-        if isinstance(self.loss, SampledMarginHead):
-            self.loss.attach(self.optimizer)  # it swaps the sampled rows in and out of the loss group
+        if hasattr(self.loss, "attach"):  # a sampled or sharded head keeps its rows' optimiser state itself
+            self.loss.attach(self.optimizer)
         self.schedule = LearningRateSchedule(t.schedule, self.total_steps, self.steps_per_epoch,
                                              [g["lr"] for g in groups])
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
