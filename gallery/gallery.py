@@ -2,7 +2,8 @@
 
 A gallery is a directory: `gallery.db` (SQLite, the source of truth: identities, templates with
 their embeddings, thresholds, the embedder's fingerprint and an append-only audit log), a snapshot of
-the FAISS index, and `.lock`, which serialises writers while readers go on.
+the FAISS index (or a Milvus collection: `gallery.milvus_index`), and `.lock`, which serialises
+writers while readers go on.
 
 Probes and enrollment samples are images (run through the shared `FacePreprocessor` and the
 gallery's embedder) or embeddings; `SampleResolver` turns them into validated samples. Every
@@ -24,6 +25,7 @@ from faceid.arrays import l2_normalize
 from gallery.index import VectorIndex
 from gallery.kept_images import keep_images
 from gallery.live_index import LiveIndex, writer_lock
+from gallery.milvus_index import COLLECTION, MilvusIndex, describe_backend
 from gallery.names import UNKNOWN, validate_identity_name
 from gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
 from gallery.resolver import SampleResolver, embedder_fingerprint
@@ -71,9 +73,8 @@ class Gallery:
     def _new_index(self):
         parameters = self.store.get("search_parameters")
         if self.backend["name"] == "milvus":
-            from gallery.milvus_index import MilvusIndex
-
-            return MilvusIndex(self.dim, self.backend["uri"], self.backend.get("index_type", "FLAT"), parameters)
+            return MilvusIndex(self.dim, self.backend["uri"], self.backend.get("index_type", "FLAT"), parameters,
+                               self.backend.get("collection", COLLECTION))
         return VectorIndex(self.dim, self.store.get("index_factory"), parameters, self.gpu, self.store)
 
     # ----- lifecycle -----------------------------------------------------------------------------
@@ -83,8 +84,9 @@ class Gallery:
                backend: str = "faiss", milvus_uri: str | None = None) -> Gallery:
         """A new, empty gallery for `embedder` (or for embeddings described by `fingerprint`).
 
-        `backend="milvus"` keeps the vectors in Milvus: `milvus_uri` names a cluster
-        (`http://host:19530`), or, by default, a Milvus Lite file inside the gallery directory."""
+        `backend="milvus"` keeps the vectors in Milvus: `milvus_uri` names a server (`http://host:19530`), or,
+        by default, a Milvus Lite file inside the gallery directory; `index_factory` is then Flat, auto or a
+        Milvus index type (`gallery.milvus_index.milvus_index_type`)."""
         path = Path(path)
         if (path / "gallery.db").exists():
             raise GalleryError(f"{path} already holds a gallery")
@@ -97,13 +99,11 @@ class Gallery:
             raise GalleryError("the fingerprint must give embedding_dim")
         if backend not in ("faiss", "milvus"):
             raise GalleryError(f"backend must be 'faiss' or 'milvus', got {backend!r}")
-        if backend == "faiss":
-            VectorIndex(int(description["embedding_dim"]), index_factory)  # fails early on a bad factory string
+        if backend == "faiss":  # fails early on a bad factory string (or Milvus index type)
+            VectorIndex(int(description["embedding_dim"]), index_factory)
+        backend_description = ({"name": "faiss"} if backend == "faiss"
+                               else describe_backend(path, milvus_uri, index_factory))
         path.mkdir(parents=True, exist_ok=True)
-        backend_description = {"name": backend}
-        if backend == "milvus":
-            backend_description.update(uri=milvus_uri or str(path.resolve() / "milvus.db"),
-                                       index_type="FLAT" if index_factory == "Flat" else index_factory)
         store = MetadataStore(path / "gallery.db", create=True)
         with store.transaction() as connection:
             store.set(connection, "embedder", description)
@@ -283,7 +283,7 @@ class Gallery:
     def _top_identities(self, scores, ids, k) -> list[tuple[str, float]]:
         best: dict[str, float] = {}
         for score, template in zip(scores, ids, strict=True):
-            if template < 0:
+            if int(template) not in self._owner:  # -1 (no hit), or written since by another user of a shared index
                 continue
             name = self._names[self._owner[int(template)]]
             if name not in best:

@@ -16,8 +16,11 @@ a missing, damaged or unrecorded snapshot is rebuilt from SQLite, logged and rep
 `Gallery.stats()["index"]`. A crash at any step leaves the last recorded snapshot and the changes after
 it, which is all an open needs.
 
-Milvus keeps its own index: no snapshot; the writer applies its changes to the shared collection and
-other processes only follow the names; opening compares the collection's ids with SQLite's.
+Milvus keeps its own index: no snapshot; the writer applies its changes to the shared collection, then
+records in it the generation it now holds (`MilvusIndex.mark`); other processes only follow the names.
+Opening, and each write, first check that the collection holds the store's generation and its ids; if
+not (a writer died after its commit), the changes it lacks are applied under the writer lock, or the
+collection is rebuilt from SQLite when they are not all known.
 """
 
 from __future__ import annotations
@@ -40,16 +43,25 @@ SNAPSHOT_FRACTION = 0.25  # or this share of the index, if more: rewriting stays
 SNAPSHOT_SECONDS = 600  # age at which any change since the snapshot makes a new one due
 STALE_FILES = (".index.*.tmp.faiss", "index.*.*.tmp")  # temporaries of dead writers (current and old names)
 log = logging.getLogger("faceid.gallery")
+_held_locks = threading.local()  # the folders whose writer lock this thread holds
 
 
 @contextmanager
 def writer_lock(folder: Path):
-    """The writer lock: one writer at a time, across processes and threads; readers are never blocked."""
+    """The writer lock: one writer at a time, across processes and threads; readers are never blocked.
+    Re-entrant within a thread (a write that repairs a Milvus collection takes it again)."""
+    held = _held_locks.__dict__.setdefault("folders", set())
+    key = Path(folder).resolve()
+    if key in held:
+        yield
+        return
     with open(Path(folder) / ".lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        held.add(key)
         try:
             yield
         finally:
+            held.discard(key)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -76,6 +88,8 @@ class LiveIndex:
     def refresh(self, own_write: bool = False) -> None:
         """Bring the index to the store's generation. `own_write`: this process just committed, so it also
         applies the changes to a shared (Milvus) index; otherwise the writing process did that."""
+        if self.generation is None and not self.snapshots:
+            self.repair_shared()
         for attempt in range(3):  # a snapshot deleted by a newer one while we read it: look again
             with self.store.reading():
                 generation, held = self.store.generation(), self.generation
@@ -84,18 +98,36 @@ class LiveIndex:
                 self.generation = None  # until the catch-up completes: after an error, a full reload is due
                 if held is not None and held >= self.store.history_start():
                     self._replay(held, own_write or self.snapshots)
+                    if own_write and not self.snapshots:
+                        self.index.mark(generation)
                 elif not self._open(last_try=attempt == 2):
                     continue
                 self.generation = generation
                 return
 
+    def repair_shared(self) -> None:
+        """Milvus: bring the collection to the store's generation if it is behind or holds other ids, under the
+        writer lock (no writer is half-way then): the changes since the generation it holds, else a rebuild."""
+        def current() -> bool:
+            return (self.index.synced() == self.store.generation()
+                    and self.index.matches(self.store.index_ids(self.per_identity)))
+
+        if current():
+            return
+        with writer_lock(self.folder), self.store.reading():
+            synced, generation = self.index.synced(), self.store.generation()
+            if synced is not None and self.store.history_start() <= synced < generation:
+                self._replay(synced, True, from_snapshot=True)
+                self.index.mark(generation)
+                log.warning("%s: the Milvus collection was at generation %d: replayed to %d", self.folder, synced,
+                            generation)
+            if not current():
+                self.rebuild("the Milvus collection does not hold the store's templates")
+
     def _open(self, last_try: bool) -> bool:
         """Load the recorded snapshot and replay the changes after it, or rebuild; False to look again."""
-        if not self.snapshots:
-            if self.index.matches(self.store.index_ids(self.per_identity)):
-                self._load_names()
-            else:
-                self.rebuild("the Milvus collection does not hold the store's templates")
+        if not self.snapshots:  # `repair_shared` has brought the collection to the store
+            self._load_names()
             return True
         record = self.store.get("snapshot")
         if record is None:
@@ -129,8 +161,6 @@ class LiveIndex:
             if (len(present) and not self.index.remove(present)) or (len(ids) and not self.index.add(ids, vectors)):
                 self.rebuild(f"the {self.index.factory} index cannot change in place")
                 return
-            if not self.snapshots:
-                self.index.save()
         for i in touched:
             self.owner.pop(i, None)
         self.owner.update(zip(ids.tolist(), owners.tolist(), strict=True))
@@ -143,6 +173,8 @@ class LiveIndex:
         if self.store.counts()[1]:
             log.warning("%s: rebuilding the index from gallery.db: %s", self.folder, reason)
         self.index.build(*self.store.index_vectors(self.per_identity))
+        if not self.snapshots:
+            self.index.mark(self.store.generation())
         self._load_names()
         self.needs_snapshot = True
         self.report.update(snapshot_generation=None, rebuilt_reason=reason)
@@ -154,7 +186,11 @@ class LiveIndex:
 
     # ----- snapshots (the caller holds the writer lock) --------------------------------------------
     def before_write(self) -> None:
-        """The first write of this process removes temporaries left by dead writers."""
+        """The first write of this process removes temporaries left by dead writers; a Milvus collection left
+        behind by a dead writer is repaired before this write adds to it."""
+        if not self.snapshots and self.index.synced() != self.generation:
+            self.generation = None
+            self.refresh()  # `repair_shared`, then the maps reloaded
         if not self._cleaned:
             self.remove_stale_files()
             self._cleaned = True

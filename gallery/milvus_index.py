@@ -1,91 +1,136 @@
 """The Milvus backend of the gallery's vector index, behind the same interface as `VectorIndex`.
 
-Milvus Lite (`pip install milvus-lite`: a local file, no server) for tests and small deployments;
-a Milvus cluster URI (`http://host:19530`) in production. SQLite stays the source of truth: the
-collection is checked against it when the gallery opens and rebuilt from it when they disagree, so
-the crash-safety argument of the FAISS backend holds here too. Metric: inner product on unit vectors.
+Milvus Lite (`pip install milvus-lite`: a local directory, one process at a time) for tests and small
+deployments; a Milvus server URI (`http://host:19530`) when several processes share the gallery. Each
+gallery has a collection of its own (named in its backend description), so galleries can share a server.
+SQLite stays the source of truth: the collection records the store generation whose changes it holds
+(`synced`), and a collection that is behind (a writer died between its commit and the collection's
+update) or holds other ids is brought back to the store when the gallery opens (`gallery.live_index`).
+Metric: inner product on unit vectors.
 """
+
+import threading
+import uuid
+from pathlib import Path
 
 import numpy as np
 
-COLLECTION = "faceid_templates"
+COLLECTION = "faceid_templates"  # the collection of galleries made before each had its own
 QUERY_PAGE = 10_000
+SYNCED = "faceid_generation"  # collection property: the store generation the collection holds
+INDEX_TYPES = ("FLAT", "AUTOINDEX", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8")
+_lite_users: dict[str, int] = {}  # Milvus Lite path -> open MilvusIndex objects of this process using it
+_lite_lock = threading.Lock()
+
+
+def milvus_index_type(index: str) -> str:
+    """The Milvus index type for a gallery's `index` option: Flat (exact), auto (Milvus AUTOINDEX: Milvus
+    picks the index and its parameters), or a Milvus index type by name. FAISS factory strings are refused."""
+    if index == "Flat":
+        return "FLAT"
+    if index == "auto":
+        return "AUTOINDEX"
+    if index.upper() in INDEX_TYPES:
+        return index.upper()
+    raise ValueError(f"index {index!r} is not available with the milvus backend: give Flat (exact), auto "
+                     f"(Milvus AUTOINDEX) or a Milvus index type ({', '.join(INDEX_TYPES)}); FAISS factory "
+                     "strings need the faiss backend")
+
+
+def describe_backend(folder: Path, uri: str | None, index: str) -> dict:
+    """The backend description a new Milvus gallery in `folder` stores: where, which collection, which index."""
+    return {"name": "milvus", "uri": uri or str(Path(folder).resolve() / "milvus.db"),
+            "collection": f"faceid_{uuid.uuid4().hex}", "index_type": milvus_index_type(index)}
+
+
+def is_milvus_lite(uri: str) -> bool:
+    """A local Milvus Lite directory (one process at a time), not a server URI."""
+    return not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
 
 
 class MilvusIndex:
     factory = "milvus"
     exact = False
 
-    def __init__(self, dim: int, uri: str, index_type: str = "FLAT", search_parameters: dict | None = None):
+    def __init__(self, dim: int, uri: str, index_type: str = "FLAT", search_parameters: dict | None = None,
+                 collection: str = COLLECTION):
         from pymilvus import MilvusClient
 
-        self.dim, self.uri, self.index_type = dim, uri, index_type
+        self.dim, self.uri, self.index_type, self.collection = dim, uri, index_type, collection
         self.search_parameters = dict(search_parameters or {})
         try:
             self.client = MilvusClient(uri)
         except Exception as error:
             raise ValueError(f"cannot open Milvus at {uri}: {error}") from None
-        if self.client.has_collection(COLLECTION):
-            self.client.load_collection(COLLECTION)
-        self._count = None
+        if is_milvus_lite(uri):
+            with _lite_lock:
+                _lite_users[uri] = _lite_users.get(uri, 0) + 1
+        if self.client.has_collection(collection):
+            self.client.load_collection(collection)
 
     def _create(self) -> None:
         from pymilvus import DataType
 
-        if self.client.has_collection(COLLECTION):
-            self.client.drop_collection(COLLECTION)
+        if self.client.has_collection(self.collection):
+            self.client.drop_collection(self.collection)
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
         index = self.client.prepare_index_params()
         index.add_index(field_name="vector", index_type=self.index_type, metric_type="IP")
-        self.client.create_collection(COLLECTION, schema=schema, index_params=index)
+        # Strong: a search sees every write acknowledged before it (another process reads right after a commit)
+        self.client.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
 
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self._create()
         self.add(ids, vectors)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> bool:
-        if not self.client.has_collection(COLLECTION):
+        """Insert or overwrite (upsert: adding an id twice, as a repeated replay does, keeps one row)."""
+        if not self.client.has_collection(self.collection):
             self._create()
         vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
         for start in range(0, len(vectors), QUERY_PAGE):
             rows = [{"id": int(i), "vector": v.tolist()}
                     for i, v in zip(ids[start:start + QUERY_PAGE], vectors[start:start + QUERY_PAGE], strict=True)]
-            self.client.insert(COLLECTION, rows)
-        self._count = None
+            self.client.upsert(self.collection, rows)
         return True
 
     def remove(self, ids: np.ndarray) -> bool:
-        if len(ids):
-            self.client.delete(COLLECTION, ids=[int(i) for i in ids])
-        self._count = None
+        if len(ids) and self.client.has_collection(self.collection):
+            self.client.delete(self.collection, ids=[int(i) for i in ids])
         return True
 
-    def stored_ids(self) -> np.ndarray:
-        if not self.client.has_collection(COLLECTION):
-            return np.zeros(0, np.int64)
-        iterator = self.client.query_iterator(COLLECTION, batch_size=QUERY_PAGE, filter="id >= 0", output_fields=["id"])
-        ids = []
-        while True:
-            page = iterator.next()
-            if not page:
-                break
-            ids.extend(row["id"] for row in page)
+    def _rows(self, fields: list[str]) -> list[dict]:
+        if not self.client.has_collection(self.collection):
+            return []
+        iterator = self.client.query_iterator(self.collection, batch_size=QUERY_PAGE, filter="id >= 0",
+                                              output_fields=fields)
+        rows = []
+        while page := iterator.next():
+            rows.extend(page)
         iterator.close()
-        return np.array(sorted(ids), np.int64)
+        return rows
+
+    def stored_ids(self) -> np.ndarray:
+        return np.array(sorted(row["id"] for row in self._rows(["id"])), np.int64)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.stored_ids()
 
     def __len__(self) -> int:
-        if self._count is None:
-            self._count = len(self.stored_ids())
-        return self._count
+        """Counted by Milvus at each call: other processes and galleries of this one change the collection."""
+        if not self.client.has_collection(self.collection):
+            return 0
+        return int(self.client.query(self.collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
         k = min(k, len(self))
         if k == 0 or not len(queries):
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        hits = self.client.search(COLLECTION, data=queries.tolist(), limit=k, output_fields=[],
+        hits = self.client.search(self.collection, data=queries.tolist(), limit=k, output_fields=[],
                                   search_params={"metric_type": "IP", "params": self.search_parameters})
         scores = np.full((len(queries), k), -np.inf, np.float32)
         ids = np.full((len(queries), k), -1, np.int64)
@@ -95,20 +140,43 @@ class MilvusIndex:
         return scores, ids
 
     def close(self) -> None:
+        """Close the client; the last user of a Milvus Lite path in this process also stops its local server,
+        releasing the directory for other processes (earlier ones keep using it)."""
         self.client.close()
-        if not self.uri.startswith(("http://", "https://", "tcp://")):  # Milvus Lite: stop its local server,
-            from milvus_lite.server_manager import server_manager_instance  # releasing the file for other processes
+        if not is_milvus_lite(self.uri):
+            return
+        with _lite_lock:
+            _lite_users[self.uri] -= 1
+            last = _lite_users[self.uri] == 0
+            if last:
+                del _lite_users[self.uri]
+        if last:
+            from milvus_lite.server_manager import server_manager_instance
 
             server_manager_instance.release_server(self.uri)
 
     def save(self) -> None:
         """Persist the changes (Milvus keeps its own index: no snapshot file)."""
-        self.client.flush(COLLECTION)
+        self.client.flush(self.collection)
+
+    def synced(self) -> int | None:
+        """The store generation the collection holds (`mark`), None if unknown (no collection, or never marked)."""
+        if not self.client.has_collection(self.collection):
+            return None
+        value = self.client.describe_collection(self.collection).get("properties", {}).get(SYNCED)
+        return None if value is None else int(value)
+
+    def mark(self, generation: int) -> None:
+        """Record that the collection holds the changes of every generation up to `generation`."""
+        self.save()
+        self.client.alter_collection_properties(self.collection, properties={SYNCED: str(int(generation))})
 
     def matches(self, expected_ids: np.ndarray) -> bool:
         """Whether the collection holds exactly `expected_ids` (checked when the gallery opens)."""
         return np.array_equal(self.stored_ids(), np.sort(np.asarray(expected_ids, np.int64)))
 
-    def content(self) -> tuple[np.ndarray, None]:
-        """(stored ids, None): vectors are not read back from Milvus for checking."""
-        return self.stored_ids(), None
+    def content(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) read back from Milvus, for `gallery check` to compare vector by vector."""
+        rows = self._rows(["id", "vector"])
+        return (np.array([row["id"] for row in rows], np.int64),
+                np.array([row["vector"] for row in rows], np.float32).reshape(-1, self.dim))

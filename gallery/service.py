@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from faceid.data.images import DEFAULT_MAX_PIXELS
 from gallery.gallery import Gallery
 from gallery.kept_images import keep_bytes, keeps_images
+from gallery.milvus_index import is_milvus_lite
 from gallery.names import validate_identity_name
 from gallery.photos import identify_photo
 from gallery.records import GalleryError, NotEnrolled
@@ -136,6 +137,9 @@ def serve(gallery: Gallery, host: str = "127.0.0.1", port: int = 8000, api_key: 
     if workers <= 1:
         uvicorn.run(create_app(gallery, api_key, max_request_bytes, **options), host=host, port=port)
         return
+    if gallery.backend["name"] == "milvus" and is_milvus_lite(gallery.backend["uri"]):
+        raise GalleryError(f"{gallery.path} keeps its vectors in Milvus Lite, which one process at a time may open: "
+                           "serve it with --workers 1, or re-create it on a Milvus server (--milvus-uri)")
     opened = {"path": str(gallery.path), "model": gallery.store.get("model"), "aligned": gallery.store.get("aligned"),
               "device": device}
     os.environ[SETTINGS_VARIABLE] = json.dumps({"open": opened, "api_key": api_key,

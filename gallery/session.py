@@ -15,7 +15,7 @@ from gallery.store import MetadataStore
 
 def open_gallery(path: str | Path, model: str | None = None, aligned: bool | None = None, device: str = "auto",
                  index_factory: str = "Flat", template_policy: str = "all", create: bool = False,
-                 keep_images: bool = False) -> Gallery:
+                 keep_images: bool = False, backend: str = "faiss", milvus_uri: str | None = None) -> Gallery:
     path = Path(path)
     exists = (path / "gallery.db").exists()
     if not exists and not create:
@@ -32,7 +32,7 @@ def open_gallery(path: str | Path, model: str | None = None, aligned: bool | Non
     if exists:
         return Gallery(path, embedder, preprocessor)
     gallery = Gallery.create(path, embedder, index_factory=index_factory, template_policy=template_policy,
-                             preprocessor=preprocessor)
+                             preprocessor=preprocessor, backend=backend, milvus_uri=milvus_uri)
     with gallery.store.transaction() as connection:
         gallery.store.set(connection, "model", _model_reference(model))
         gallery.store.set(connection, "aligned", bool(aligned))

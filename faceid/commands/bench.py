@@ -5,9 +5,9 @@ from pathlib import Path
 
 from faceid.commands.options import add_device_option
 
-SUMMARY = "benchmarks (losses, detect, embed, enroll, gallery, serve) printing ratios to a baseline from the same run"
+SUMMARY = "benchmarks (losses, detect, embed, enroll, gallery, serve, train): ratios to a baseline from the same run"
 
-TARGETS = ["losses", "detect", "embed", "enroll", "gallery", "serve"]
+TARGETS = ["losses", "detect", "embed", "enroll", "gallery", "serve", "train"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,8 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, for a smoke run (`bench gallery`: 1k and 10k instead of 10k, 100k, 1M)")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/caltech_faces"),
-                        help="real photos for `bench detect`, `embed`, `enroll` (default ../shared/data/caltech_faces)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="real photos for `bench detect`, `embed`, `enroll` (default ../shared/data/caltech_faces) "
+                             "and `bench train` (default ../shared/data/orl)")
     parser.add_argument("--limit", type=int, default=200, help="at most this many images for `bench detect`")
     parser.add_argument("--workers", type=int, default=None,
                         help="`bench serve`: server processes (default 1); `bench enroll`: decode + detect processes "
@@ -25,6 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.target == "train":
+        from training.benchmark import run_train_benchmark
+
+        run_train_benchmark(args.device, quick=args.quick, data=args.data or Path("../shared/data/orl"))
+        return 0
+    args.data = args.data or Path("../shared/data/caltech_faces")
     if args.target == "serve":
         from gallery.serve_benchmark import run_serve_benchmark
 

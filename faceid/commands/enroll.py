@@ -14,7 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--identity", help="the identity the images belong to")
     parser.add_argument("--from-folder", type=Path, help="an identity-folder tree: one identity per sub-folder")
     parser.add_argument("--index", default="Flat", help="FAISS factory string for a new gallery (default Flat: exact), "
-                        "or auto: exact while small, then IVF with nprobe tuned to recall@1 0.99")
+                        "or auto: exact while small, then IVF with nprobe tuned to recall@1 0.99; with --backend "
+                        "milvus: Flat, auto (Milvus AUTOINDEX) or a Milvus index type such as HNSW")
+    parser.add_argument("--backend", choices=["faiss", "milvus"], default="faiss",
+                        help="where a new gallery keeps its vectors: a FAISS index in the gallery (default), or Milvus")
+    parser.add_argument("--milvus-uri", default=None,
+                        help="Milvus server of a new --backend milvus gallery (default: Milvus Lite inside the "
+                             "gallery, one process at a time)")
     parser.add_argument("--policy", choices=["all", "mean"], default="all", help="template policy of a new gallery")
     parser.add_argument("--keep-images", action="store_true",
                         help="a new gallery keeps a copy of every enrolled image, so it can be re-embedded later "
@@ -30,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.identity) == bool(args.from_folder):
         raise ValueError("give either --identity NAME IMAGES... or --from-folder DIR")
     gallery = open_gallery_from(args, index_factory=args.index, template_policy=args.policy, create=True,
-                                keep_images=args.keep_images)
+                                keep_images=args.keep_images, backend=args.backend, milvus_uri=args.milvus_uri)
     summary = (enroll_folder(gallery, args.from_folder, args.workers) if args.from_folder
                else enroll_images(gallery, args.identity, args.images, args.workers))
     print_json(summary)

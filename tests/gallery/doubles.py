@@ -1,9 +1,18 @@
-"""Test doubles shared by the gallery tests: an embedder that records (and may slow) its batches, and a
-file that cannot be read."""
+"""Test doubles and helpers shared by the gallery tests: an embeddings-only gallery on a chosen backend, an
+embedder that records (and may slow) its batches, and a file that cannot be read."""
 
 import os
 import time
 from pathlib import Path
+
+from gallery.gallery import Gallery
+
+
+def embeddings_gallery(path, backend: str = "faiss", dim: int = 16, fingerprint: str = "test-embedder",
+                       **options) -> Gallery:
+    """A new gallery of `dim`-d embeddings (no embedder) on `backend`; `options` go to `Gallery.create`."""
+    return Gallery.create(path, fingerprint={"fingerprint": fingerprint, "embedding_dim": dim}, backend=backend,
+                          **options)
 
 
 class RecordingEmbedder:

@@ -37,10 +37,11 @@ def tree(tmp_path):
     locked.chmod(0o644)
 
 
-def test_folder_with_corrupt_and_unreadable_files_enrolls_every_good_one(tmp_path, tree, embedder, monkeypatch):
+def test_folder_with_corrupt_and_unreadable_files_enrolls_every_good_one(tmp_path, tree, embedder, monkeypatch,
+                                                                          backend):
     deny_reading(monkeypatch, tree / "bob" / "locked.png")
     counting = RecordingEmbedder(embedder)
-    gallery = Gallery.create(tmp_path / "g", counting)
+    gallery = Gallery.create(tmp_path / "g", counting, backend=backend)
     summary = enroll_folder(gallery, tree, progress=False)
     assert summary["images"] == 9 and summary["enrolled_samples"] == 7 and summary["identities"] == 3
     assert summary["failed"] == 2
@@ -51,26 +52,27 @@ def test_folder_with_corrupt_and_unreadable_files_enrolls_every_good_one(tmp_pat
     gallery.close()
 
 
-def test_parallel_workers_give_the_same_templates_as_one_by_one_enrolment(tmp_path, tree, embedder):
-    one_by_one = Gallery.create(tmp_path / "single", embedder)
+def test_parallel_workers_give_the_same_templates_as_one_by_one_enrolment(tmp_path, tree, embedder, backend):
+    one_by_one = Gallery.create(tmp_path / "single", embedder, backend=backend)
     for image in sorted((tree / "alice").glob("*.png")):
         one_by_one.enroll("alice", [image])
-    parallel = Gallery.create(tmp_path / "parallel", embedder)
+    parallel = Gallery.create(tmp_path / "parallel", embedder, backend=backend)
     summary = enroll_images(parallel, "alice", sorted((tree / "alice").iterdir()), workers=2, progress=False)
     assert summary["enrolled_samples"] == 3 and list(summary["failures"]) == [str(tree / "alice" / "corrupt.jpg")]
     _, _, expected = one_by_one.store.all_templates()
     _, _, batched = parallel.store.all_templates()
     assert np.allclose(expected, batched, atol=1e-5)
+    assert parallel.check()["consistent"] and parallel.identify(expected[1], k=1).candidates[0][0] == "alice"
     one_by_one.close()
     parallel.close()
 
 
-def test_enroll_many_on_photos_detects_and_embeds_in_one_batch(tmp_path, shared_data, embedder):
+def test_enroll_many_on_photos_detects_and_embeds_in_one_batch(tmp_path, shared_data, embedder, backend):
     photos = {person: sorted((shared_data / "orl" / person).glob("*.pgm"))[:2] for person in ("s1", "s2")}
     if sum(len(p) for p in photos.values()) < 4:
         pytest.skip(f"ORL faces not found under {shared_data / 'orl'}")
     preprocessor = FacePreprocessor(device="cpu", size=64)
-    single = Gallery.create(tmp_path / "single", embedder, preprocessor=preprocessor)
+    single = Gallery.create(tmp_path / "single", embedder, preprocessor=preprocessor, backend=backend)
     for person, images in photos.items():
         for image in images:
             single.enroll(person, [image])
@@ -78,7 +80,7 @@ def test_enroll_many_on_photos_detects_and_embeds_in_one_batch(tmp_path, shared_
     many = preprocessor.many
     preprocessor.many = lambda images: calls.append(len(images)) or many(images)
     counting = RecordingEmbedder(embedder)
-    batched = Gallery.create(tmp_path / "batched", counting, preprocessor=preprocessor)
+    batched = Gallery.create(tmp_path / "batched", counting, preprocessor=preprocessor, backend=backend)
     batched.enroll_many(photos)
     assert calls == [2, 2] and counting.batches == [2, 2]  # each identity's photos detected and embedded together
     _, owners_single, expected = single.store.all_templates()

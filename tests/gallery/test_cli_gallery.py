@@ -4,12 +4,12 @@ from faceid.cli import main
 from faceid.embedding import TorchEmbedder, save_backbone_checkpoint
 
 
-def test_enroll_calibrate_identify_verify_and_manage(small_synthetic, tmp_path, capsys):
+def test_enroll_calibrate_identify_verify_and_manage(small_synthetic, tmp_path, capsys, backend):
     embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
     save_backbone_checkpoint(tmp_path / "model.pt", embedder.model, "small_cnn", 16, 64)
     gallery = str(tmp_path / "g")
     aligned = small_synthetic / "aligned"
-    assert main(["enroll", gallery, "--model", str(tmp_path / "model.pt"), "--aligned",
+    assert main(["enroll", gallery, "--model", str(tmp_path / "model.pt"), "--aligned", "--backend", backend,
                  "--from-folder", str(aligned)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["identities"] == 12 and summary["enrolled_samples"] == 48
@@ -30,7 +30,10 @@ def test_enroll_calibrate_identify_verify_and_manage(small_synthetic, tmp_path, 
     assert main(["gallery", "remove", gallery, "extra"]) == 0
     capsys.readouterr()
     assert main(["gallery", "stats", gallery]) == 0
-    assert json.loads(capsys.readouterr().out)["identities"] == 12
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["identities"] == 12 and stats["backend"] == backend
+    assert main(["gallery", "check", gallery]) == 0
+    assert json.loads(capsys.readouterr().out)["consistent"] is True
     assert main(["gallery", "export", gallery, str(tmp_path / "g.npz")]) == 0
     assert main(["identify", str(tmp_path / "missing"), str(aligned / "id_00004" / "002.png")]) == 1
     assert "is not a gallery" in capsys.readouterr().err

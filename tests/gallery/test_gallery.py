@@ -13,6 +13,7 @@ from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.embedding import TorchEmbedder
 from gallery.gallery import Gallery, GalleryError
+from tests.gallery.doubles import embeddings_gallery
 
 DIM = 16
 
@@ -28,22 +29,9 @@ def _people(count, per_person=3, seed=0, spread=0.35):
     return people, centres
 
 
-@pytest.fixture(params=["faiss", "milvus"])
-def backend(request):
-    """Every test taking this fixture runs against both vector backends."""
-    if request.param == "milvus":
-        pytest.importorskip("milvus_lite", reason="milvus-lite is not installed")
-    return request.param
-
-
-def _gallery(path, backend="faiss", **options):
-    return Gallery.create(path, fingerprint={"fingerprint": "test-embedder", "embedding_dim": DIM}, backend=backend,
-                          **options)
-
-
 def test_identify_matches_a_brute_force_reference(tmp_path, backend):
     people, centres = _people(40)
-    gallery = _gallery(tmp_path / "g", backend)
+    gallery = embeddings_gallery(tmp_path / "g", backend)
     gallery.enroll_many(people)
     names = [n for n, v in people.items() for _ in v]
     matrix = np.concatenate(list(people.values()))
@@ -62,7 +50,7 @@ def test_identify_matches_a_brute_force_reference(tmp_path, backend):
 @pytest.mark.parametrize("policy", ["all", "mean"])
 def test_verify_and_open_set_unknowns(tmp_path, policy, backend):
     people, centres = _people(10)
-    gallery = _gallery(tmp_path / "g", backend, template_policy=policy)
+    gallery = embeddings_gallery(tmp_path / "g", backend, template_policy=policy)
     gallery.enroll_many(people)
     genuine = _unit(centres[3] + 0.1 * np.random.default_rng(5).normal(size=DIM))
     decision = gallery.verify(genuine, "person003", threshold=0.4)
@@ -82,7 +70,7 @@ def test_verify_and_open_set_unknowns(tmp_path, policy, backend):
 
 def test_calibrated_threshold_is_used_and_reported(tmp_path, backend):
     people, _ = _people(5)
-    gallery = _gallery(tmp_path / "g", backend)
+    gallery = embeddings_gallery(tmp_path / "g", backend)
     gallery.enroll_many(people)
     rng = np.random.default_rng(0)
     scores = np.r_[rng.normal(0.8, 0.1, 2000), rng.normal(0.1, 0.1, 2000)]
@@ -98,7 +86,7 @@ def test_calibrated_threshold_is_used_and_reported(tmp_path, backend):
 
 def test_persistence_across_processes(tmp_path, backend):
     people, _ = _people(6)
-    with _gallery(tmp_path / "g", backend) as gallery:
+    with embeddings_gallery(tmp_path / "g", backend) as gallery:
         gallery.enroll_many(people)
     script = textwrap.dedent(f"""
         import json, numpy as np
@@ -113,7 +101,7 @@ def test_persistence_across_processes(tmp_path, backend):
 
 def test_remove_rename_duplicates_and_audit(tmp_path, backend):
     people, _ = _people(4)
-    gallery = _gallery(tmp_path / "g", backend)
+    gallery = embeddings_gallery(tmp_path / "g", backend)
     gallery.enroll_many(people)
     again = gallery.enroll("person000", list(people["person000"][:2]) + [people["person001"][0]])
     assert again["added"] == 1 and len(again["duplicates"]) == 2
@@ -134,7 +122,7 @@ def test_remove_rename_duplicates_and_audit(tmp_path, backend):
 
 def test_bad_input_names_the_input_and_writes_nothing(tmp_path, backend):
     people, _ = _people(2)
-    gallery = _gallery(tmp_path / "g", backend)
+    gallery = embeddings_gallery(tmp_path / "g", backend)
     gallery.enroll_many(people)
     before = gallery.stats()
     nan = np.full(DIM, np.nan)
@@ -151,10 +139,10 @@ def test_bad_input_names_the_input_and_writes_nothing(tmp_path, backend):
                                                                               before["generation"])
 
 
-def test_images_through_the_embedder_and_preprocessor_errors(tmp_path, small_synthetic):
+def test_images_through_the_embedder_and_preprocessor_errors(tmp_path, small_synthetic, backend):
     embedder = TorchEmbedder.untrained("small_cnn", DIM, 64, device="cpu")
     images = list_identity_folder(small_synthetic / "aligned")
-    gallery = Gallery.create(tmp_path / "g", embedder)
+    gallery = Gallery.create(tmp_path / "g", embedder, backend=backend)
     result = gallery.enroll("id0", [i.path for i in images if i.identity == "id_00000"][:3])
     assert result["added"] == 3
     probe = [i.path for i in images if i.identity == "id_00000"][3]
@@ -171,44 +159,46 @@ def test_images_through_the_embedder_and_preprocessor_errors(tmp_path, small_syn
         strict.enroll("id2", [blank])
 
 
-def test_a_different_embedder_is_refused_and_reembed_migrates(tmp_path, small_synthetic):
+def test_a_different_embedder_is_refused_and_reembed_migrates(tmp_path, small_synthetic, backend):
     first = TorchEmbedder.untrained("small_cnn", DIM, 64, seed=0, device="cpu")
     second = TorchEmbedder.untrained("small_cnn", DIM, 64, seed=1, device="cpu")
     images = [i.path for i in list_identity_folder(small_synthetic / "aligned")[:6]]
-    gallery = Gallery.create(tmp_path / "g", first)
+    gallery = Gallery.create(tmp_path / "g", first, backend=backend)
     gallery.enroll("a", images[:3])
     gallery.enroll("b", images[3:])
     gallery.close()
     with pytest.raises(GalleryError, match="Use `reembed` to migrate"):
         Gallery(tmp_path / "g", second)
-    migrated = Gallery(tmp_path / "g", first).reembed(second)
-    assert migrated["templates"] == 6
+    with Gallery(tmp_path / "g", first) as old:
+        assert old.reembed(second)["templates"] == 6
     reopened = Gallery(tmp_path / "g", second)
+    assert reopened.check()["consistent"] and reopened.check()["vectors_compared"]
     probe = second.embed([read_rgb(images[4])])[0]
     assert reopened.identify(probe, k=1).candidates[0] == ("b", pytest.approx(1.0, abs=1e-5))
 
 
 def test_export_and_import(tmp_path, backend):
     people, _ = _people(5)
-    gallery = _gallery(tmp_path / "g", backend)
+    gallery = embeddings_gallery(tmp_path / "g", backend)
     gallery.enroll_many(people, {"person001": {"badge": 7}})
     gallery.export(tmp_path / "g.npz")
-    other = _gallery(tmp_path / "h", backend)
+    other = embeddings_gallery(tmp_path / "h", backend)
     other.import_(tmp_path / "g.npz")
     assert other.stats()["templates"] == 15
     assert {i["identity"]: i["metadata"] for i in other.list()}["person001"] == {"badge": 7}
     assert other.import_(tmp_path / "g.npz")["person000"]["added"] == 0  # duplicates are skipped
-    stranger = Gallery.create(tmp_path / "x", fingerprint={"fingerprint": "other", "embedding_dim": DIM})
+    stranger = embeddings_gallery(tmp_path / "x", backend, fingerprint="other")
     with pytest.raises(GalleryError, match="was made with embedder test-embedder"):
         stranger.import_(tmp_path / "g.npz")
 
 
+# FAISS factory strings; the Milvus index types have their own test (test_milvus.py)
 @pytest.mark.parametrize("factory, parameters", [("HNSW32,Flat", {"efSearch": 64}), ("IVF16,Flat", {"nprobe": 8})])
 def test_approximate_indexes_recall_and_removal(tmp_path, factory, parameters):
     people, centres = _people(300, per_person=2)
-    gallery = _gallery(tmp_path / "g", index_factory=factory, search_parameters=parameters)
+    gallery = embeddings_gallery(tmp_path / "g", index_factory=factory, search_parameters=parameters)
     gallery.enroll_many(people)
-    exact = _gallery(tmp_path / "exact")
+    exact = embeddings_gallery(tmp_path / "exact")
     exact.enroll_many(people)
     probes = list(_unit(centres[:100] + 0.3 * np.random.default_rng(2).normal(size=(100, DIM))))
     approximate_top = [r.candidates[0][0] for r in gallery.identify_many(probes, k=1)]
@@ -217,12 +207,12 @@ def test_approximate_indexes_recall_and_removal(tmp_path, factory, parameters):
     gallery.remove("person000")
     assert len(gallery.index) == 598
     with pytest.raises(ValueError, match="FAISS cannot build index"):
-        _gallery(tmp_path / "bad", index_factory="NotAnIndex")
+        embeddings_gallery(tmp_path / "bad", index_factory="NotAnIndex")
 
 
 def test_a_crash_between_commit_and_index_write_is_repaired_on_open(tmp_path, monkeypatch, backend):
     people, _ = _people(3)
-    gallery = _gallery(tmp_path / "g", backend)
+    gallery = embeddings_gallery(tmp_path / "g", backend)
     gallery.enroll_many(people)
     index_type = type(gallery.index)
     original_add = index_type.add
@@ -236,9 +226,9 @@ def test_a_crash_between_commit_and_index_write_is_repaired_on_open(tmp_path, mo
     assert len(reopened.index) == 10
 
 
-def test_a_missing_index_file_is_rebuilt(tmp_path):
+def test_a_missing_index_file_is_rebuilt(tmp_path):  # the FAISS snapshot; Milvus: test_milvus.py
     people, _ = _people(3)
-    _gallery(tmp_path / "g").enroll_many(people)
+    embeddings_gallery(tmp_path / "g").enroll_many(people)
     for file in (tmp_path / "g").glob("index.*.faiss"):
         file.unlink()
     assert len(Gallery(tmp_path / "g").index) == 9
@@ -259,8 +249,8 @@ while True:
 
 
 @pytest.mark.slow
-def test_killing_a_writer_mid_enrolment_loses_nothing_committed(tmp_path):
-    _gallery(tmp_path / "g").close()
+def test_killing_a_writer_mid_enrolment_loses_nothing_committed(tmp_path, backend):
+    embeddings_gallery(tmp_path / "g", backend).close()
     for attempt in range(3):
         process = subprocess.Popen([sys.executable, "-c", CRASH_WRITER.format(dim=DIM), str(tmp_path / "g"),
                                     str(attempt)], stdout=subprocess.PIPE, text=True)
@@ -274,7 +264,7 @@ def test_killing_a_writer_mid_enrolment_loses_nothing_committed(tmp_path):
         assert len(committed) >= reported > 0  # every enrolment that returned is there
         names = {i["identity"] for i in gallery.list()}
         assert {e["identity"] for e in committed} <= names
-        assert len(gallery.index) == gallery.stats()["templates"]
+        assert len(gallery.index) == gallery.stats()["templates"] and gallery.check()["consistent"]
         last = committed[-1]["identity"]
         vectors = gallery.store.templates_of(gallery.store.identity_id(last))
         assert gallery.identify(vectors[0], k=1).candidates[0][0] == last
@@ -297,8 +287,8 @@ print(count)
 
 
 @pytest.mark.slow
-def test_readers_keep_working_while_one_writer_enrolls(tmp_path):
-    gallery = _gallery(tmp_path / "g")
+def test_readers_keep_working_while_one_writer_enrolls(tmp_path, shared_backend):
+    gallery = embeddings_gallery(tmp_path / "g", **shared_backend)
     gallery.enroll("seed", [np.ones(DIM) / np.sqrt(DIM)])
     readers = [subprocess.Popen([sys.executable, "-c", READER.format(dim=DIM), str(tmp_path / "g")],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]

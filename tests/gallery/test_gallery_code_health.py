@@ -12,6 +12,7 @@ import pytest
 from faceid.data.folder import list_identity_folder
 from faceid.embedding import TorchEmbedder
 from gallery.gallery import Gallery, GalleryError
+from tests.gallery.doubles import embeddings_gallery
 
 DIM = 16
 GALLERY_PACKAGE = Path(__file__).resolve().parents[2] / "gallery"
@@ -32,12 +33,13 @@ class _Embedder:
 
 
 @pytest.fixture
-def enrolled(tmp_path, small_synthetic):
-    """A gallery of two identities enrolled from images with one embedder; a second embedder to migrate to."""
+def enrolled(tmp_path, small_synthetic, backend):
+    """A gallery of two identities enrolled from images with one embedder, on each backend; a second embedder
+    to migrate to."""
     first = TorchEmbedder.untrained("small_cnn", DIM, 64, seed=0, device="cpu")
     second = TorchEmbedder.untrained("small_cnn", DIM, 64, seed=1, device="cpu")
     images = [i.path for i in list_identity_folder(small_synthetic / "aligned")[:7]]
-    gallery = Gallery.create(tmp_path / "g", first)
+    gallery = Gallery.create(tmp_path / "g", first, backend=backend)
     gallery.enroll("a", images[:3])
     gallery.enroll("b", images[3:6])
     yield gallery, first, second, images[6]
@@ -105,9 +107,8 @@ def test_reembed_holds_the_writer_lock_throughout_and_a_concurrent_enrolment_wai
 
 
 @pytest.mark.parametrize("policy", ["all", "mean"])
-def test_verify_against_an_identity_without_templates_names_it(tmp_path, policy):
-    gallery = Gallery.create(tmp_path / "g", fingerprint={"fingerprint": "test", "embedding_dim": DIM},
-                             template_policy=policy)
+def test_verify_against_an_identity_without_templates_names_it(tmp_path, policy, backend):
+    gallery = embeddings_gallery(tmp_path / "g", backend, template_policy=policy)
     gallery.enroll("empty", [])
     gallery.enroll("full", [np.ones(DIM)])
     with pytest.raises(GalleryError, match="identity 'empty' has no templates to verify against"):

@@ -13,19 +13,19 @@ from faceid.embedding import TorchEmbedder, save_backbone_checkpoint
 from gallery.enrollment import enroll_folder
 from gallery.gallery import Gallery
 from gallery.records import GalleryError, NotEnrolled
-from tests.gallery.doubles import deny_reading
+from tests.gallery.doubles import deny_reading, embeddings_gallery
 
 DIM = 8
 HOSTILE = ["   ", "\t", "a\x00b", "a\nb", "\u202eevil", "a\u200bb", "x" * 100_000, "UNKNOWN", " alice"]
 
 
-def _gallery(path):
-    return Gallery.create(path, fingerprint={"fingerprint": "test", "embedding_dim": DIM})
+def _gallery(path, backend):
+    return embeddings_gallery(path, backend, DIM, fingerprint="test")
 
 
 @pytest.mark.parametrize("name", HOSTILE)
-def test_every_way_in_refuses_hostile_names(tmp_path, name):
-    gallery = _gallery(tmp_path / "g")
+def test_every_way_in_refuses_hostile_names(tmp_path, name, backend):
+    gallery = _gallery(tmp_path / "g", backend)
     with pytest.raises(GalleryError, match="identity name"):
         gallery.enroll(name, [np.ones(DIM)])
     with pytest.raises(GalleryError, match="identity name"):
@@ -36,18 +36,18 @@ def test_every_way_in_refuses_hostile_names(tmp_path, name):
     assert [i["identity"] for i in gallery.list()] == ["bob"]
 
 
-def test_import_refuses_a_hostile_name(tmp_path):
+def test_import_refuses_a_hostile_name(tmp_path, backend):
     source = tmp_path / "x.npz"
     np.savez(source, identities=np.array(["a\u202eb"]), metadata=np.array(["{}"]), sources=np.array([""]),
              hashes=np.array(["h"]), qualities=np.array([np.nan]), embeddings=np.ones((1, DIM)),
              settings=np.array(json.dumps({"embedder": {"fingerprint": "test", "embedding_dim": DIM}})))
-    gallery = _gallery(tmp_path / "g")
+    gallery = _gallery(tmp_path / "g", backend)
     with pytest.raises(GalleryError, match="bidi override"):
         gallery.import_(source)
 
 
-def test_names_equal_after_case_folding_are_one_person(tmp_path):
-    gallery = _gallery(tmp_path / "g")
+def test_names_equal_after_case_folding_are_one_person(tmp_path, backend):
+    gallery = _gallery(tmp_path / "g", backend)
     gallery.enroll("Alice", [np.ones(DIM)])
     with pytest.raises(GalleryError, match="clashes with the enrolled 'Alice'"):
         gallery.enroll("ALICE", [np.full(DIM, 2.0)])
@@ -58,8 +58,8 @@ def test_names_equal_after_case_folding_are_one_person(tmp_path):
     assert [i["identity"] for i in gallery.list()] == ["alice", "bob"]
 
 
-def test_an_old_gallery_gets_name_keys_and_keeps_working(tmp_path):
-    _gallery(tmp_path / "g").close()
+def test_an_old_gallery_gets_name_keys_and_keeps_working(tmp_path, backend):
+    _gallery(tmp_path / "g", backend).close()
     with sqlite3.connect(tmp_path / "g" / "gallery.db") as connection:  # as galleries were before issue 12
         connection.execute("DROP INDEX identities_name_key")
         connection.execute("ALTER TABLE identities DROP COLUMN name_key")
@@ -72,17 +72,18 @@ def test_an_old_gallery_gets_name_keys_and_keeps_working(tmp_path):
     assert {i["identity"] for i in gallery.list()} == {"Carol", "carol"}
 
 
-def test_a_missing_identity_is_not_enrolled_by_type(tmp_path):
-    gallery = _gallery(tmp_path / "g")
+def test_a_missing_identity_is_not_enrolled_by_type(tmp_path, backend):
+    gallery = _gallery(tmp_path / "g", backend)
     for call in (lambda: gallery.verify(np.ones(DIM), "x is not enrolled"), lambda: gallery.remove("nobody"),
                  lambda: gallery.rename("nobody", "somebody")):
         with pytest.raises(NotEnrolled):
             call()
 
 
-def test_an_unreadable_file_is_one_failure_not_the_end_of_the_enrolment(tmp_path, small_synthetic, monkeypatch):
+def test_an_unreadable_file_is_one_failure_not_the_end_of_the_enrolment(tmp_path, small_synthetic, monkeypatch,
+                                                                         backend):
     embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
-    gallery = Gallery.create(tmp_path / "g", embedder)
+    gallery = Gallery.create(tmp_path / "g", embedder, backend=backend)
     locked = small_synthetic / "aligned" / "id_00003" / "001.png"
     deny_reading(monkeypatch, locked)
     summary = enroll_folder(gallery, small_synthetic / "aligned")
@@ -98,11 +99,11 @@ def test_print_json_never_writes_nan(capsys):
 
 
 @pytest.fixture
-def cli_gallery(tmp_path, small_synthetic):
+def cli_gallery(tmp_path, small_synthetic, backend):
     embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
     save_backbone_checkpoint(tmp_path / "model.pt", embedder.model, "small_cnn", 16, 64)
     gallery, aligned = str(tmp_path / "g"), small_synthetic / "aligned"
-    assert main(["enroll", gallery, "--model", str(tmp_path / "model.pt"), "--aligned",
+    assert main(["enroll", gallery, "--model", str(tmp_path / "model.pt"), "--aligned", "--backend", backend,
                  "--identity", "alice", str(aligned / "id_00001" / "000.png")]) == 0
     return gallery, aligned / "id_00001" / "001.png"
 
@@ -126,7 +127,7 @@ def test_the_cli_may_not_lower_a_calibrated_threshold_by_default(cli_gallery, ca
     assert json.loads(capsys.readouterr().out)["accepted"] is True
 
 
-def test_reembed_command_and_kept_images(tmp_path, small_synthetic, capsys):
+def test_reembed_command_and_kept_images(tmp_path, small_synthetic, capsys, backend):
     first = TorchEmbedder.untrained("small_cnn", 16, 64, seed=0, device="cpu")
     second = TorchEmbedder.untrained("small_cnn", 16, 64, seed=1, device="cpu")
     save_backbone_checkpoint(tmp_path / "one.pt", first.model, "small_cnn", 16, 64)
@@ -135,7 +136,7 @@ def test_reembed_command_and_kept_images(tmp_path, small_synthetic, capsys):
     original.write_bytes((small_synthetic / "aligned" / "id_00002" / "000.png").read_bytes())
     gallery = str(tmp_path / "g")
     assert main(["enroll", gallery, "--model", str(tmp_path / "one.pt"), "--aligned", "--keep-images",
-                 "--identity", "dora", str(original)]) == 0
+                 "--backend", backend, "--identity", "dora", str(original)]) == 0
     Gallery(Path(gallery)).enroll("eve", [np.ones(16)])  # an embedding: no image to keep
     original.unlink()  # the kept copy is what reembed reads
     capsys.readouterr()

@@ -11,6 +11,7 @@ from faceid.data.images import read_rgb
 from gallery.gallery import Gallery, GalleryError
 from gallery.photos import FaceMatch, identify_photo
 from gallery.session import open_gallery
+from tests.gallery.conftest import MILVUS
 
 THRESHOLD = 0.9  # raw-pixel cosine: a face against itself ~1, against another face of the photo < 0.8
 ENROLLED = {0: "left", 2: "middle", 5: "right"}  # faces, left to right, enrolled from crops of the photo
@@ -24,11 +25,12 @@ def photo(shared_data):
     return path
 
 
-@pytest.fixture(scope="module")
-def enrolled(photo, tmp_path_factory):
-    """A pixel-embedder gallery of photos holding three of the six faces (enrolled as the embeddings of
-    their detected, aligned crops), and what `identify_photo` finds in the whole photo."""
-    gallery = open_gallery(tmp_path_factory.mktemp("photos") / "g", "pixels", device="cpu", create=True)
+@pytest.fixture(scope="module", params=["faiss", MILVUS])
+def enrolled(photo, tmp_path_factory, request):
+    """A pixel-embedder gallery of photos, on each backend, holding three of the six faces (enrolled as the
+    embeddings of their detected, aligned crops), and what `identify_photo` finds in the whole photo."""
+    gallery = open_gallery(tmp_path_factory.mktemp("photos") / "g", "pixels", device="cpu", create=True,
+                           backend=request.param)
     faces = sorted(gallery.resolver.preprocessor.selecting("all").many([read_rgb(photo)])[0],
                    key=lambda f: f.face.box[0])
     assert len(faces) == 6

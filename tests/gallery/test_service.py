@@ -13,14 +13,16 @@ from faceid.data.folder import list_identity_folder
 from faceid.embedding import TorchEmbedder
 from gallery.gallery import Gallery
 from gallery.service import create_app
+from tests.gallery.conftest import MILVUS
 from tests.gallery.http_client import call, running
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, small_synthetic):
+@pytest.fixture(scope="module", params=["faiss", MILVUS])
+def server(tmp_path_factory, small_synthetic, request):
+    """A served gallery on each backend."""
     folder = tmp_path_factory.mktemp("served")
     embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
-    gallery = Gallery.create(folder / "g", embedder)
+    gallery = Gallery.create(folder / "g", embedder, backend=request.param)
     images = {i.relative: i.path for i in list_identity_folder(small_synthetic / "aligned")}
     with running(create_app(gallery, api_key="secret", max_request_bytes=200_000)) as (base, _):
         yield base, images

@@ -15,18 +15,19 @@ from faceid.data.folder import list_identity_folder
 from faceid.embedding import TorchEmbedder
 from gallery.gallery import Gallery
 from gallery.service import create_app
-from tests.gallery.doubles import RecordingEmbedder
+from tests.gallery.conftest import MILVUS
+from tests.gallery.doubles import RecordingEmbedder, embeddings_gallery
 from tests.gallery.http_client import call, free_port, running
 
 DELAY = 0.4  # seconds per embedder batch
 
 
-@pytest.fixture(scope="module")
-def slow(tmp_path_factory, small_synthetic):
-    """A served gallery of two identities whose embedder takes DELAY per batch."""
+@pytest.fixture(scope="module", params=["faiss", MILVUS])
+def slow(tmp_path_factory, small_synthetic, request):
+    """A served gallery of two identities, on each backend, whose embedder takes DELAY per batch."""
     embedder = RecordingEmbedder(TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu"), DELAY)
     images = [i.path for i in list_identity_folder(small_synthetic / "aligned")]
-    gallery = Gallery.create(tmp_path_factory.mktemp("slow") / "g", embedder)
+    gallery = Gallery.create(tmp_path_factory.mktemp("slow") / "g", embedder, backend=request.param)
     gallery.enroll("alice", images[:2])
     gallery.enroll("bob", images[4:6])
     app = create_app(gallery, api_key="secret", max_request_bytes=300_000)
@@ -95,10 +96,10 @@ def test_a_request_threshold_must_be_a_finite_cosine(slow, threshold):
     assert status == 422 and "threshold" in body["detail"]
 
 
-def test_a_request_may_raise_the_calibrated_threshold_but_never_lower_it(tmp_path, small_synthetic):
+def test_a_request_may_raise_the_calibrated_threshold_but_never_lower_it(tmp_path, small_synthetic, backend):
     embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
     image = list_identity_folder(small_synthetic / "aligned")[0].path
-    gallery = Gallery.create(tmp_path / "g", embedder)
+    gallery = Gallery.create(tmp_path / "g", embedder, backend=backend)
     gallery.enroll("alice", [image])
     gallery.set_threshold(0.6, {"source": "test"})
     verify = lambda base, t: call(f"{base}/verify", "POST", fields={"identity": "alice", "threshold": t},  # noqa: E731
@@ -138,9 +139,9 @@ def test_404_and_422_depend_on_the_error_not_its_text(slow):
     assert call(f"{base}/identities/nobody", "DELETE")[0] == 404
 
 
-def test_a_file_name_cannot_turn_a_422_into_a_404(tmp_path, small_synthetic):
+def test_a_file_name_cannot_turn_a_422_into_a_404(tmp_path, small_synthetic, backend):
     image = list_identity_folder(small_synthetic / "aligned")[0].path
-    gallery = Gallery.create(tmp_path / "g", fingerprint={"fingerprint": "t", "embedding_dim": 16})  # no embedder
+    gallery = embeddings_gallery(tmp_path / "g", backend)  # no embedder
     with running(create_app(gallery)) as (base, _):
         status, body = call(f"{base}/identify", "POST", files=[("file", "x is not enrolled.jpg", image.read_bytes())])
     assert status == 422 and "images need the gallery to be opened with an embedder" in body["detail"]
@@ -164,8 +165,8 @@ def _raw(port: int, head: bytes, body: bytes, wait: float) -> bytes:
         return received
 
 
-def test_a_stalled_body_gets_408_and_the_connection_is_closed(tmp_path):
-    gallery = Gallery.create(tmp_path / "g", fingerprint={"fingerprint": "t", "embedding_dim": 4})
+def test_a_stalled_body_gets_408_and_the_connection_is_closed(tmp_path, backend):
+    gallery = embeddings_gallery(tmp_path / "g", backend, dim=4)
     with running(create_app(gallery, read_timeout_s=1.0)) as (_, port):
         started = time.perf_counter()
         head = (b"POST /identify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
@@ -174,8 +175,8 @@ def test_a_stalled_body_gets_408_and_the_connection_is_closed(tmp_path):
         assert answer.startswith(b"HTTP/1.1 408") and time.perf_counter() - started < 6
 
 
-def test_a_chunked_body_over_the_limit_gets_413(tmp_path):
-    gallery = Gallery.create(tmp_path / "g", fingerprint={"fingerprint": "t", "embedding_dim": 4})
+def test_a_chunked_body_over_the_limit_gets_413(tmp_path, backend):
+    gallery = embeddings_gallery(tmp_path / "g", backend, dim=4)
     with running(create_app(gallery, max_request_bytes=10_000)) as (_, port):
         head = (b"POST /identify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n")
@@ -185,14 +186,15 @@ def test_a_chunked_body_over_the_limit_gets_413(tmp_path):
         assert answer.startswith(b"HTTP/1.1 413") and b"larger than 10000 bytes" in answer
 
 
-def test_several_worker_processes_serve_one_gallery_and_keep_uploads(tmp_path, small_synthetic):
+@pytest.mark.slow  # two server processes start, each loading torch: ~15 s per backend
+def test_several_worker_processes_serve_one_gallery_and_keep_uploads(tmp_path, small_synthetic, shared_backend):
     from faceid.embedding import save_backbone_checkpoint
     from gallery.session import open_gallery
 
     embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
     save_backbone_checkpoint(tmp_path / "model.pt", embedder.model, "small_cnn", 16, 64)
     open_gallery(tmp_path / "g", str(tmp_path / "model.pt"), aligned=True, device="cpu", create=True,
-                 keep_images=True).close()
+                 keep_images=True, **shared_backend).close()
     image = list_identity_folder(small_synthetic / "aligned")[0].path
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "faceid.cli", "serve", str(tmp_path / "g"), "--device", "cpu",

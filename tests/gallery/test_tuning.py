@@ -1,5 +1,5 @@
 """Issue 13: `index="auto"` picks exact or IVF by size, tunes nprobe to recall@1 0.99, keeps the choice; mid-size
-batches search exactly."""
+batches search exactly. FAISS only: this is the FAISS tuner (with Milvus, auto means AUTOINDEX: test_milvus.py)."""
 
 import faiss
 import numpy as np

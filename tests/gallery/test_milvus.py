@@ -1,0 +1,160 @@
+"""The Milvus backend's own guarantees, where the FAISS ones rest on snapshot files: the collection is brought
+back to SQLite on open (missing, behind a dead writer), galleries sharing a server or a Milvus
+Lite directory do not disturb each other, and the `index` option maps to a Milvus index or is refused."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gallery.gallery import Gallery
+from gallery.milvus_index import MilvusIndex
+from tests.gallery.conftest import MILVUS_MISSING
+from tests.gallery.doubles import embeddings_gallery
+
+pytestmark = pytest.mark.skipif(MILVUS_MISSING, reason="milvus-lite is not installed (pip install -e '.[milvus]')")
+DIM = 16
+
+
+def _unit(x):
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _people(count, per_person=2, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = _unit(rng.normal(size=(count, DIM)))
+    return {f"p{i:03d}": _unit(centres[i] + 0.3 * rng.normal(size=(per_person, DIM))) for i in range(count)}, centres
+
+
+def _brute_force_top(people, probes):
+    names = [name for name, vectors in people.items() for _ in vectors]
+    return [names[i] for i in np.argmax(np.concatenate(list(people.values())) @ np.asarray(probes).T, axis=0)]
+
+
+def test_closing_one_gallery_leaves_the_others_on_the_same_milvus_lite_directory_working(tmp_path):
+    people, centres = _people(3)
+    writer = embeddings_gallery(tmp_path / "g", "milvus")
+    writer.enroll_many(people)
+    Gallery(tmp_path / "g").close()  # e.g. one reader thread of the service finishing
+    assert writer.identify(centres[1], k=1).identity == "p001"
+    writer.enroll("late", [centres[0]])
+    writer.close()
+
+
+def test_galleries_sharing_a_milvus_server_keep_their_own_templates(tmp_path, milvus_server):
+    first, _ = _people(5, seed=1)
+    second, _ = _people(5, seed=2)
+    one = embeddings_gallery(tmp_path / "one", "milvus", milvus_uri=milvus_server)
+    other = embeddings_gallery(tmp_path / "other", "milvus", milvus_uri=milvus_server)
+    one.enroll_many(first)
+    other.enroll_many({f"other-{name}": vectors for name, vectors in second.items()})
+    assert one.backend["collection"] != other.backend["collection"]
+    assert one.index.client.describe_collection(one.backend["collection"])["consistency_level_name"] == "Strong"
+    assert len(one.index) == len(other.index) == 10
+    assert all(not name.startswith("other-") for name, _ in one.identify(second["p000"][0], k=5).candidates)
+    one.close()
+    reopened = Gallery(tmp_path / "one")
+    assert reopened.stats()["index"]["rebuilt_reason"] is None and reopened.check()["consistent"]
+    reopened.close()
+    other.close()
+
+
+@pytest.mark.parametrize("option, index_type, parameters, recall", [
+    ("Flat", "FLAT", {}, 1.0), ("auto", "AUTOINDEX", {}, 0.95), ("HNSW", "HNSW", {"ef": 64}, 0.95),
+    ("ivf_flat", "IVF_FLAT", {"nprobe": 32}, 0.95)])
+def test_the_index_option_maps_to_a_milvus_index_that_answers_like_brute_force(tmp_path, option, index_type,
+                                                                               parameters, recall):
+    people, centres = _people(150)
+    gallery = embeddings_gallery(tmp_path / "g", "milvus", index_factory=option, search_parameters=parameters)
+    gallery.enroll_many(people)
+    gallery.close()
+    reopened = Gallery(tmp_path / "g")  # a gallery whose index Milvus cannot build fails here
+    assert reopened.backend["index_type"] == index_type
+    assert reopened.index.client.describe_index(reopened.backend["collection"], "vector")["index_type"] == index_type
+    probes = list(_unit(centres + 0.2 * np.random.default_rng(3).normal(size=centres.shape)))
+    found = [r.candidates[0][0] for r in reopened.identify_many(probes, k=1)]
+    assert np.mean([a == b for a, b in zip(found, _brute_force_top(people, probes), strict=True)]) >= recall
+    reopened.close()
+
+
+@pytest.mark.parametrize("option", ["HNSW32,Flat", "IVF16,Flat", "NotAnIndex"])
+def test_an_index_milvus_does_not_have_is_refused_naming_the_option(tmp_path, option):
+    with pytest.raises(ValueError, match=f"index '{option}' is not available with the milvus backend"):
+        embeddings_gallery(tmp_path / "g", "milvus", index_factory=option)
+    assert not (tmp_path / "g").exists()
+    with pytest.raises(ValueError, match="FAISS cannot build index"):
+        embeddings_gallery(tmp_path / "f", "faiss", index_factory="IVF_FLAT")
+
+
+def test_a_missing_collection_is_rebuilt_on_open(tmp_path):
+    people, centres = _people(4)
+    with embeddings_gallery(tmp_path / "g", "milvus") as gallery:
+        gallery.enroll_many(people)
+        gallery.index.client.drop_collection(gallery.backend["collection"])
+    reopened = Gallery(tmp_path / "g")
+    assert "does not hold the store's templates" in reopened.stats()["index"]["rebuilt_reason"]
+    assert len(reopened.index) == 8 and reopened.identify(centres[2], k=1).identity == "p002"
+    reopened.close()
+
+
+def _fail_collection_writes(monkeypatch):
+    for method in ("add", "remove"):
+        monkeypatch.setattr(MilvusIndex, method, lambda *a, **k: (_ for _ in ()).throw(OSError("connection lost")))
+
+
+def test_readers_stay_right_while_the_collection_is_behind_a_failed_write(tmp_path, monkeypatch):
+    people, centres = _people(6)
+    writer = embeddings_gallery(tmp_path / "g", "milvus")
+    writer.enroll_many(people)
+    reader = Gallery(tmp_path / "g")
+    with monkeypatch.context() as patch:
+        _fail_collection_writes(patch)
+        with pytest.raises(OSError):
+            writer.remove("p002")  # committed to SQLite; the collection still holds p002's templates
+    assert "p002" not in [name for name, _ in reader.identify(centres[2], k=3).candidates]
+    writer.enroll("late", [centres[0]])  # the next write first brings the collection up to date
+    assert reader.identify(centres[2], k=1).identity != "p002" and len(reader.index) == 11
+    assert reader.check()["consistent"]
+    reader.close()
+    writer.close()
+
+
+DYING_WRITER = """
+import os, sys, numpy as np
+from gallery.live_index import LiveIndex
+from gallery.gallery import Gallery
+gallery = Gallery(sys.argv[1])
+LiveIndex.refresh = lambda self, own_write=False: own_write and os._exit(9)  # killed after the commit
+gallery.enroll("p001", [np.array({vector})])
+"""
+
+
+@pytest.mark.parametrize("policy", ["all", "mean"])
+def test_a_writer_dying_after_its_commit_leaves_a_collection_that_is_repaired_on_open(tmp_path, policy):
+    """The analogue of the FAISS 'after-commit' kill: a new sample of an enrolled identity keeps the
+    identity's id (and, for the mean policy, changes its vector), so comparing ids alone is not enough."""
+    people, centres = _people(5)
+    with embeddings_gallery(tmp_path / "g", "milvus", template_policy=policy) as gallery:
+        gallery.enroll_many(people)
+    new_sample = _unit(centres[3] + centres[1])
+    process = subprocess.run([sys.executable, "-c", DYING_WRITER.format(vector=new_sample.tolist()),
+                              str(tmp_path / "g")])
+    assert process.returncode == 9
+    reopened = Gallery(tmp_path / "g")
+    expected = np.concatenate([people["p001"], [new_sample]])
+    score = float(_unit(expected.mean(0)) @ new_sample) if policy == "mean" else 1.0
+    assert reopened.identify(new_sample, k=1).candidates[0] == ("p001", pytest.approx(score, abs=1e-5))
+    assert reopened.check()["consistent"]
+    reopened.close()
+
+
+def test_serving_a_milvus_lite_gallery_from_several_processes_is_refused_clearly(tmp_path):
+    from gallery.records import GalleryError
+    from gallery.service import serve
+
+    gallery = embeddings_gallery(tmp_path / "g", "milvus")
+    with pytest.raises(GalleryError, match="Milvus Lite, which one process at a time may open: serve it with "
+                                          "--workers 1, or re-create it on a Milvus server"):
+        serve(gallery, workers=2)
+    gallery.close()
