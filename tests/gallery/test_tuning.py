@@ -126,7 +126,7 @@ def test_auto_gallery_switches_to_ann_above_the_threshold_and_keeps_its_tuning_a
     record = gallery.stats()["index"]["tuning"]
     assert not gallery.index.exact and record["factory"] == "IVF64,PQ8x4fs,RFlat" and record["size"] == 600
     assert record["parameter"] == "nprobe" and record["recall_at_1"] >= tuning.TARGET_RECALL
-    assert record["queries"] == tuning.QUERIES and record["ms_per_query"] > 0
+    assert record["queries"] == min(tuning.QUERIES, 600) and record["ms_per_query"] > 0
     assert gallery.stats()["index_factory"] == "auto"
     gallery.remove("p000")  # IVF removes in place: no rebuild, the tuning stays
     assert gallery.stats()["index"]["tuning"] == record
