@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_device_option
+from faceid.commands.options import add_device_option, add_workers_option, positive_count
 
 SUMMARY = "benchmarks (losses, detect, embed, enroll, gallery, serve, train): ratios to a baseline from the same run"
 
@@ -13,16 +13,15 @@ TARGETS = ["losses", "detect", "embed", "enroll", "gallery", "serve", "train"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", choices=TARGETS, help="what to benchmark")
     add_device_option(parser)
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
+    parser.add_argument("--repeats", type=positive_count, default=3, help="timed repetitions per case")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, for a smoke run (`bench gallery`: 1k and 10k instead of 10k, 100k, 1M)")
     parser.add_argument("--data", type=Path, default=None,
                         help="real photos for `bench detect`, `embed`, `enroll` (default ../shared/data/caltech_faces) "
                              "and `bench train` (default ../shared/data/orl)")
-    parser.add_argument("--limit", type=int, default=200, help="at most this many images for `bench detect`")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="`bench serve`: server processes (default 1); `bench enroll`: decode + detect processes "
-                             "(default 2)")
+    parser.add_argument("--limit", type=positive_count, default=200, help="at most this many images for `bench detect`")
+    add_workers_option(parser, None, help="`bench serve`: server processes (default 1); `bench enroll`: decode + "
+                                          "detect processes (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:

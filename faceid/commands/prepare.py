@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import print_json
+from faceid.commands.options import add_workers_option, print_json
 
 SUMMARY = "decode aligned crops once into a memory-mapped cache for training (data.cache: OUT)"
 
@@ -11,7 +11,7 @@ SUMMARY = "decode aligned crops once into a memory-mapped cache for training (da
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="identity-folder tree of aligned crops (e.g. from `faceid align`)")
     parser.add_argument("out", type=Path, help="cache directory (crops-*.u8 + index.json), replaced atomically")
-    parser.add_argument("--workers", type=int, default=1, help="decoding processes")
+    add_workers_option(parser, 1, help="decoding processes")
 
 
 def run(args: argparse.Namespace) -> int:

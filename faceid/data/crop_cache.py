@@ -40,6 +40,8 @@ def prepare_cache(source: str | Path, out: str | Path, workers: int = 1, progres
     """Decode every crop of the identity-folder tree `source` into the cache `out`; returns a summary."""
     source, out = Path(source), Path(out)
     images = list_identity_folder(source)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"cache directory {out} is an existing file")
     out.mkdir(parents=True, exist_ok=True)
     old = json.loads((out / INDEX).read_text())["crops"] if is_crop_cache(out) else None
     crops_name = f"crops-{uuid.uuid4().hex[:12]}.u8"

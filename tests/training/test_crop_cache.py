@@ -60,6 +60,9 @@ def test_clear_errors_name_the_input(tmp_path):
     (tmp_path / "empty" / "someone" / "a.png").write_bytes(b"")
     with pytest.raises(ValueError, match="no readable image"):
         prepare_cache(tmp_path / "empty", tmp_path / "cache", progress=False)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="cache directory .*a-file is an existing file"):
+        prepare_cache(tmp_path / "empty", tmp_path / "a-file", progress=False)
 
 
 def _config(root_key, root, run_dir, *overrides):
