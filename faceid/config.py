@@ -42,7 +42,8 @@ class SynthConfig(Section):
 
 
 class DataConfig(Section):
-    root: str | None = None  # identity-folder tree of aligned crops
+    root: str | None = None  # identity-folder tree of aligned crops, or a crop cache from `faceid prepare`
+    cache: str | None = None  # a crop cache from `faceid prepare` (read instead of root's files)
     format: Literal["folder", "recordio"] = "folder"
     rec: str | None = None  # train.rec of a RecordIO pack (its .idx beside it)
     validation_fraction: float = Field(0.2, ge=0, lt=1)
@@ -87,6 +88,7 @@ class TrainingConfig(Section):
     clip_grad_norm: float | None = Field(None, gt=0)
     amp: Literal["none", "bf16", "fp16"] = "none"  # CUDA only
     channels_last: bool = False
+    compile: bool = False  # torch.compile the backbone + loss (first steps pay the compilation)
     sampler: Literal["auto", "random", "pk", "balanced"] = "auto"  # auto: pk for pair losses, else random
     images_per_identity: int = Field(4, ge=2)  # K of P x K batches
     augmentation: str | list[dict[str, Any]] = "light"

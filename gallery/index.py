@@ -1,16 +1,15 @@
 """The gallery's vector index: FAISS over L2-normalised vectors with inner product.
 
 The default `Flat` is exact search behind an id map (ids are the template row ids, stable and
-removable). Any FAISS factory string works (`HNSW32,Flat`, `IVF4096,Flat`, `IVF4096,PQ64`...):
-indexes that need training are trained on the enrolled vectors, and those that cannot remove
-ids are rebuilt from the store. Search parameters (`nprobe`, `efSearch`) are set through FAISS's
-ParameterSpace.
-`auto` picks exact or an inverted file by size and, like any index with a search parameter given no
-explicit value, tunes nprobe / efSearch to recall@1 0.99 on every (re)build (see `gallery.tuning`).
+removable). Any FAISS factory string works (`HNSW32,Flat`, `IVF4096,PQ64`...): indexes that need training
+are trained on the enrolled vectors, those that cannot remove ids are rebuilt from the store. Search parameters
+(`nprobe`, `efSearch`) are set through FAISS's ParameterSpace. `auto` picks exact or an inverted file by size
+and, like any index with a search parameter given no explicit value, tunes nprobe / efSearch to recall@1 0.99
+on every (re)build (see `gallery.tuning`).
 
 Exact search is memory-bound. Below `FAISS_BATCH` queries one BLAS product of the queries with the
 stored vectors plus a partial sort beats FAISS 1.15's flat search (1.2-5x at batch 1-64 from 10k to 1M
-in `faceid bench gallery-search`; FAISS's blocked BLAS path, its threshold lowered, was slower still at
+in `faceid bench gallery`; FAISS's blocked BLAS path, its threshold lowered, was slower still at
 16-64 queries on 2 cores), in blocks of queries whose scores stay under `SCORE_BLOCK` floats; from
 `FAISS_BATCH` up FAISS's own search wins (3-10x at 256 queries, 100k-1M) and takes over. A GPU copy
 takes exact batches from `BLAS_BATCH` up.
@@ -49,9 +48,10 @@ def _with_ids(index):
 
 
 def _refined(factory: str, dim: int):
-    """`IVF...,RFlat` as this module keeps it: an IndexRefine over the IVF (its own ids) and, for the exact
-    scores, the full vectors in an id-mapped Flat (row order, in-place removal as in the exact index); None for
-    any other factory. FAISS's own RFlat refines by row number, which ids and removal would break."""
+    """`IVF...,RFlat` as this module keeps it: an IndexRefine over the IVF and, for the exact scores, the full
+    vectors in an id-mapped Flat (the ids, in-place removal as in the exact index); None for any other factory.
+    The IVF's ids are the rows of the full vectors, so a candidate is rescored without any id lookup and adding
+    or removing one vector costs no re-sorting (see `VectorIndex._remove_refined`)."""
     base, _, last = factory.replace(" ", "").rpartition(",")
     if last != "RFlat" or not base.startswith("IVF"):
         return None
@@ -105,11 +105,16 @@ class VectorIndex:
         self.settings, self.tuning, self.tuning_queries = settings, None, None
         self.built_factory = "Flat" if factory == tuning.AUTO else factory
         self.index = self._empty()
-        self.ids, self._matrix, self.k_factor, self._order = np.zeros(0, np.int64), None, tuning.K_FACTORS[-1], None
+        self.ids, self._matrix, self.k_factor = np.zeros(0, np.int64), None, tuning.K_FACTORS[-1]
 
     @property
     def exact(self) -> bool:
         return self.built_factory.strip() == "Flat"
+
+    @property
+    def tunable(self) -> bool:
+        """Whether a search parameter (nprobe, efSearch) trades speed for recall: False for exact search."""
+        return tuning.search_parameter(_parts(self.index)[0]) is not None
 
     def _empty(self):
         try:
@@ -146,6 +151,13 @@ class VectorIndex:
             "factory": self.built_factory, "parameter": None, "value": None, "recall_at_1": 1.0,
             "size": len(vectors), "exact_up_to": tuning.EXACT_MAX_FLOATS // self.dim}
 
+    def retune(self, vectors: np.ndarray, queries: np.ndarray) -> dict | None:
+        """Tune again over `vectors` (the index's content) with real probe embeddings `queries` joining the
+        self-queries; they stay for later rebuilds of this object. Returns the record."""
+        self.tuning_queries = queries
+        self._tune(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim))
+        return self.tuning
+
     def _adopt_stored_tuning(self) -> None:
         """After a load: what `auto` built, and the stored tuning record when it was made for that structure."""
         if self.factory == tuning.AUTO:
@@ -167,27 +179,42 @@ class VectorIndex:
 
     def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         base, store = _parts(self.index)
-        base.add_with_ids(vectors, ids)
-        if store is not None:  # the full vectors, under the same ids
-            store.add_with_ids(vectors, ids)
-            self.index.ntotal = base.ntotal
+        if store is None:
+            base.add_with_ids(vectors, ids)
+            return
+        base.add_with_ids(vectors, np.arange(len(self), len(self) + len(ids)))  # the IVF names rows of the store
+        store.add_with_ids(vectors, ids)
+        self.index.ntotal = base.ntotal
 
     def remove(self, ids: np.ndarray) -> bool:
         """Remove ids in place (absent ones are ignored); False when this index type cannot remove (e.g. HNSW),
         so the caller rebuilds."""
         base, store = _parts(self.index)
-        if self.exact:
-            self._remove_exact(self.index, np.flatnonzero(np.isin(self.ids, np.asarray(ids, np.int64))))
+        if self.exact or store is not None:
+            rows = np.flatnonzero(np.isin(self.ids, np.asarray(ids, np.int64)))
+            if self.exact:
+                self._remove_exact(self.index, rows)
+            elif len(rows):
+                self._remove_refined(base, store, rows)
             return True
         try:
             base.remove_ids(np.asarray(ids, np.int64))
         except RuntimeError:
             return False
-        if store is not None:
-            self._remove_exact(store, np.flatnonzero(np.isin(self.ids, np.asarray(ids, np.int64))))
-            self.index.ntotal = base.ntotal
         self._sync()
         return True
+
+    def _remove_refined(self, base, store, rows: np.ndarray) -> None:
+        """Free `rows` of a refined index: the full vectors as in the exact index (the last rows move into the
+        holes), and in the IVF, which names rows, the freed and the moved rows go and the moved vectors come back
+        under their new rows (same list, same codes). FAISS finds them by scanning the lists' ids (fast-scan lists
+        have no id map): one O(N) pass in C++, no sorting."""
+        keep = len(self) - len(rows)
+        base.remove_ids(np.union1d(rows, np.arange(keep, len(self))))
+        self._remove_exact(store, rows)
+        holes = rows[rows < keep]
+        base.add_with_ids(self._matrix[holes], holes)
+        self.index.ntotal = base.ntotal
 
     def _remove_exact(self, mapped, rows: np.ndarray) -> None:
         """Free `rows` of the exact index by moving the last live rows into them, then dropping the tail:
@@ -223,14 +250,11 @@ class VectorIndex:
         self._gpu_index = None
         if self._gpu_resources is not None and self.index.ntotal and _parts(self.index)[1] is None:
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.index)
-        self._matrix, self._order = None, None
+        self._matrix = None
         mapped = self.index if self.exact else _parts(self.index)[1]
         if mapped is not None and mapped.ntotal:
             flat = faiss.downcast_index(mapped.index)
             self._matrix = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim).reshape(flat.ntotal, self.dim)
-            if not self.exact:  # id -> row of the full vectors, for the rescoring
-                self._order = np.argsort(self.ids, kind="stable")
-                self._sorted_ids = self.ids[self._order]
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -244,7 +268,7 @@ class VectorIndex:
         k = max(1, min(k, len(self))) if len(self) else 0
         if k == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-        if self._order is not None:
+        if self._matrix is not None and not self.exact:
             return self._refine(queries, k)
         if self._matrix is not None and len(queries) < (FAISS_BATCH if self._gpu_index is None else BLAS_BATCH):
             block = max(1, SCORE_BLOCK // len(self))
@@ -255,13 +279,12 @@ class VectorIndex:
     def _refine(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The IVF's `k * k_factor` best by its compressed codes, rescored exactly with the full vectors: the
         returned scores are the exact inner products."""
-        found = _parts(self.index)[0].search(queries, min(len(self), k * self.k_factor))[1]
-        rows = self._order[np.minimum(np.searchsorted(self._sorted_ids, found), len(self.ids) - 1)]
-        scores = np.einsum("qd,qcd->qc", queries, self._matrix[rows])
-        scores[found < 0] = -np.inf
+        rows = _parts(self.index)[0].search(queries, min(len(self), k * self.k_factor))[1]
+        scores = np.einsum("qd,qcd->qc", queries, self._matrix[np.maximum(rows, 0)])
+        scores[rows < 0] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         top_scores = np.take_along_axis(scores, top, 1)
-        ids = np.where(np.isfinite(top_scores), np.take_along_axis(found, top, 1), -1)
+        ids = np.where(np.isfinite(top_scores), self.ids[np.maximum(np.take_along_axis(rows, top, 1), 0)], -1)
         return np.where(ids >= 0, top_scores, -np.inf).astype(np.float32), ids
 
     def _exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -296,6 +319,9 @@ class VectorIndex:
         index = faiss.read_index(str(path))
         if index.d != self.dim or _with_ids(index) is not index:
             return f"the snapshot {Path(path).name} does not hold a {self.dim}-d index with ids"
+        base, store = _parts(index)
+        if store is not None and not np.array_equal(np.sort(_stored_ids(base)), np.arange(store.ntotal)):
+            return f"the snapshot {Path(path).name} has inverted lists that do not name its rows (an older layout)"
         self.index = index
         self._adopt_stored_tuning()
         self._sync()

@@ -28,7 +28,7 @@ def open_gallery(path: str | Path, model: str | None = None, aligned: bool | Non
     if model is None:
         raise GalleryError(f"{path}: name the embedding model with --model")
     embedder = load_embedder(model, device)
-    preprocessor = _preprocessor(embedder, aligned, device)
+    preprocessor = preprocessor_for(embedder, aligned, device)
     if exists:
         return Gallery(path, embedder, preprocessor)
     gallery = Gallery.create(path, embedder, index_factory=index_factory, template_policy=template_policy,
@@ -48,7 +48,7 @@ def reembed_to(path: str | Path, model: str, device: str = "auto") -> dict:
         raise GalleryError(f"{path} is not a gallery")
     with Gallery(path) as gallery:
         embedder = load_embedder(model, device)
-        result = gallery.reembed(embedder, _preprocessor(embedder, gallery.store.get("aligned", False), device))
+        result = gallery.reembed(embedder, preprocessor_for(embedder, gallery.store.get("aligned", False), device))
         with gallery.store.transaction() as connection:
             gallery.store.set(connection, "model", _model_reference(model))
     return result
@@ -58,7 +58,7 @@ def _model_reference(model: str) -> str:
     return str(Path(model).resolve()) if Path(model).exists() else model
 
 
-def _preprocessor(embedder, aligned: bool, device: str):
+def preprocessor_for(embedder, aligned: bool, device: str):
     """The shared FacePreprocessor for photos; None for aligned crops."""
     if aligned:
         return None

@@ -41,6 +41,20 @@ def test_device_rejects_a_bad_value_naming_the_choices(command, capsys):
     assert all(choice in error for choice in ("auto", "cpu", "cuda"))
 
 
+@pytest.mark.parametrize(("command", "option", "value"), [
+    (["align", "a", "b"], "--workers", "0"), (["prepare", "a", "b"], "--workers", "-2"),
+    (["enroll", "g", "--model", "m", "--from-folder", "p"], "--workers", "0"), (["serve", "g"], "--threads", "0"),
+    (["synth"], "--identities", "0"), (["identify", "g", "x.png"], "-k", "0"), (["bench", "serve"], "--workers", "0"),
+    (["embed", "x.png", "--model", "m", "--out", "e.npy"], "--batch-size", "many")])
+def test_counts_below_one_or_not_whole_are_refused_naming_the_option(command, option, value, capsys):
+    """`--workers 0` used to reach a division by zero in `faceid align`."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, option, value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {option}:" in error and ("must be at least 1" in error or "expected a whole number" in error)
+
+
 def test_synth_writes_the_tree(tmp_path, capsys):
     assert main(["synth", "--identities", "2", "--images-per-identity", "3", "--out", str(tmp_path)]) == 0
     summary = json.loads(capsys.readouterr().out)

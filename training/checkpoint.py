@@ -53,12 +53,12 @@ def restore_training_state(trainer, path: Path) -> None:
     if not isinstance(state, dict) or state.get("format") != TRAINING_FORMAT:
         raise ValueError(f"{path} is not a faceid training checkpoint (format {TRAINING_FORMAT})")
     trainer.backbone.load_state_dict(state["backbone"])
-    loss = trainer.loss
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    loss = trainer.loss  # after the optimiser: a sharded head replaces rank 0's row state with its own
     if hasattr(loss, "load_checkpoint_state"):
         loss.load_checkpoint_state(state["loss"])
     else:
         loss.load_state_dict(state["loss"])
-    trainer.optimizer.load_state_dict(state["optimizer"])
     trainer.schedule.load_state_dict(state["schedule"])
     trainer.scaler.load_state_dict(state["scaler"])
     trainer.step, trainer.best_metric = state["step"], state["best_metric"]

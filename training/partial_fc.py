@@ -100,6 +100,7 @@ class ShardedMarginHead(nn.Module):
         self.start, self.end = self.bounds[rank], self.bounds[rank + 1]
         self.weight = nn.Parameter(reference.weight.detach()[self.start:self.end].clone())
         self.margin = reference.margin
+        self.optimizer: torch.optim.Optimizer | None = None
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         labels = check_inputs(embeddings, labels, self.embedding_dim, self.num_classes)
@@ -111,10 +112,27 @@ class ShardedMarginHead(nn.Module):
             local_labels = torch.where(local, all_labels - self.start, torch.zeros_like(all_labels))
             return DistributedCrossEntropy.apply(self.margin(cos, local_labels, local), local_labels, local)
 
+    def attach(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimiser whose state for this rank's rows (momentum, Adam moments) checkpoints carry."""
+        self.optimizer = optimizer
+
+    def _row_slots(self) -> dict:
+        """This rank's optimiser state tensors shaped like its rows, by name (empty before a first step)."""
+        slots = self.optimizer.state.get(self.weight, {}) if self.optimizer is not None else {}
+        return {name: value for name, value in slots.items()
+                if torch.is_tensor(value) and value.shape == self.weight.shape}
+
     def checkpoint_state(self) -> dict:
-        """The whole class-vector matrix, gathered from every rank (every rank must call this)."""
-        return {"weight": gather_shards(self.weight, self.bounds).cpu()}
+        """The whole class-vector matrix and its optimiser state, gathered from every rank (every rank must
+        call this): the trainer's optimiser state dict is rank 0's, which holds only rank 0's rows."""
+        rows = {name: gather_shards(value, self.bounds).cpu() for name, value in self._row_slots().items()}
+        return {"weight": gather_shards(self.weight, self.bounds).cpu(), "row_state": rows}
 
     def load_checkpoint_state(self, state: dict) -> None:
+        """Load this rank's rows; called after the optimiser's state dict, whose row state it replaces."""
+        rows = slice(self.start, self.end)
         with torch.no_grad():
-            self.weight.copy_(state["weight"][self.start:self.end])
+            self.weight.copy_(state["weight"][rows])
+        if self.optimizer is not None and state.get("row_state"):
+            slots = self.optimizer.state[self.weight]
+            slots.update({name: value[rows].to(self.weight.device) for name, value in state["row_state"].items()})

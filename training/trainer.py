@@ -7,6 +7,7 @@ states, position), `best.pt` and `model.pt` (backbone checkpoints any embedder l
 """
 
 import logging
+import math
 import random
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from evaluation.verification import verification_report
 from faceid.backbones import build_backbone
 from faceid.config import FaceidConfig
-from faceid.data.dataset import FolderDataset, RecordIODataset, split_identities
+from faceid.data.dataset import FolderDataset, RecordIODataset, identity_images, split_identities
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.data.protocols import build_pair_protocol
@@ -28,8 +29,9 @@ from faceid.losses import build_loss
 from training import checkpoint, pretrained
 from training.augmentation import Augmentation
 from training.distributed import DistributedContext, init_distributed, shutdown
+from training.loader import build_loader
 from training.run_log import RunLog
-from training.sampled_head import SampledMarginHead, build_head
+from training.sampled_head import build_head
 from training.samplers import auto_sampler, build_sampler
 from training.schedule import LearningRateSchedule
 
@@ -71,13 +73,13 @@ def _datasets(config: FaceidConfig):
         train = RecordIODataset(data.rec)
         validation = list_identity_folder(data.validation_root) if data.validation_root else []
         return train, validation
-    if not data.root:
-        raise ValueError("data.root must name an identity-folder tree of aligned faces")
-    images = list_identity_folder(data.root)
+    if not (data.cache or data.root):
+        raise ValueError("data.root must name an identity-folder tree of aligned faces (or data.cache a crop cache)")
+    images, cache = identity_images(data.cache or data.root)
     if data.validation_root:
-        return FolderDataset(images), list_identity_folder(data.validation_root)
+        return FolderDataset(images, cache=cache), list_identity_folder(data.validation_root)
     train_images, validation = split_identities(images, data.validation_fraction, config.seed)
-    return FolderDataset(train_images), validation
+    return FolderDataset(train_images, cache=cache), validation
 
 
 class Trainer:
@@ -150,6 +152,8 @@ class Trainer:
         else:
             wrapped = self.backbone if self.sharded else TrainModule(self.backbone, self.loss)
             self.model = DistributedDataParallel(wrapped)
+        if t.compile:
+            self.model = torch.compile(self.model)
 
     def _build_batches(self) -> None:
         config, t = self.config, self.config.training
@@ -174,8 +178,8 @@ class Trainer:
             self.optimizer = torch.optim.SGD(groups, momentum=t.momentum)
         else:
             self.optimizer = torch.optim.AdamW(groups)
-        if isinstance(self.loss, SampledMarginHead):
-            self.loss.attach(self.optimizer)  # it swaps the sampled rows in and out of the loss group
+        if hasattr(self.loss, "attach"):  # a sampled or sharded head keeps its rows' optimiser state itself
+            self.loss.attach(self.optimizer)
         self.schedule = LearningRateSchedule(t.schedule, self.total_steps, self.steps_per_epoch,
                                              [g["lr"] for g in groups])
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.amp)
@@ -252,8 +256,7 @@ class Trainer:
         for position, batch in enumerate(self.sampler.batches(epoch)[skip:], start=skip):
             seeds = [hash((self.config.seed, epoch, position, k)) % 2**31 for k in range(len(batch))]
             batches.append([(int(index), seed) for index, seed in list(zip(batch, seeds, strict=True))[local]])
-        return torch.utils.data.DataLoader(self.samples, batch_sampler=batches, num_workers=t.workers,
-                                           pin_memory=self.device.type == "cuda", persistent_workers=False)
+        return build_loader(self.samples, batches, t.workers, self.device)
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
         """One optimiser step on this rank's part of a batch: (its loss, the learning rate used)."""
@@ -287,7 +290,11 @@ class Trainer:
         """Log, checkpoint and validate as configured after a step; True when early stopping says stop."""
         t = self.config.training
         if self.step % t.log_every_steps == 0 or self.step == self.total_steps:
-            self.run_log.train_row(self.step, self.step / self.steps_per_epoch, self._global_loss(value), lr)
+            loss = self._global_loss(value)
+            if not math.isfinite(loss):
+                raise ValueError(f"training diverged: the loss is {loss} at step {self.step}; lower training.lr, "
+                                 "set training.clip_grad_norm, or resume from an earlier checkpoint")
+            self.run_log.train_row(self.step, self.step / self.steps_per_epoch, loss, lr)
         if t.checkpoint_every_steps and self.step % t.checkpoint_every_steps == 0:
             self.save_checkpoint("last.pt")
             self.save_checkpoint(f"step_{self.step:08d}.pt")

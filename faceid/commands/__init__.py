@@ -20,6 +20,7 @@ from faceid.commands import (
     gallery,
     identify,
     models,
+    prepare,
     serve,
     synth,
     train,
@@ -29,6 +30,7 @@ from faceid.commands import (
 COMMANDS: dict[str, ModuleType] = {
     "synth": synth,
     "align": align,
+    "prepare": prepare,
     "train": train,
     "export": export,
     "embed": embed,

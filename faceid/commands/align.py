@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_device_option, print_json
+from faceid.commands.options import add_device_option, add_workers_option, positive_count, print_json
 
 SUMMARY = "detect and align faces of an identity-folder tree"
 
@@ -11,7 +11,7 @@ SUMMARY = "detect and align faces of an identity-folder tree"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="identity-folder tree, flat folder, or a file listing image paths")
     parser.add_argument("destination", type=Path, help="where the aligned tree and manifest.jsonl go")
-    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    add_workers_option(parser, 1, help="parallel worker processes (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="redo images already in the manifest")
     parser.add_argument("--select", choices=["all", "largest", "best", "center"], default="largest",
                         help="which face to keep when an image holds several (all: one crop each)")
@@ -19,10 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the crop to make: a named alignment template (arcface_112, dlib_150, facenet_160), "
                              "or a YAML file with points and size; use the template of the model you will train "
                              "or fine-tune (see docs/alignment.md)")
-    parser.add_argument("--size", type=int, default=None, help="side of the aligned crops (default: the template's)")
-    parser.add_argument("--min-face-size", type=int, default=20)
+    parser.add_argument("--size", type=positive_count, default=None,
+                        help="side of the aligned crops (default: the template's)")
+    parser.add_argument("--min-face-size", type=positive_count, default=20)
     parser.add_argument("--min-score", type=float, default=0.9)
-    parser.add_argument("--max-side", type=int, default=1280, help="larger images are downscaled for detection")
+    parser.add_argument("--max-side", type=positive_count, default=1280,
+                        help="larger images are downscaled for detection")
     add_device_option(parser, default="cpu")
 
 

@@ -3,44 +3,42 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_device_option
+from faceid.commands.options import add_device_option, add_workers_option, positive_count
 
-SUMMARY = "benchmarks (losses, detect, embed, enroll, gallery, serve) printing ratios to a baseline from the same run"
+SUMMARY = "benchmarks (losses, detect, embed, enroll, gallery, serve, train): ratios to a baseline from the same run"
 
-TARGETS = ["losses", "detect", "embed", "enroll", "gallery", "gallery-search", "serve"]
+TARGETS = ["losses", "detect", "embed", "enroll", "gallery", "serve", "train"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", choices=TARGETS, help="what to benchmark")
     add_device_option(parser)
-    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions per case")
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/caltech_faces"),
-                        help="real photos for `bench detect`, `embed`, `enroll` (default ../shared/data/caltech_faces)")
-    parser.add_argument("--limit", type=int, default=200, help="at most this many images for `bench detect`")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="`bench serve`: server processes (default 1); `bench enroll`: decode + detect processes "
-                             "(default 2)")
+    parser.add_argument("--repeats", type=positive_count, default=3, help="timed repetitions per case")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes, for a smoke run (`bench gallery`: 1k and 10k instead of 10k, 100k, 1M)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="real photos for `bench detect`, `embed`, `enroll` (default ../shared/data/caltech_faces) "
+                             "and `bench train` (default ../shared/data/orl)")
+    parser.add_argument("--limit", type=positive_count, default=200, help="at most this many images for `bench detect`")
+    add_workers_option(parser, None, help="`bench serve`: server processes (default 1); `bench enroll`: decode + "
+                                          "detect processes (default 2)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.target == "train":
+        from training.benchmark import run_train_benchmark
+
+        run_train_benchmark(args.device, quick=args.quick, data=args.data or Path("../shared/data/orl"))
+        return 0
+    args.data = args.data or Path("../shared/data/caltech_faces")
     if args.target == "serve":
         from gallery.serve_benchmark import run_serve_benchmark
 
         run_serve_benchmark(per_client=8 if args.quick else 24, workers=args.workers or 1)
-    elif args.target == "gallery-search":
-        from gallery.benchmark import run_search_benchmark
-
-        run_search_benchmark(sizes=(10_000, 100_000) if args.quick else (10_000, 100_000, 1_000_000))
     elif args.target == "gallery":
-        from gallery.benchmark import run_gallery_benchmark, run_write_benchmark
+        from gallery.benchmark import run_gallery_benchmark
 
-        if args.quick:
-            run_gallery_benchmark(sizes=(1_000, 10_000), approximate_at=10_000)
-            run_write_benchmark(sizes=(1_000, 10_000))
-        else:
-            run_gallery_benchmark()
-            run_write_benchmark()
+        run_gallery_benchmark(sizes=(1_000, 10_000) if args.quick else (10_000, 100_000, 1_000_000))
     elif args.target == "embed":
         from export.benchmark import run_embed_benchmark
 

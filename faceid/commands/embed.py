@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_device_option, print_json
+from faceid.commands.options import add_device_option, positive_count, print_json
 
 SUMMARY = "embed images with a model"
 
@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--select", choices=["largest", "best", "center"], default="largest")
     parser.add_argument("--preprocessing", type=Path, default=None, help="YAML for a third-party ONNX model")
     add_device_option(parser)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_count, default=32)
 
 
 def run(args: argparse.Namespace) -> int:

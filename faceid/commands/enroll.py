@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_gallery_options, open_gallery_from, print_json
+from faceid.commands.options import add_gallery_options, add_workers_option, open_gallery_from, print_json
 
 SUMMARY = "enroll identities into a gallery"
 
@@ -25,9 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-images", action="store_true",
                         help="a new gallery keeps a copy of every enrolled image, so it can be re-embedded later "
                              "(change it with `faceid gallery keep-images GALLERY on|off`)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="parallel decode + detect processes, as for `faceid align` (the embedder batches in "
-                             "this process; default 1)")
+    add_workers_option(parser, 1, help="parallel decode + detect processes, as for `faceid align` (the embedder "
+                                       "batches in this process; default 1)")
 
 
 def run(args: argparse.Namespace) -> int:

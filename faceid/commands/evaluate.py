@@ -4,7 +4,7 @@ import argparse
 import os
 from pathlib import Path
 
-from faceid.commands.options import add_device_option
+from faceid.commands.options import add_device_option, positive_count
 
 SUMMARY = "evaluate a model on a verification or identification protocol"
 
@@ -25,15 +25,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=["verification", "identification"], default="verification",
                         help="protocol built from the --data tree when no --pairs file is given")
     parser.add_argument("--out", type=Path, required=True, help="report directory")
-    parser.add_argument("--folds", type=int, default=10)
-    parser.add_argument("--pairs-per-fold", type=int, default=300)
+    parser.add_argument("--folds", type=positive_count, default=10)
+    parser.add_argument("--pairs-per-fold", type=positive_count, default=300)
     parser.add_argument("--unknown-fraction", type=float, default=0.3,
                         help="share of identities left out of the gallery")
-    parser.add_argument("--gallery-per-identity", type=int, default=1)
+    parser.add_argument("--gallery-per-identity", type=positive_count, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-missing", action="store_true", help="skip pairs whose images are missing")
     add_device_option(parser)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=positive_count, default=64)
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="embedding cache (default ~/.cache/faceid/embeddings)")
     parser.add_argument("--preprocessing", type=Path, default=None,

@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     action("keep-images", "keep a copy of every enrolled image inside the gallery (so it can be re-embedded)"
            ).add_argument("setting", choices=["on", "off"])
     action("check", "verify the index and its snapshot against gallery.db vector by vector (exit 1 if not)")
+    action("tune", "tune an approximate index (nprobe...) again with real probe faces to recall@1 0.99").add_argument(
+        "--probes", type=Path, required=True,
+        help="a folder of probe images (other photos of enrolled people; embedded with the gallery's model) "
+             "or the .npz/.npy of `faceid embed`")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +79,12 @@ def _calibrate(gallery, args) -> dict:
     return calibrate_from_folder(gallery, args.data, args.pairs, args.target_far)
 
 
+def _tune(gallery, args) -> dict:
+    from gallery.probe_tuning import tune_with_probes
+
+    return tune_with_probes(gallery, args.probes)
+
+
 def _keep_images(gallery, args) -> dict:
     from gallery.kept_images import set_keep_images
 
@@ -91,4 +101,5 @@ _ACTIONS = {
     "export": lambda gallery, args: {"written": str(gallery.export(args.file))},
     "import": lambda gallery, args: gallery.import_(args.file),
     "keep-images": _keep_images,
+    "tune": _tune,
 }

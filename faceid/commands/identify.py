@@ -4,7 +4,13 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_gallery_options, add_threshold_option, open_gallery_from, print_json
+from faceid.commands.options import (
+    add_gallery_options,
+    add_threshold_option,
+    open_gallery_from,
+    positive_count,
+    print_json,
+)
 
 SUMMARY = "1:N open-set identification against a gallery"
 
@@ -12,7 +18,7 @@ SUMMARY = "1:N open-set identification against a gallery"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_gallery_options(parser)
     parser.add_argument("images", nargs="+", type=Path)
-    parser.add_argument("-k", type=int, default=5, help="candidates per probe (default 5)")
+    parser.add_argument("-k", type=positive_count, default=5, help="candidates per probe (default 5)")
     add_threshold_option(parser)
     parser.add_argument("--json", action="store_true", help="JSON instead of a table")
     parser.add_argument("--all-faces", action="store_true",

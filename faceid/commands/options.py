@@ -44,6 +44,20 @@ def add_threshold_override_option(parser: argparse.ArgumentParser) -> None:
                              f"raise it) or any (default {DEFAULT_POLICY})")
 
 
+def add_workers_option(parser: argparse.ArgumentParser, default: int | None, help: str) -> None:
+    parser.add_argument("--workers", type=positive_count, default=default, help=help)
+
+
+def positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _threshold(text: str) -> float:
     from gallery.threshold_policy import check_threshold
 

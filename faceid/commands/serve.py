@@ -3,7 +3,13 @@
 import argparse
 import os
 
-from faceid.commands.options import add_gallery_options, add_threshold_override_option, open_gallery_from
+from faceid.commands.options import (
+    add_gallery_options,
+    add_threshold_override_option,
+    add_workers_option,
+    open_gallery_from,
+    positive_count,
+)
 
 SUMMARY = "serve a gallery over HTTP"
 
@@ -15,14 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=None,
                         help="require this X-API-Key header (default: $FACEID_API_KEY if set)")
     parser.add_argument("--max-request-mb", type=float, default=20.0, help="largest accepted request body")
-    parser.add_argument("--max-pixels", type=int, default=40_000_000,
+    parser.add_argument("--max-pixels", type=positive_count, default=40_000_000,
                         help="largest accepted image, in pixels, checked from its header before decoding")
     parser.add_argument("--read-timeout", type=float, default=10.0,
                         help="seconds a request body may stall before the request is refused (408)")
     add_threshold_override_option(parser)
-    parser.add_argument("--workers", type=int, default=1, help="server processes sharing the gallery (default 1)")
-    parser.add_argument("--threads", type=int, default=4, help="reader threads per process (default 4)")
-    parser.add_argument("--batch-size", type=int, default=32, help="most /identify requests per embedder batch")
+    add_workers_option(parser, 1, help="server processes sharing the gallery (default 1)")
+    parser.add_argument("--threads", type=positive_count, default=4, help="reader threads per process (default 4)")
+    parser.add_argument("--batch-size", type=positive_count, default=32,
+                        help="most /identify requests per embedder batch")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0,
                         help="how long the first request of a batch waits for others (default 5 ms)")
 

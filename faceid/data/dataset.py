@@ -1,4 +1,5 @@
-"""Training datasets of aligned faces: identity-folder trees and insightface RecordIO packs.
+"""Training datasets of aligned faces: identity-folder trees (or their prepared crop cache) and
+insightface RecordIO packs.
 
 Both yield (RGB uint8 crop, label) and expose `labels` (one int per sample) so samplers can group
 by identity. A sample that cannot be decoded is logged once and replaced by another sample of the
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from faceid.data.folder import LabelledImage
+from faceid.data.crop_cache import CropCache, is_crop_cache
+from faceid.data.folder import LabelledImage, list_identity_folder
 from faceid.data.images import ImageReadError, read_rgb
 from faceid.data.recordio import RecordIOReader
 
@@ -50,9 +52,7 @@ class FaceDataset:
     def load(self, index: int) -> tuple[np.ndarray, int]:
         """(crop, label); a corrupt sample is replaced by another of its identity, or the next one."""
         label = int(self.labels[index])
-        candidates = [index] + [int(i) for i in np.flatnonzero(self.labels == label) if i != index]
-        candidates += [(index + step) % len(self) for step in range(1, len(self))]
-        for candidate in candidates:
+        for candidate in self._candidates(index, label):
             if candidate in self.corrupt:
                 continue
             try:
@@ -62,17 +62,37 @@ class FaceDataset:
                 log.warning("skipping corrupt training sample %s: %s", self.describe(candidate), error)
         raise RuntimeError("every sample of the dataset is unreadable")
 
+    def _candidates(self, index: int, label: int):
+        """`index`, then the other samples of its identity, then every other sample. Lazy: the
+        identity's samples are only looked up once `index` has failed, so a good read costs O(1)."""
+        yield index
+        yield from (int(i) for i in np.flatnonzero(self.labels == label) if i != index)
+        yield from ((index + step) % len(self) for step in range(1, len(self)))
+
+
+def identity_images(root: str | Path) -> tuple[list[LabelledImage], CropCache | None]:
+    """The images of an identity-folder tree, or of a prepared crop cache together with that cache."""
+    if is_crop_cache(root):
+        cache = CropCache(root)
+        return cache.images, cache
+    return list_identity_folder(root), None
+
 
 class FolderDataset(FaceDataset):
-    def __init__(self, images: list[LabelledImage], class_names: list[str] | None = None):
+    """Images of an identity-folder tree, decoded from their files or read from a prepared `cache`."""
+
+    def __init__(self, images: list[LabelledImage], class_names: list[str] | None = None,
+                 cache: CropCache | None = None):
         super().__init__()
-        self.images = images
+        self.images, self.cache = images, cache
         self.class_names = class_names or sorted({i.identity for i in images})
         index = {name: k for k, name in enumerate(self.class_names)}
         self.labels = np.array([index[i.identity] for i in images], dtype=np.int64)
         self.num_classes = len(self.class_names)
 
     def read(self, index: int) -> np.ndarray:
+        if self.cache is not None:
+            return self.cache.crop(self.cache.rows[self.images[index].path])
         return read_rgb(self.images[index].path)
 
     def describe(self, index: int) -> str:

@@ -8,6 +8,7 @@ record keys: images are keys 1 .. label[0] − 1.
 """
 
 import io
+import os
 import struct
 from pathlib import Path
 
@@ -39,21 +40,28 @@ class RecordIOReader:
             if not path.is_file():
                 raise FileNotFoundError(f"RecordIO file {path} does not exist")
         self.offsets = _read_index(idx_path)
-        self._handle = None
+        self._fd = None
 
-    def __getstate__(self):  # picklable for DataLoader workers: each reopens the file
-        return {**self.__dict__, "_handle": None}
+    def __getstate__(self):  # picklable for spawned DataLoader workers: each opens the file
+        return {**self.__dict__, "_fd": None}
+
+    def _read(self, offset: int, size: int) -> bytes:
+        """Positional read: forked DataLoader workers share the descriptor, never a file offset."""
+        if self._fd is None:
+            self._fd = os.open(self.rec_path, os.O_RDONLY)
+        data = os.pread(self._fd, size, offset)
+        if len(data) != size:
+            raise ValueError(f"{self.rec_path}: truncated record at offset {offset}")
+        return data
 
     def raw(self, key: int) -> bytes:
         if key not in self.offsets:
             raise KeyError(f"record {key} is not in the index of {self.rec_path}")
-        if self._handle is None:
-            self._handle = open(self.rec_path, "rb")
-        self._handle.seek(self.offsets[key])
-        magic, lrecord = struct.unpack("<II", self._handle.read(8))
+        offset = self.offsets[key]
+        magic, lrecord = struct.unpack("<II", self._read(offset, 8))
         if magic != MAGIC:
             raise ValueError(f"{self.rec_path}: record {key} has a bad magic number {magic:#x}")
-        return self._handle.read(lrecord & ((1 << 29) - 1))
+        return self._read(offset + 8, lrecord & ((1 << 29) - 1))
 
     def header(self, key: int) -> tuple[int, np.ndarray, bytes]:
         """(flag, labels, payload after the header) of record `key`."""

@@ -303,16 +303,3 @@ def test_readers_keep_working_while_one_writer_enrolls(tmp_path, shared_backend)
         assert reader.returncode == 0, err
         assert int(out) > 10
     assert enrolled > 5 and gallery.stats()["identities"] == enrolled + 1
-
-
-def test_gallery_benchmark_compares_against_faiss_and_numpy(capsys, monkeypatch):  # a FAISS benchmark
-    from gallery import benchmark
-    from gallery.benchmark import run_gallery_benchmark
-
-    monkeypatch.setattr(benchmark, "MEASURE_SECONDS", 0.05)
-    rows = run_gallery_benchmark(sizes=(2000,), approximate_at=2000, factories=("HNSW32,Flat",))
-    exact = [r for r in rows if "numpy" in r]
-    assert [r["batch"] for r in exact] == [1, 256] and all(r["gallery"] > 0 for r in exact)
-    approximate = {r.get("factory") or r.get("backend"): r for r in rows if "recall_at_1" in r}
-    assert approximate["HNSW32,Flat"]["recall_at_1"] > 0.9
-    assert "gallery/FAISS" in capsys.readouterr().out

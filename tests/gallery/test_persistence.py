@@ -260,13 +260,3 @@ def test_a_snapshot_is_written_in_the_background_once_enough_changed(tmp_path, m
     gallery.live.wait()
     assert _snapshots(tmp_path / "g") != first
     assert gallery.store.get("snapshot")["generation"] == gallery.stats()["generation"]
-
-
-def test_the_benchmark_reports_write_medians_bytes_per_template_and_the_wal(capsys):
-    from gallery.benchmark import run_write_benchmark
-
-    rows = run_write_benchmark(sizes=(500, 1000), runs=3)
-    assert [r["size"] for r in rows] == [500, 1000]
-    assert all(r["enroll_median_s"] > 0 and r["remove_median_s"] > 0 and r["bytes_per_template"] > 2048
-               for r in rows)
-    assert "1000/500" in capsys.readouterr().out

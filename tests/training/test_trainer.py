@@ -89,9 +89,10 @@ def test_bad_configurations_are_refused(small_synthetic, tmp_path):
         Trainer(_config(small_synthetic, tmp_path / "none"), resume="auto", progress=False)
 
 
-def _torchrun(small_synthetic, run_dir, processes, *overrides):
+def _torchrun(small_synthetic, run_dir, processes, *overrides, resume=None):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port",
-               str(29400 + processes + len(overrides)), "-m", "faceid.cli", "train"]
+               str(29400 + processes + len(overrides) + (resume is not None)), "-m", "faceid.cli", "train"]
+    command += ["--resume", str(resume)] if resume else []
     for item in [f"data.root={small_synthetic / 'aligned'}", f"training.run_dir={run_dir}", *TINY, *overrides]:
         command += ["--set", item]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -112,6 +113,24 @@ def test_two_process_ddp_matches_one_process(small_synthetic, tmp_path, head):
     for (_, a), (_, b) in zip(ddp, single, strict=True):
         assert a == pytest.approx(b, rel=1e-4)
     assert abs(ddp[-1][1] - ddp[0][1]) > 1e-3  # training moved, so later steps test the updates too
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_sharded_head_resume_restores_every_ranks_optimiser_state(small_synthetic, tmp_path, optimizer):
+    """The trainer's optimiser state dict is rank 0's; each rank's class rows carry their own momentum
+    (Adam moments), so a resumed sharded run must continue exactly as the uninterrupted one."""
+    overrides = ["training.max_steps=4", "training.epochs=2", "training.validate_every_epochs=null",
+                 "model.options={width: 8, norm: group}", "training.augmentation=none",
+                 "training.model_parallel_head=true", "training.checkpoint_every_steps=2",
+                 f"training.optimizer={optimizer}"]
+    _torchrun(small_synthetic, tmp_path / "straight", 2, *overrides)
+    _torchrun(small_synthetic, tmp_path / "resumed", 2, *overrides,
+              resume=tmp_path / "straight" / "checkpoints" / "step_00000002.pt")
+    straight, resumed = dict(_train_losses(tmp_path / "straight")), dict(_train_losses(tmp_path / "resumed"))
+    assert sorted(resumed) == [3, 4] and straight[4] != pytest.approx(straight[3], abs=1e-3)
+    for step in (3, 4):
+        assert resumed[step] == pytest.approx(straight[step], abs=1e-6)
 
 
 def test_validation_embeds_through_the_live_backbone_without_hashing_it(small_synthetic, tmp_path, monkeypatch):

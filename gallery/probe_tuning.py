@@ -1,0 +1,89 @@
+"""`faceid gallery tune GALLERY --probes PATH`: tune an approximate index again with real probe faces.
+
+The tuner's own queries are enrolled vectors plus noise (`gallery.tuning`); real probes — other photos of
+enrolled people, embedded with the gallery's own embedder — say how real queries fall between the lists.
+PATH is a folder of images (searched recursively; each detected, aligned and embedded like a probe of
+`faceid identify`; unreadable or faceless images are reported and skipped) or the `.npz` / `.npy` written by
+`faceid embed`. The new record must reach recall@1 0.99 on the self-queries and on the probes each; it is
+stored in gallery.db and shown by `gallery stats`; every process that opens the gallery from then on applies it.
+Run it while no other process has the gallery open for writing (e.g. stop `faceid serve`, restart it after): a
+process that was already running keeps its own parameters and records them again with its next snapshot. A later
+rebuild (the gallery grown past its size band) tunes with self-queries only: run `gallery tune` again after it.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from gallery.records import GalleryError
+
+SHOWN_ERRORS = 10  # skipped images listed by name (the count is always given)
+
+
+def probe_embeddings(gallery, probes: str | Path) -> tuple[np.ndarray, dict[str, str]]:
+    """(unit embeddings (n, gallery dim), {image: why it was skipped}) of the probes at `probes`."""
+    probes = Path(probes)
+    if probes.is_file() and probes.suffix in (".npz", ".npy"):
+        return _stored_embeddings(gallery, probes), {}
+    if not probes.is_dir():
+        raise GalleryError(f"{probes}: not a folder of probe images nor a .npz/.npy of embeddings")
+    from export.embed_files import expand
+
+    paths = expand([probes])
+    if not paths:
+        raise GalleryError(f"{probes}: no images found")
+    if gallery.resolver.embedder is None:
+        raise GalleryError(f"{gallery.path}: probe images need the gallery's model (open it with --model)")
+    results = gallery.resolver.images(paths, [str(path) for path in paths])
+    skipped = {str(path): str(result) for path, result in zip(paths, results, strict=True)
+               if isinstance(result, GalleryError)}
+    vectors = [result.embedding for result in results if not isinstance(result, GalleryError)]
+    if not vectors:
+        raise GalleryError(f"{probes}: no face found in any of its {len(paths)} images "
+                           f"(e.g. {next(iter(skipped.values()))})")
+    return np.stack(vectors), skipped
+
+
+def _stored_embeddings(gallery, file: Path) -> np.ndarray:
+    """The embeddings of a `faceid embed` output, each checked like an enrolled embedding."""
+    if file.suffix == ".npz":
+        with np.load(file) as loaded:
+            if "embeddings" not in loaded:
+                raise GalleryError(f"{file}: no 'embeddings' array (write it with `faceid embed --out X.npz`)")
+            vectors = loaded["embeddings"]
+    else:
+        vectors = np.load(file)
+    if vectors.ndim != 2 or vectors.shape[1] != gallery.dim or not len(vectors):
+        raise GalleryError(f"{file}: probe embeddings have shape {vectors.shape}, the gallery holds "
+                           f"{gallery.dim}-d vectors")
+    return np.stack([gallery.resolver.embedding(vector, f"{file} row {row}") for row, vector in enumerate(vectors)])
+
+
+def tune_with_probes(gallery, probes: str | Path) -> dict:
+    """Embed the probes at `probes`, tune the gallery's index with them (under the writer lock), store the
+    record with a fresh snapshot and return it with the probes used and skipped."""
+    from gallery import tuning
+    from gallery.index import VectorIndex
+
+    index = gallery.index
+    if not isinstance(index, VectorIndex):
+        raise GalleryError(f"{gallery.path}: the {gallery.backend['name']} backend tunes its own index; "
+                           "nothing to tune here")
+    queries, skipped = probe_embeddings(gallery, probes)
+    with gallery._writer():
+        index = gallery.index
+        if index.search_parameters:
+            raise GalleryError(f"{gallery.path}: its search parameters are set explicitly "
+                               f"({index.search_parameters}); nothing to tune")
+        if not index.tunable:
+            limit = f" (`auto` stays exact up to {tuning.EXACT_MAX_FLOATS // index.dim:,} {index.dim}-d templates)"
+            raise GalleryError(f"{gallery.path}: the index is exact ({index.built_factory}); nothing to tune"
+                               + (limit if index.factory == tuning.AUTO else ""))
+        record = index.retune(gallery.store.index_vectors(gallery.policy == "mean")[1], queries)
+        if gallery.live.needs_snapshot:  # rebuilt on catching up: the record goes with the new snapshot
+            gallery.live.write_snapshot()
+        else:  # applied by every process that loads the recorded snapshot (same structure) from now on
+            with gallery.store.transaction() as connection:
+                tuning.save_record(gallery.store, connection, record)
+    shown = dict(list(skipped.items())[:SHOWN_ERRORS])
+    return {"tuning": record, "probes": len(queries), "skipped": len(skipped), "skipped_images": shown}
