@@ -121,3 +121,17 @@ def test_only_the_store_runs_sql():
                  if path.name != "store.py"
                  for line in path.read_text().splitlines() if re.search(r"\.execute(many|script)?\(", line)]
     assert not offenders, f"SQL outside gallery/store.py: {offenders}"
+
+
+def test_reembed_closes_the_index_it_replaces(enrolled, monkeypatch):
+    gallery, _, second, probe = enrolled
+    old, closed = gallery.index, []
+    close = old.close
+    monkeypatch.setattr(old, "close", lambda: closed.append(close()))
+    gallery.reembed(second)
+    assert closed == [None] and gallery.index is not old
+    if gallery.backend["name"] == "milvus":
+        from gallery.milvus_index import _lite_users
+
+        assert _lite_users[gallery.backend["uri"]] == 1  # only the new index holds the Milvus Lite server
+    assert gallery.identify(probe, k=2).candidates and gallery.check()["consistent"]
