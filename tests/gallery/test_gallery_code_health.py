@@ -121,3 +121,11 @@ def test_only_the_store_runs_sql():
                  if path.name != "store.py"
                  for line in path.read_text().splitlines() if re.search(r"\.execute(many|script)?\(", line)]
     assert not offenders, f"SQL outside gallery/store.py: {offenders}"
+
+
+def test_reembed_drops_the_real_tuning_probes_of_the_old_model(enrolled):
+    gallery, _, second, _ = enrolled
+    with gallery.store.transaction() as connection:
+        gallery.store.set_tuning_probes(connection, np.ones((3, DIM), np.float32))
+    gallery.reembed(second)
+    assert gallery.store.tuning_probes().shape == (0, 0)
