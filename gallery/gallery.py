@@ -24,7 +24,7 @@ import numpy as np
 from faceid.arrays import l2_normalize
 from gallery.index import VectorIndex
 from gallery.kept_images import keep_images
-from gallery.live_index import LiveIndex, writer_lock
+from gallery.live_index import LiveIndex, log, writer_lock
 from gallery.milvus_index import COLLECTION, MilvusIndex, describe_backend
 from gallery.names import UNKNOWN, refuse_name_clash, validate_identity_name
 from gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
@@ -165,14 +165,6 @@ class Gallery:
                                    f"opened with {self.fingerprint['fingerprint']}; reopen it with the new embedder")
         self.live.refresh(own_write)
 
-    def _adopt_embedder(self, resolver: SampleResolver, generation: int) -> None:
-        """After a committed re-embedding (under the writer lock): take the new embedder and rebuild the index."""
-        self.resolver, self.dim = resolver, resolver.dim
-        self.fingerprint = self.store.get("embedder")
-        self.live.index = self._new_index()
-        self.live.rebuild("the gallery was re-embedded")
-        self.live.generation = generation
-
     # ----- enroll, remove, rename ----------------------------------------------------------------
     def resolve(self, items, names: list[str] | None = None) -> list[Sample]:
         """Images (paths or RGB arrays) or embeddings -> validated samples; the first bad one raises."""
@@ -265,19 +257,27 @@ class Gallery:
         self._refresh()
         queries = np.stack([s.embedding for s in self.resolve(probes)]) if len(probes) else np.zeros((0, self.dim))
         value, source = self._threshold(threshold)
-        searched = k if self.policy == "mean" else min(len(self.index), max(4 * k, k + 16))
+        size = len(self.index)
+        widest = min(size, getattr(self.index, "max_results", size))  # Milvus: at most 16,384 results a search
+        searched = min(widest, k if self.policy == "mean" else max(4 * k, k + 16))
         while True:
             scores, ids = self.index.search(queries, searched)
             candidates = [self._top_identities(row_scores, row_ids, k)
                           for row_scores, row_ids in zip(scores, ids, strict=True)]
-            if searched >= len(self.index) or all(len(c) >= min(k, len(self._names)) for c in candidates):
+            if searched >= widest or all(len(c) >= min(k, len(self._names)) for c in candidates):
                 break
-            searched = min(len(self.index), searched * 4)
+            searched = min(widest, searched * 4)
+        indexed = len(set(self._owner.values())) if widest < size else 0  # a result cap may cut k short: say so
+        cut = [len(top) < min(k, indexed) for top in candidates]  # (the listed ones are still the best, in order)
+        if any(cut):
+            log.warning("%s: the best %d templates (the index's cap a search) hold fewer than k=%d identities "
+                        "for %d probe(s): they get the best ones, fewer than k (IdentifyResult.complete False)",
+                        self.path, widest, k, sum(cut))
         results = []
-        for top in candidates:
+        for top, short in zip(candidates, cut, strict=True):
             best = top[0] if top else (UNKNOWN, float("-inf"))
             known = value is None or best[1] >= value
-            results.append(IdentifyResult(best[0] if known and top else UNKNOWN, top, value, source))
+            results.append(IdentifyResult(best[0] if known and top else UNKNOWN, top, value, source, not short))
         return results
 
     def _top_identities(self, scores, ids, k) -> list[tuple[str, float]]:

@@ -19,11 +19,15 @@ it, which is all an open needs.
 A tuning record saved by another process (`gallery tune`, which bumps the generation) is taken on the replay that
 follows (`VectorIndex.follow_tuning`); a snapshot never writes an older record over it (`gallery.tuning`).
 
-Milvus keeps its own index: no snapshot; the writer applies its changes to the shared collection, then
-records in it the generation it now holds (`MilvusIndex.mark`); other processes only follow the names.
+Milvus keeps its own index: no snapshot file; the writer applies its changes to the shared collection,
+then records in it the generation it now holds (`MilvusIndex.mark`); other processes only follow the names.
 Opening, and each write, first check that the collection holds the store's generation and its ids; if
 not (a writer died after its commit), the changes it lacks are applied under the writer lock, or the
-collection is rebuilt from SQLite when they are not all known.
+collection is rebuilt from SQLite when they are not all known. A reader that finds the collection's mark
+behind the store (one read per store generation) repairs it too, but only if the writer lock is free: a
+live writer holds it until its update is done, and readers never wait for it (`follow_shared`). The
+marked collection is recorded like a snapshot once `SNAPSHOT_CHANGES` changes follow the last record, so
+the changes history stays bounded (`trim_history`).
 """
 
 from __future__ import annotations
@@ -51,19 +55,24 @@ _held_locks = threading.local()  # the folders whose writer lock this thread hol
 
 
 @contextmanager
-def writer_lock(folder: Path):
+def writer_lock(folder: Path, wait: bool = True):
     """The writer lock: one writer at a time, across processes and threads; readers are never blocked.
-    Re-entrant within a thread (a write that repairs a Milvus collection takes it again)."""
+    Re-entrant within a thread (a write that repairs a Milvus collection takes it again). Yields whether it
+    is held: with `wait=False`, False at once when another writer (process or thread) holds it."""
     held = _held_locks.__dict__.setdefault("folders", set())
     key = Path(folder).resolve()
     if key in held:
-        yield
+        yield True
         return
     with open(Path(folder) / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
         held.add(key)
         try:
-            yield
+            yield True
         finally:
             held.discard(key)
             fcntl.flock(handle, fcntl.LOCK_UN)
@@ -78,6 +87,7 @@ class LiveIndex:
         self.names: dict[int, str] = {}
         self.owner: dict[int, int] = {}
         self.generation: int | None = None
+        self.confirmed: int | None = None  # Milvus: the last store generation the collection was seen to hold
         self.needs_snapshot = False  # the index was rebuilt: the recorded snapshot (if any) is no use
         self.report = {"snapshot_generation": None, "rebuilt_reason": None, "replayed_changes": 0}
         self._background: threading.Thread | None = None
@@ -94,6 +104,8 @@ class LiveIndex:
         applies the changes to a shared (Milvus) index; otherwise the writing process did that."""
         if self.generation is None and not self.snapshots:
             self.repair_shared()
+        elif not own_write and not self.snapshots:
+            self.follow_shared()
         for attempt in range(3):  # a snapshot deleted by a newer one while we read it: look again
             with self.store.reading():
                 generation, held = self.store.generation(), self.generation
@@ -129,6 +141,23 @@ class LiveIndex:
                             generation)
             if not current():
                 self.rebuild("the Milvus collection does not hold the store's templates")
+
+    def follow_shared(self) -> None:
+        """Milvus, before a read: a collection whose mark is behind the store has a writer between its commit and
+        its update of the collection (it holds the writer lock: go on, skipping the ids the collection lacks), or
+        had one that died there (the lock is free): then repair it now, or what that writer added would stay
+        unfindable until the next open or write. The mark is read once per store generation it is found at."""
+        generation = self.store.generation()
+        if generation == self.confirmed:
+            return
+        if self.index.synced() == generation:
+            self.confirmed = generation
+            return
+        with writer_lock(self.folder, wait=False) as free:
+            if free and self.index.synced() != self.store.generation():  # still behind, and no writer is half-way
+                log.warning("%s: the Milvus collection is behind gallery.db (a writer died after its commit): "
+                            "repairing it", self.folder)
+                self.repair_shared()
 
     def _open(self, last_try: bool) -> bool:
         """Load the recorded snapshot and replay the changes after it, or rebuild; False to look again."""
@@ -209,7 +238,9 @@ class LiveIndex:
 
     def after_write(self, make_index) -> None:
         """After a committed write: truncate the WAL if a bulk write grew it; write the snapshot now if the
-        index had to be rebuilt, or in the background if one is due."""
+        index had to be rebuilt, or in the background if one is due (Milvus: `trim_history`)."""
+        if not self.snapshots:
+            self.trim_history()  # first: the checkpoint then truncates the WAL its transaction wrote to
         self.store.checkpoint()
         if self.needs_snapshot:
             self.write_snapshot()
@@ -225,6 +256,18 @@ class LiveIndex:
         changes = self.store.changes_count(record["generation"])
         return (changes >= max(SNAPSHOT_CHANGES, SNAPSHOT_FRACTION * len(self.index))
                 or bool(changes and time.time() - record["time"] > SNAPSHOT_SECONDS))
+
+    def trim_history(self) -> None:
+        """Milvus, after a write: the collection, marked with the generation G it holds, is this backend's snapshot
+        (no file). Once `SNAPSHOT_CHANGES` changes follow the last one recorded, record G as one: as for FAISS,
+        the changes up to the previous record are forgotten (`MetadataStore.record_snapshot`). Repair needs only
+        those after G; those between the two records let other processes' maps catch up by replay."""
+        synced, record = self.index.synced(), self.store.get("snapshot")
+        if synced is None or (record is not None and self.store.changes_count(record["generation"]) < SNAPSHOT_CHANGES):
+            return
+        with self.store.transaction() as connection:
+            self.store.record_snapshot(connection, {"generation": synced, "file": None, "checksum": None,
+                                                    "time": time.time()})
 
     def write_snapshot(self, only_if_stale: bool = False) -> None:
         """Write the index of the held generation, then record it (generation, CRC-32) and delete the others;

@@ -17,6 +17,7 @@ import numpy as np
 
 COLLECTION = "faceid_templates"  # the collection of galleries made before each had its own
 QUERY_PAGE = 10_000
+MAX_RESULTS = 16_384  # Milvus refuses a search for more results than this (its topk limit)
 SYNCED = "faceid_generation"  # collection property: the store generation the collection holds
 INDEX_TYPES = ("FLAT", "AUTOINDEX", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8")
 _lite_users: dict[str, int] = {}  # Milvus Lite path -> open MilvusIndex objects of this process using it
@@ -125,9 +126,15 @@ class MilvusIndex:
             return 0
         return int(self.client.query(self.collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
 
+    @property
+    def max_results(self) -> int:
+        """The most results one search returns (`search` asks for no more): Milvus's limit."""
+        return MAX_RESULTS
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the k best per query, k capped at `max_results` (the caller says what that cuts)."""
         queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
-        k = min(k, len(self))
+        k = min(k, len(self), self.max_results)
         if k == 0 or not len(queries):
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         hits = self.client.search(self.collection, data=queries.tolist(), limit=k, output_fields=[],

@@ -39,9 +39,12 @@ class Decision:
 
 @dataclass(frozen=True)
 class IdentifyResult:
-    """Top-k candidates; `identity` is the best candidate, or `unknown` when it scores below the threshold."""
+    """Top-k candidates; `identity` is the best candidate, or `unknown` when it scores below the threshold.
+    `complete` is False when the index's result cap (Milvus: 16,384 a search) left fewer than k candidates though
+    the gallery has more identities: those listed are still the best ones, in order (`identity` is right)."""
 
     identity: str
     candidates: list[tuple[str, float]]
     threshold: float | None
     threshold_source: dict = field(default_factory=dict)
+    complete: bool = True

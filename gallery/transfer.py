@@ -82,5 +82,16 @@ def reembed_gallery(gallery: Gallery, embedder, preprocessor=None) -> dict:
             gallery.store.audit(connection, "reembed", None, {"templates": len(updated),
                                                               "embedder": embedder.fingerprint})
             generation = gallery.store.bump(connection)
-        gallery._adopt_embedder(resolver, generation)
+        adopt_embedder(gallery, resolver, generation)
     return {"templates": len(updated), "embedder": embedder.fingerprint, "threshold": "cleared: calibrate again"}
+
+
+def adopt_embedder(gallery: Gallery, resolver: SampleResolver, generation: int) -> None:
+    """After a committed re-embedding (under the writer lock): take the new embedder, replace the index (closing
+    the old one: its Milvus connection, and its share of a Milvus Lite server) and rebuild it."""
+    gallery.resolver, gallery.dim = resolver, resolver.dim
+    gallery.fingerprint = gallery.store.get("embedder")
+    old, gallery.live.index = gallery.live.index, gallery._new_index()
+    old.close()
+    gallery.live.rebuild("the gallery was re-embedded")
+    gallery.live.generation = generation

@@ -129,3 +129,17 @@ def test_reembed_drops_the_real_tuning_probes_of_the_old_model(enrolled):
         gallery.store.set_tuning_probes(connection, np.ones((3, DIM), np.float32))
     gallery.reembed(second)
     assert gallery.store.tuning_probes().shape == (0, 0)
+
+
+def test_reembed_closes_the_index_it_replaces(enrolled, monkeypatch):
+    gallery, _, second, probe = enrolled
+    old, closed = gallery.index, []
+    close = old.close
+    monkeypatch.setattr(old, "close", lambda: closed.append(close()))
+    gallery.reembed(second)
+    assert closed == [None] and gallery.index is not old
+    if gallery.backend["name"] == "milvus":
+        from gallery.milvus_index import _lite_users
+
+        assert _lite_users[gallery.backend["uri"]] == 1  # only the new index holds the Milvus Lite server
+    assert gallery.identify(probe, k=2).candidates and gallery.check()["consistent"]

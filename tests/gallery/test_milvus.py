@@ -158,3 +158,94 @@ def test_serving_a_milvus_lite_gallery_from_several_processes_is_refused_clearly
                                           "--workers 1, or re-create it on a Milvus server"):
         serve(gallery, workers=2)
     gallery.close()
+
+
+def test_the_change_history_stays_bounded_and_a_dead_writer_is_still_repaired_by_replay(tmp_path, monkeypatch):
+    """Milvus writes no snapshot files: the marked collection is recorded like one, which trims `changes`."""
+    from gallery import live_index
+
+    monkeypatch.setattr(live_index, "SNAPSHOT_CHANGES", 12)
+    people, centres = _people(3)
+    writer = embeddings_gallery(tmp_path / "g", "milvus")
+    writer.enroll_many(people)
+    reader = Gallery(tmp_path / "g")  # falls behind the trimmed history: reloads its maps
+    sizes = []
+    for cycle in range(30):  # 6 changes a cycle
+        writer.enroll(f"passing{cycle}", list(_people(1, seed=cycle)[0].values())[0])
+        writer.remove(f"passing{cycle}")
+        sizes.append(writer.store.changes_count(-1))
+    assert max(sizes) <= 2 * 12 + 6 and writer.store.history_start() > 0
+    assert reader.identify(centres[1], k=3).identity == "p001" and reader.check()["consistent"]
+    with monkeypatch.context() as patch:
+        _fail_collection_writes(patch)
+        with pytest.raises(OSError):
+            writer.enroll("late", [centres[0] + centres[2]])  # committed; the collection never gets it
+    assert writer.index.synced() >= writer.store.history_start()  # the changes it lacks are all kept
+    reader.close()
+    writer.close()
+    reopened = Gallery(tmp_path / "g")
+    assert reopened.stats()["index"]["rebuilt_reason"] is None  # replayed, not rebuilt
+    assert reopened.identify(_unit(centres[0] + centres[2]), k=1).identity == "late"
+    assert reopened.check()["consistent"]
+    reopened.close()
+
+
+def test_identify_beyond_the_milvus_result_cap_says_it_lists_fewer_than_k(tmp_path, monkeypatch, caplog):
+    from gallery import milvus_index
+
+    monkeypatch.setattr(milvus_index, "MAX_RESULTS", 8)
+    search = milvus_index.MilvusIndex.search
+
+    def like_milvus(self, queries, k):  # Milvus refuses a search for more results than its limit
+        if min(k, len(self)) > milvus_index.MAX_RESULTS:
+            raise RuntimeError(f"topk [{k}] is invalid, it should be in range [1, {milvus_index.MAX_RESULTS}]")
+        return search(self, queries, k)
+
+    monkeypatch.setattr(milvus_index.MilvusIndex, "search", like_milvus)
+    people, centres = _people(3, per_person=2)
+    people["crowd"] = _unit(centres[0] + 0.05 * np.random.default_rng(4).normal(size=(12, DIM)))  # 12 > the cap
+    gallery = embeddings_gallery(tmp_path / "g", "milvus")
+    gallery.enroll_many(people)
+    crowded, clear = gallery.identify_many([centres[0], centres[2]], k=3)
+    expected = float((people["crowd"] @ centres[0]).max())
+    assert crowded.identity == "crowd" and crowded.candidates == [("crowd", pytest.approx(expected, abs=1e-5))]
+    assert not crowded.complete and "fewer than k=3 identities for 1 probe(s)" in caplog.text
+    assert clear.complete and len(clear.candidates) == 3 and clear.identity == "p002"
+    assert gallery.identify(centres[0], k=1).complete
+    gallery.close()
+
+
+def test_a_reader_repairs_a_collection_left_behind_by_a_dead_writer_but_never_waits_for_a_live_one(
+        tmp_path, monkeypatch):
+    import threading
+
+    from gallery.live_index import writer_lock
+
+    people, centres = _people(4)
+    writer = embeddings_gallery(tmp_path / "g", "milvus")
+    writer.enroll_many(people)
+    reader = Gallery(tmp_path / "g")
+    newcomer = _unit(centres[0] + centres[3])
+    with monkeypatch.context() as patch:
+        _fail_collection_writes(patch)
+        with pytest.raises(OSError):
+            writer.enroll("late", [newcomer])  # committed to SQLite; the collection never gets it
+    locked, release = threading.Event(), threading.Event()
+
+    def live_writer():  # another writer, between its commit and its update of the collection
+        with writer_lock(tmp_path / "g"):
+            locked.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=live_writer)
+    holder.start()
+    locked.wait(30)
+    try:
+        assert reader.identify(newcomer, k=1).identity != "late"  # answered at once, without the new template
+    finally:
+        release.set()
+        holder.join()
+    assert reader.identify(newcomer, k=1).candidates[0] == ("late", pytest.approx(1.0, abs=1e-5))
+    assert reader.index.synced() == reader.store.generation() and reader.check()["consistent"]
+    reader.close()
+    writer.close()
