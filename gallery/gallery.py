@@ -26,7 +26,7 @@ from gallery.index import VectorIndex
 from gallery.kept_images import keep_images
 from gallery.live_index import LiveIndex, log, writer_lock
 from gallery.milvus_index import COLLECTION, MilvusIndex, describe_backend
-from gallery.names import UNKNOWN, validate_identity_name
+from gallery.names import UNKNOWN, refuse_name_clash, validate_identity_name
 from gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
 from gallery.resolver import SampleResolver, embedder_fingerprint
 from gallery.store import MetadataStore
@@ -187,7 +187,7 @@ class Gallery:
                 for identity, samples in resolved.items():
                     identity_id = self.store.identity_id(names[identity], connection)
                     if identity_id is None:
-                        self.store.refuse_name_clash(names[identity], connection)
+                        refuse_name_clash(self.store, names[identity], connection)
                         identity_id = self.store.add_identity(connection, names[identity],
                                                               (metadata or {}).get(identity, {}), now)
                     known = self.store.file_hashes(connection, identity_id)
@@ -220,7 +220,7 @@ class Gallery:
                 if self.store.identity_id(new_name, connection) is not None:
                     raise GalleryError(f"identity {new_name!r} already exists")
                 if self.store.name_taken(new_name, connection) not in (None, identity):
-                    self.store.refuse_name_clash(new_name, connection)
+                    refuse_name_clash(self.store, new_name, connection)
                 self.store.rename_identity(connection, identity_id, new_name)
                 self.store.audit(connection, "rename", identity, {"to": new_name})
                 self.store.bump(connection)
@@ -334,7 +334,7 @@ class Gallery:
                 "bytes_per_identity": size / identities if identities else None,
                 "bytes_per_template": size / templates if templates else None,
                 "wal_bytes": wal.stat().st_size if wal.exists() else 0,
-                "index": {**self.live.report, "tuning": getattr(self.index, "tuning", None)}}
+                "index": self.live.state()}
 
     # ----- moving galleries (gallery.transfer) ---------------------------------------------------
     def export(self, file: str | Path) -> Path:

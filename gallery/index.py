@@ -29,10 +29,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from faceid.files import atomic_write
+from faceid.files import atomic_write, file_checksum
 from gallery import tuning
-
-READ_CHUNK = 1 << 24
 
 BLAS_BATCH = 8
 FAISS_BATCH = 128
@@ -89,7 +87,8 @@ class VectorIndex:
 
     `factory` is any FAISS factory string or `auto`; `search_parameters` are applied after each build or load, else
     the tuned value (`tuning`, kept in `settings`, the gallery's store, when given); `gpu` searches on a GPU copy.
-    `tuning_queries`, real probe embeddings (n, dim), join the tuner's noisy self-queries when a caller sets them.
+    Real probe embeddings (n, dim) join the tuner's self-queries at every (re)tune: `tuning_queries` when a caller
+    sets them, else those stored in `settings` by `gallery tune --probes` (`tuning.stored_probes`).
     The index lives in memory and is saved per generation (see the module doc).
     """
 
@@ -141,21 +140,25 @@ class VectorIndex:
         self._apply_parameters()
         self._tune(vectors)
 
-    def _tune(self, vectors: np.ndarray) -> None:
-        """After a build without explicit search parameters: tune and store the record (`auto`: also when exact)."""
+    def _tune(self, vectors: np.ndarray, queries: np.ndarray | None = None) -> None:
+        """After a build with no explicit search parameters: tune (`auto`: record also an exact index), versioned."""
         if self.search_parameters or not (self.factory == tuning.AUTO or tuning.search_parameter(self.index)):
             return
+        if queries is None:
+            queries = self.tuning_queries if self.tuning_queries is not None else tuning.stored_probes(
+                self.settings, self.dim)
         base, store = _parts(self.index)
-        self.tuning = tuning.tune(base, vectors, self.tuning_queries, self.built_factory, search=self.search,
-                                  set_parameter=self._set_parameter, refine=store is not None) or {
-            "factory": self.built_factory, "parameter": None, "value": None, "recall_at_1": 1.0,
-            "size": len(vectors), "exact_up_to": tuning.EXACT_MAX_FLOATS // self.dim}
+        record = tuning.tune(base, vectors, queries, self.built_factory, search=self.search,
+                             set_parameter=self._set_parameter, refine=store is not None)
+        self.tuning = {**(record or tuning.exact_record(self.built_factory, len(vectors), self.dim)),
+                       "version": tuning.next_version(self.settings)}
 
     def retune(self, vectors: np.ndarray, queries: np.ndarray) -> dict | None:
         """Tune again over `vectors` (the index's content) with real probe embeddings `queries` joining the
-        self-queries; they stay for later rebuilds of this object. Returns the record."""
-        self.tuning_queries = queries
-        self._tune(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim))
+        self-queries (the caller stores them; without `settings` they stay for later rebuilds). Returns the record."""
+        if self.settings is None:
+            self.tuning_queries = queries
+        self._tune(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim), queries)
         return self.tuning
 
     def _adopt_stored_tuning(self) -> None:
@@ -164,8 +167,14 @@ class VectorIndex:
             ivf = faiss.try_extract_index_ivf(self.index)
             self.built_factory = "Flat" if ivf is None else (
                 f"IVF{ivf.nlist},{tuning.codes(self.dim)},RFlat" if _parts(self.index)[1] else f"IVF{ivf.nlist},Flat")
-        record = tuning.load_record(self.settings)
-        self.tuning = record if record and record.get("factory") == self.built_factory else None
+        self.tuning = tuning.newer_record(self.settings, None, self.built_factory)
+
+    def follow_tuning(self) -> None:
+        """After a replay: take and apply a newer stored record made for this structure (`tuning.newer_record`)."""
+        record = tuning.newer_record(self.settings, self.tuning, self.built_factory)
+        if record is not None:
+            self.tuning = record
+            self._apply_parameters()
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> bool:
         """Append vectors in place; False when the index cannot (untrained), so the caller rebuilds."""
@@ -339,12 +348,3 @@ class VectorIndex:
             return self.ids.copy(), self.index.index.reconstruct_n(0, len(self))
         except RuntimeError:
             return self.ids.copy(), None
-
-
-def file_checksum(path: Path) -> int:
-    """The CRC-32 of the file at `path`, read in chunks."""
-    checksum = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(READ_CHUNK):
-            checksum = zlib.crc32(chunk, checksum)
-    return checksum

@@ -16,6 +16,9 @@ a missing, damaged or unrecorded snapshot is rebuilt from SQLite, logged and rep
 `Gallery.stats()["index"]`. A crash at any step leaves the last recorded snapshot and the changes after
 it, which is all an open needs.
 
+A tuning record saved by another process (`gallery tune`, which bumps the generation) is taken on the replay that
+follows (`VectorIndex.follow_tuning`); a snapshot never writes an older record over it (`gallery.tuning`).
+
 Milvus keeps its own index: no snapshot file; the writer applies its changes to the shared collection,
 then records in it the generation it now holds (`MilvusIndex.mark`); other processes only follow the names.
 Opening, and each write, first check that the collection holds the store's generation and its ids; if
@@ -38,8 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
+from faceid.files import file_checksum
 from gallery import tuning
-from gallery.index import VectorIndex, file_checksum
+from gallery.index import VectorIndex
 from gallery.store import MetadataStore
 
 SNAPSHOT_CHANGES = 20_000  # changed templates/identities since the snapshot that make a new one due,
@@ -112,6 +116,8 @@ class LiveIndex:
                     self._replay(held, own_write or self.snapshots)
                     if own_write and not self.snapshots:
                         self.index.mark(generation)
+                    if self.snapshots:  # a newer tuning record (another process's `gallery tune`) is applied
+                        self.index.follow_tuning()
                 elif not self._open(last_try=attempt == 2):
                     continue
                 self.generation = generation
@@ -207,6 +213,12 @@ class LiveIndex:
         self._load_names()
         self.needs_snapshot = True
         self.report.update(snapshot_generation=None, rebuilt_reason=reason)
+
+    def state(self) -> dict:
+        """What `Gallery.stats()["index"]` shows: the snapshot/replay report, the tuning record (its `real_queries`:
+        the stored real probes it used) and how many real probes gallery.db holds for the tuner."""
+        return {**self.report, "tuning": getattr(self.index, "tuning", None),
+                "stored_probes": len(self.store.tuning_probes()) if self.snapshots else 0}
 
     def _load_names(self) -> None:
         self.names = self.store.identity_names()
