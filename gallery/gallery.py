@@ -5,12 +5,11 @@ their embeddings, thresholds, the embedder's fingerprint and an append-only audi
 the FAISS index (or a Milvus collection: `gallery.milvus_index`), and `.lock`, which serialises
 writers while readers go on.
 
-Probes and enrollment samples are images (run through the shared `FacePreprocessor` and the
-gallery's embedder) or embeddings; `SampleResolver` turns them into validated samples. Every
-mutation validates all its inputs first, then commits one SQLite transaction (`MetadataStore` owns
-all SQL), then updates the in-memory index in place (`gallery.live_index`: replay of the committed
-changes, snapshots, checksums): a crash at any point loses nothing that was committed. Moving
-galleries (export, import, re-embedding) lives in `gallery.transfer`.
+Probes and enrollment samples are images (run through the shared `FacePreprocessor` and the gallery's embedder) or
+embeddings; `SampleResolver` turns them into validated samples. Every mutation validates all its inputs first, then
+commits one SQLite transaction (`MetadataStore` owns all SQL), then updates the in-memory index in place
+(`gallery.live_index`: replay of the committed changes, snapshots, checksums): a crash at any point loses nothing that
+was committed. Moving galleries (export, import, re-embedding) lives in `gallery.transfer`.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import numpy as np
 from faceid.arrays import l2_normalize
 from gallery.index import VectorIndex
 from gallery.kept_images import keep_images
-from gallery.live_index import LiveIndex, log, writer_lock
+from gallery.live_index import LiveIndex, log
 from gallery.milvus_index import COLLECTION, MilvusIndex, describe_backend
 from gallery.names import UNKNOWN, refuse_name_clash, validate_identity_name
 from gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
@@ -32,6 +31,7 @@ from gallery.resolver import SampleResolver, embedder_fingerprint
 from gallery.store import MetadataStore
 from gallery.threshold_policy import DEFAULT_POLICY, decide_threshold
 from gallery.transfer import export_gallery, import_gallery, reembed_gallery
+from gallery.writer_lock import writer_lock
 
 TEMPLATE_POLICIES = ("all", "mean")
 

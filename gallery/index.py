@@ -31,55 +31,12 @@ import numpy as np
 
 from faceid.files import atomic_write, file_checksum
 from gallery import tuning
+from gallery.faiss_layout import parts, refined_index, stored_ids, with_ids
+from gallery.id_rows import IdRows
 
 BLAS_BATCH = 8
 FAISS_BATCH = 128
 SCORE_BLOCK = 1 << 26  # floats (256 MB) of query x vector scores per block of the exact path
-
-
-def _with_ids(index):
-    """IVF indexes keep the ids themselves: IndexIDMap's remove_ids assumes that removal shifts the later vectors
-    down (as in Flat), so in an IVF it would misname every vector added after a removed one. Others get an id map."""
-    if isinstance(index, faiss.IndexIDMap) or faiss.try_extract_index_ivf(index) is not None:
-        return index
-    return faiss.IndexIDMap(index)
-
-
-def _refined(factory: str, dim: int):
-    """`IVF...,RFlat` as this module keeps it: an IndexRefine over the IVF and, for the exact scores, the full
-    vectors in an id-mapped Flat (the ids, in-place removal as in the exact index); None for any other factory.
-    The IVF's ids are the rows of the full vectors, so a candidate is rescored without any id lookup and adding
-    or removing one vector costs no re-sorting (see `VectorIndex._remove_refined`)."""
-    base, _, last = factory.replace(" ", "").rpartition(",")
-    if last != "RFlat" or not base.startswith("IVF"):
-        return None
-    ivf = faiss.index_factory(dim, base, faiss.METRIC_INNER_PRODUCT)
-    store = faiss.IndexIDMap(faiss.IndexFlatIP(dim))
-    store.own_fields = True
-    store.index.this.disown()
-    index = faiss.IndexRefine(ivf, store)
-    index.own_fields = True
-    ivf.this.disown()
-    store.this.disown()
-    return index
-
-
-def _parts(index):
-    """(the IVF that answers, the id-mapped full vectors) of a refined index; (index, None) otherwise."""
-    if isinstance(index, faiss.IndexRefine):
-        return faiss.downcast_index(index.base_index), faiss.downcast_index(index.refine_index)
-    return index, None
-
-
-def _stored_ids(index) -> np.ndarray:
-    """The ids `index` holds: its id map (a refined index: its full vectors'), or an IVF's inverted lists."""
-    if isinstance(index, faiss.IndexRefine):
-        return _stored_ids(_parts(index)[1])
-    if isinstance(index, faiss.IndexIDMap):  # a no-copy view: the exact index's in-place removal writes through it
-        return faiss.rev_swig_ptr(index.id_map.data(), index.ntotal) if index.ntotal else np.zeros(0, np.int64)
-    lists = faiss.extract_index_ivf(index).invlists
-    return np.concatenate([np.zeros(0, np.int64)] + [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-                                                     for i in range(lists.nlist) if lists.list_size(i)])
 
 
 class VectorIndex:
@@ -105,6 +62,7 @@ class VectorIndex:
         self.built_factory = "Flat" if factory == tuning.AUTO else factory
         self.index = self._empty()
         self.ids, self._matrix, self.k_factor = np.zeros(0, np.int64), None, tuning.K_FACTORS[-1]
+        self.rows = IdRows()  # id -> row of the exact index or of a refined index's full vectors
 
     @property
     def exact(self) -> bool:
@@ -113,15 +71,15 @@ class VectorIndex:
     @property
     def tunable(self) -> bool:
         """Whether a search parameter (nprobe, efSearch) trades speed for recall: False for exact search."""
-        return tuning.search_parameter(_parts(self.index)[0]) is not None
+        return tuning.search_parameter(parts(self.index)[0]) is not None
 
     def _empty(self):
         try:
-            inner = _refined(self.built_factory, self.dim) or faiss.index_factory(
+            inner = refined_index(self.built_factory, self.dim) or faiss.index_factory(
                 self.dim, self.built_factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as error:
             raise ValueError(f"FAISS cannot build index {self.factory!r}: {error}") from None
-        return _with_ids(inner)
+        return with_ids(inner)
 
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the content with `vectors` (N, d) under `ids`, training the index when it needs it."""
@@ -129,6 +87,7 @@ class VectorIndex:
         if self.factory == tuning.AUTO:
             self.built_factory = tuning.choose_factory(len(vectors), self.dim)
         self.index, self.tuning = self._empty(), None
+        self.rows.reset()
         if not self.index.is_trained:
             if len(vectors) == 0:
                 self._sync()
@@ -147,7 +106,7 @@ class VectorIndex:
         if queries is None:
             queries = self.tuning_queries if self.tuning_queries is not None else tuning.stored_probes(
                 self.settings, self.dim)
-        base, store = _parts(self.index)
+        base, store = parts(self.index)
         record = tuning.tune(base, vectors, queries, self.built_factory, search=self.search,
                              set_parameter=self._set_parameter, refine=store is not None)
         self.tuning = {**(record or tuning.exact_record(self.built_factory, len(vectors), self.dim)),
@@ -166,7 +125,7 @@ class VectorIndex:
         if self.factory == tuning.AUTO:
             ivf = faiss.try_extract_index_ivf(self.index)
             self.built_factory = "Flat" if ivf is None else (
-                f"IVF{ivf.nlist},{tuning.codes(self.dim)},RFlat" if _parts(self.index)[1] else f"IVF{ivf.nlist},Flat")
+                f"IVF{ivf.nlist},{tuning.codes(self.dim)},RFlat" if parts(self.index)[1] else f"IVF{ivf.nlist},Flat")
         self.tuning = tuning.newer_record(self.settings, None, self.built_factory)
 
     def follow_tuning(self) -> None:
@@ -187,7 +146,9 @@ class VectorIndex:
         return True
 
     def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        base, store = _parts(self.index)
+        base, store = parts(self.index)
+        if self.exact or store is not None:
+            self.rows.added(ids, len(self))
         if store is None:
             base.add_with_ids(vectors, ids)
             return
@@ -198,9 +159,9 @@ class VectorIndex:
     def remove(self, ids: np.ndarray) -> bool:
         """Remove ids in place (absent ones are ignored); False when this index type cannot remove (e.g. HNSW),
         so the caller rebuilds."""
-        base, store = _parts(self.index)
+        base, store = parts(self.index)
         if self.exact or store is not None:
-            rows = np.flatnonzero(np.isin(self.ids, np.asarray(ids, np.int64)))
+            rows = self.rows.find(self.ids, ids)
             if self.exact:
                 self._remove_exact(self.index, rows)
             elif len(rows):
@@ -231,7 +192,9 @@ class VectorIndex:
         total, keep = len(self), len(self) - len(rows)
         holes = rows[rows < keep]
         movers = np.setdiff1d(np.arange(keep, total), rows)
+        self.rows.removed(self.ids[rows])
         self._matrix[holes], self.ids[holes] = self._matrix[movers], self.ids[movers]
+        self.rows.moved(self.ids[holes], holes)
         flat = faiss.downcast_index(mapped.index)
         flat.codes.resize(keep * flat.code_size)  # drop the tail: nothing moves, nothing is scanned
         flat.ntotal = keep
@@ -251,16 +214,16 @@ class VectorIndex:
         if name == "k_factor":
             self.k_factor = max(1, int(value))
         else:
-            faiss.ParameterSpace().set_index_parameter(_parts(self.index)[0], name, value)
+            faiss.ParameterSpace().set_index_parameter(parts(self.index)[0], name, value)
 
     def _sync(self) -> None:
         """After any change: the id order, (exact index) a no-copy view of the stored vectors, and the GPU copy."""
-        self.ids = _stored_ids(self.index)
+        self.ids = stored_ids(self.index)
         self._gpu_index = None
-        if self._gpu_resources is not None and self.index.ntotal and _parts(self.index)[1] is None:
+        if self._gpu_resources is not None and self.index.ntotal and parts(self.index)[1] is None:
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.index)
         self._matrix = None
-        mapped = self.index if self.exact else _parts(self.index)[1]
+        mapped = self.index if self.exact else parts(self.index)[1]
         if mapped is not None and mapped.ntotal:
             flat = faiss.downcast_index(mapped.index)
             self._matrix = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim).reshape(flat.ntotal, self.dim)
@@ -288,7 +251,7 @@ class VectorIndex:
     def _refine(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The IVF's `k * k_factor` best by its compressed codes, rescored exactly with the full vectors: the
         returned scores are the exact inner products."""
-        rows = _parts(self.index)[0].search(queries, min(len(self), k * self.k_factor))[1]
+        rows = parts(self.index)[0].search(queries, min(len(self), k * self.k_factor))[1]
         scores = np.einsum("qd,qcd->qc", queries, self._matrix[np.maximum(rows, 0)])
         scores[rows < 0] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -326,12 +289,13 @@ class VectorIndex:
         if found != checksum:
             return f"the snapshot {Path(path).name} is damaged (CRC-32 {found:08x}, recorded {checksum:08x})"
         index = faiss.read_index(str(path))
-        if index.d != self.dim or _with_ids(index) is not index:
+        if index.d != self.dim or with_ids(index) is not index:
             return f"the snapshot {Path(path).name} does not hold a {self.dim}-d index with ids"
-        base, store = _parts(index)
-        if store is not None and not np.array_equal(np.sort(_stored_ids(base)), np.arange(store.ntotal)):
+        base, store = parts(index)
+        if store is not None and not np.array_equal(np.sort(stored_ids(base)), np.arange(store.ntotal)):
             return f"the snapshot {Path(path).name} has inverted lists that do not name its rows (an older layout)"
         self.index = index
+        self.rows.reset()
         self._adopt_stored_tuning()
         self._sync()
         self._apply_parameters()

@@ -32,11 +32,9 @@ the changes history stays bounded (`trim_history`).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,37 +43,13 @@ from faceid.files import file_checksum
 from gallery import tuning
 from gallery.index import VectorIndex
 from gallery.store import MetadataStore
+from gallery.writer_lock import writer_lock
 
 SNAPSHOT_CHANGES = 20_000  # changed templates/identities since the snapshot that make a new one due,
 SNAPSHOT_FRACTION = 0.25  # or this share of the index, if more: rewriting stays O(1) per change, amortised
 SNAPSHOT_SECONDS = 600  # age at which any change since the snapshot makes a new one due
 STALE_FILES = (".index.*.tmp.faiss", "index.*.*.tmp")  # temporaries of dead writers (current and old names)
 log = logging.getLogger("faceid.gallery")
-_held_locks = threading.local()  # the folders whose writer lock this thread holds
-
-
-@contextmanager
-def writer_lock(folder: Path, wait: bool = True):
-    """The writer lock: one writer at a time, across processes and threads; readers are never blocked.
-    Re-entrant within a thread (a write that repairs a Milvus collection takes it again). Yields whether it
-    is held: with `wait=False`, False at once when another writer (process or thread) holds it."""
-    held = _held_locks.__dict__.setdefault("folders", set())
-    key = Path(folder).resolve()
-    if key in held:
-        yield True
-        return
-    with open(Path(folder) / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        held.add(key)
-        try:
-            yield True
-        finally:
-            held.discard(key)
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class LiveIndex:
