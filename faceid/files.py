@@ -1,8 +1,9 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a half-written one."""
+"""Atomic file writes (a reader sees the old file or the new one, never a half-written one) and file checksums."""
 
 import contextlib
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def _read_umask() -> int:
     return mask
 
 
+READ_CHUNK = 1 << 24
 _UMASK = _read_umask()  # read once, at import: os.umask can only be read by setting it, for the whole process
 
 
@@ -56,3 +58,12 @@ def atomic_write(path: str | Path, durable: bool = False) -> Iterator[Path]:
         raise
     if durable:
         fsync_directory(path.parent)
+
+
+def file_checksum(path: str | Path) -> int:
+    """The CRC-32 of the file at `path`, read in chunks."""
+    checksum = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(READ_CHUNK):
+            checksum = zlib.crc32(chunk, checksum)
+    return checksum

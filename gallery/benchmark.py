@@ -34,7 +34,7 @@ from gallery.index import VectorIndex
 DIM = 512
 SEARCH_BATCHES = (1, 16, 64, 256)
 PROBES = 1_000
-WRITE_RUNS = 9
+WRITE_RUNS = 31  # the first writes after the bulk load are cold (page faults, lazy state): the median skips them
 ROUNDS = 3  # alternated measurements of the gallery and raw FAISS at each batch (`bench_data.MEASURE_SECONDS` each)
 CHUNK = 50_000
 COLUMNS = ("N", "index", *(f"batch {b} q/s (x raw)" for b in SEARCH_BATCHES), "recall@1 vs exact",

@@ -1,6 +1,9 @@
 """Checks on a gallery.db file before SQLite opens it: a missing, empty, foreign or truncated file is
-refused with a message naming it and saying how to recover, instead of an sqlite3 traceback."""
+refused with a message naming it and saying how to recover, instead of an sqlite3 traceback; SQLite's own
+report of a damaged file (`damage_reported`) likewise."""
 
+import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 
 from gallery.records import GalleryError
@@ -29,3 +32,15 @@ def inspect_database_file(path: Path) -> None:
     expected = int.from_bytes(header[28:32], "big") * page_size if pages_valid else 0
     if len(header) < 100 or (size < expected and not (wal.exists() and wal.stat().st_size)):
         raise GalleryError(f"{path} is truncated ({size} of {max(expected, 100)} bytes); {RECOVER}")
+
+
+@contextmanager
+def damage_reported(path: Path):
+    """SQLite's 'file is not a database' or 'database disk image is malformed' -> a GalleryError naming
+    the file and what to do (lock timeouts and I/O errors, sqlite3.OperationalError, pass through)."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        if type(error) is not sqlite3.DatabaseError:
+            raise
+        raise GalleryError(f"{path} is damaged (SQLite: {error}); {RECOVER}") from None

@@ -5,12 +5,11 @@ their embeddings, thresholds, the embedder's fingerprint and an append-only audi
 the FAISS index (or a Milvus collection: `gallery.milvus_index`), and `.lock`, which serialises
 writers while readers go on.
 
-Probes and enrollment samples are images (run through the shared `FacePreprocessor` and the
-gallery's embedder) or embeddings; `SampleResolver` turns them into validated samples. Every
-mutation validates all its inputs first, then commits one SQLite transaction (`MetadataStore` owns
-all SQL), then updates the in-memory index in place (`gallery.live_index`: replay of the committed
-changes, snapshots, checksums): a crash at any point loses nothing that was committed. Moving
-galleries (export, import, re-embedding) lives in `gallery.transfer`.
+Probes and enrollment samples are images (run through the shared `FacePreprocessor` and the gallery's embedder) or
+embeddings; `SampleResolver` turns them into validated samples. Every mutation validates all its inputs first, then
+commits one SQLite transaction (`MetadataStore` owns all SQL), then updates the in-memory index in place
+(`gallery.live_index`: replay of the committed changes, snapshots, checksums): a crash at any point loses nothing that
+was committed. Moving galleries (export, import, re-embedding) lives in `gallery.transfer`.
 """
 
 from __future__ import annotations
@@ -24,14 +23,15 @@ import numpy as np
 from faceid.arrays import l2_normalize
 from gallery.index import VectorIndex
 from gallery.kept_images import keep_images
-from gallery.live_index import LiveIndex, log, writer_lock
+from gallery.live_index import LiveIndex, log
 from gallery.milvus_index import COLLECTION, MilvusIndex, describe_backend
-from gallery.names import UNKNOWN, validate_identity_name
+from gallery.names import UNKNOWN, refuse_name_clash, validate_identity_name
 from gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
 from gallery.resolver import SampleResolver, embedder_fingerprint
 from gallery.store import MetadataStore
 from gallery.threshold_policy import DEFAULT_POLICY, decide_threshold
 from gallery.transfer import export_gallery, import_gallery, reembed_gallery
+from gallery.writer_lock import writer_lock
 
 TEMPLATE_POLICIES = ("all", "mean")
 
@@ -187,7 +187,7 @@ class Gallery:
                 for identity, samples in resolved.items():
                     identity_id = self.store.identity_id(names[identity], connection)
                     if identity_id is None:
-                        self.store.refuse_name_clash(names[identity], connection)
+                        refuse_name_clash(self.store, names[identity], connection)
                         identity_id = self.store.add_identity(connection, names[identity],
                                                               (metadata or {}).get(identity, {}), now)
                     known = self.store.file_hashes(connection, identity_id)
@@ -220,7 +220,7 @@ class Gallery:
                 if self.store.identity_id(new_name, connection) is not None:
                     raise GalleryError(f"identity {new_name!r} already exists")
                 if self.store.name_taken(new_name, connection) not in (None, identity):
-                    self.store.refuse_name_clash(new_name, connection)
+                    refuse_name_clash(self.store, new_name, connection)
                 self.store.rename_identity(connection, identity_id, new_name)
                 self.store.audit(connection, "rename", identity, {"to": new_name})
                 self.store.bump(connection)
@@ -334,7 +334,7 @@ class Gallery:
                 "bytes_per_identity": size / identities if identities else None,
                 "bytes_per_template": size / templates if templates else None,
                 "wal_bytes": wal.stat().st_size if wal.exists() else 0,
-                "index": {**self.live.report, "tuning": getattr(self.index, "tuning", None)}}
+                "index": self.live.state()}
 
     # ----- moving galleries (gallery.transfer) ---------------------------------------------------
     def export(self, file: str | Path) -> Path:

@@ -29,59 +29,14 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from faceid.files import atomic_write
+from faceid.files import atomic_write, file_checksum
 from gallery import tuning
-
-READ_CHUNK = 1 << 24
+from gallery.faiss_layout import parts, refined_index, stored_ids, with_ids
+from gallery.id_rows import IdRows
 
 BLAS_BATCH = 8
 FAISS_BATCH = 128
 SCORE_BLOCK = 1 << 26  # floats (256 MB) of query x vector scores per block of the exact path
-
-
-def _with_ids(index):
-    """IVF indexes keep the ids themselves: IndexIDMap's remove_ids assumes that removal shifts the later vectors
-    down (as in Flat), so in an IVF it would misname every vector added after a removed one. Others get an id map."""
-    if isinstance(index, faiss.IndexIDMap) or faiss.try_extract_index_ivf(index) is not None:
-        return index
-    return faiss.IndexIDMap(index)
-
-
-def _refined(factory: str, dim: int):
-    """`IVF...,RFlat` as this module keeps it: an IndexRefine over the IVF and, for the exact scores, the full
-    vectors in an id-mapped Flat (the ids, in-place removal as in the exact index); None for any other factory.
-    The IVF's ids are the rows of the full vectors, so a candidate is rescored without any id lookup and adding
-    or removing one vector costs no re-sorting (see `VectorIndex._remove_refined`)."""
-    base, _, last = factory.replace(" ", "").rpartition(",")
-    if last != "RFlat" or not base.startswith("IVF"):
-        return None
-    ivf = faiss.index_factory(dim, base, faiss.METRIC_INNER_PRODUCT)
-    store = faiss.IndexIDMap(faiss.IndexFlatIP(dim))
-    store.own_fields = True
-    store.index.this.disown()
-    index = faiss.IndexRefine(ivf, store)
-    index.own_fields = True
-    ivf.this.disown()
-    store.this.disown()
-    return index
-
-
-def _parts(index):
-    """(the IVF that answers, the id-mapped full vectors) of a refined index; (index, None) otherwise."""
-    if isinstance(index, faiss.IndexRefine):
-        return faiss.downcast_index(index.base_index), faiss.downcast_index(index.refine_index)
-    return index, None
-
-
-def _stored_ids(index) -> np.ndarray:
-    """The ids `index` holds: its id map (a refined index: its full vectors'), or an IVF's inverted lists."""
-    if isinstance(index, faiss.IndexRefine):
-        return _stored_ids(_parts(index)[1])
-    if isinstance(index, faiss.IndexIDMap):  # a no-copy view: the exact index's in-place removal writes through it
-        return faiss.rev_swig_ptr(index.id_map.data(), index.ntotal) if index.ntotal else np.zeros(0, np.int64)
-    lists = faiss.extract_index_ivf(index).invlists
-    return np.concatenate([np.zeros(0, np.int64)] + [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
-                                                     for i in range(lists.nlist) if lists.list_size(i)])
 
 
 class VectorIndex:
@@ -89,7 +44,8 @@ class VectorIndex:
 
     `factory` is any FAISS factory string or `auto`; `search_parameters` are applied after each build or load, else
     the tuned value (`tuning`, kept in `settings`, the gallery's store, when given); `gpu` searches on a GPU copy.
-    `tuning_queries`, real probe embeddings (n, dim), join the tuner's noisy self-queries when a caller sets them.
+    Real probe embeddings (n, dim) join the tuner's self-queries at every (re)tune: `tuning_queries` when a caller
+    sets them, else those stored in `settings` by `gallery tune --probes` (`tuning.stored_probes`).
     The index lives in memory and is saved per generation (see the module doc).
     """
 
@@ -106,6 +62,7 @@ class VectorIndex:
         self.built_factory = "Flat" if factory == tuning.AUTO else factory
         self.index = self._empty()
         self.ids, self._matrix, self.k_factor = np.zeros(0, np.int64), None, tuning.K_FACTORS[-1]
+        self.rows = IdRows()  # id -> row of the exact index or of a refined index's full vectors
 
     @property
     def exact(self) -> bool:
@@ -114,15 +71,15 @@ class VectorIndex:
     @property
     def tunable(self) -> bool:
         """Whether a search parameter (nprobe, efSearch) trades speed for recall: False for exact search."""
-        return tuning.search_parameter(_parts(self.index)[0]) is not None
+        return tuning.search_parameter(parts(self.index)[0]) is not None
 
     def _empty(self):
         try:
-            inner = _refined(self.built_factory, self.dim) or faiss.index_factory(
+            inner = refined_index(self.built_factory, self.dim) or faiss.index_factory(
                 self.dim, self.built_factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as error:
             raise ValueError(f"FAISS cannot build index {self.factory!r}: {error}") from None
-        return _with_ids(inner)
+        return with_ids(inner)
 
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the content with `vectors` (N, d) under `ids`, training the index when it needs it."""
@@ -130,6 +87,7 @@ class VectorIndex:
         if self.factory == tuning.AUTO:
             self.built_factory = tuning.choose_factory(len(vectors), self.dim)
         self.index, self.tuning = self._empty(), None
+        self.rows.reset()
         if not self.index.is_trained:
             if len(vectors) == 0:
                 self._sync()
@@ -141,21 +99,25 @@ class VectorIndex:
         self._apply_parameters()
         self._tune(vectors)
 
-    def _tune(self, vectors: np.ndarray) -> None:
-        """After a build without explicit search parameters: tune and store the record (`auto`: also when exact)."""
+    def _tune(self, vectors: np.ndarray, queries: np.ndarray | None = None) -> None:
+        """After a build with no explicit search parameters: tune (`auto`: record also an exact index), versioned."""
         if self.search_parameters or not (self.factory == tuning.AUTO or tuning.search_parameter(self.index)):
             return
-        base, store = _parts(self.index)
-        self.tuning = tuning.tune(base, vectors, self.tuning_queries, self.built_factory, search=self.search,
-                                  set_parameter=self._set_parameter, refine=store is not None) or {
-            "factory": self.built_factory, "parameter": None, "value": None, "recall_at_1": 1.0,
-            "size": len(vectors), "exact_up_to": tuning.EXACT_MAX_FLOATS // self.dim}
+        if queries is None:
+            queries = self.tuning_queries if self.tuning_queries is not None else tuning.stored_probes(
+                self.settings, self.dim)
+        base, store = parts(self.index)
+        record = tuning.tune(base, vectors, queries, self.built_factory, search=self.search,
+                             set_parameter=self._set_parameter, refine=store is not None)
+        self.tuning = {**(record or tuning.exact_record(self.built_factory, len(vectors), self.dim)),
+                       "version": tuning.next_version(self.settings)}
 
     def retune(self, vectors: np.ndarray, queries: np.ndarray) -> dict | None:
         """Tune again over `vectors` (the index's content) with real probe embeddings `queries` joining the
-        self-queries; they stay for later rebuilds of this object. Returns the record."""
-        self.tuning_queries = queries
-        self._tune(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim))
+        self-queries (the caller stores them; without `settings` they stay for later rebuilds). Returns the record."""
+        if self.settings is None:
+            self.tuning_queries = queries
+        self._tune(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim), queries)
         return self.tuning
 
     def _adopt_stored_tuning(self) -> None:
@@ -163,9 +125,15 @@ class VectorIndex:
         if self.factory == tuning.AUTO:
             ivf = faiss.try_extract_index_ivf(self.index)
             self.built_factory = "Flat" if ivf is None else (
-                f"IVF{ivf.nlist},{tuning.codes(self.dim)},RFlat" if _parts(self.index)[1] else f"IVF{ivf.nlist},Flat")
-        record = tuning.load_record(self.settings)
-        self.tuning = record if record and record.get("factory") == self.built_factory else None
+                f"IVF{ivf.nlist},{tuning.codes(self.dim)},RFlat" if parts(self.index)[1] else f"IVF{ivf.nlist},Flat")
+        self.tuning = tuning.newer_record(self.settings, None, self.built_factory)
+
+    def follow_tuning(self) -> None:
+        """After a replay: take and apply a newer stored record made for this structure (`tuning.newer_record`)."""
+        record = tuning.newer_record(self.settings, self.tuning, self.built_factory)
+        if record is not None:
+            self.tuning = record
+            self._apply_parameters()
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> bool:
         """Append vectors in place; False when the index cannot (untrained), so the caller rebuilds."""
@@ -178,7 +146,9 @@ class VectorIndex:
         return True
 
     def _add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        base, store = _parts(self.index)
+        base, store = parts(self.index)
+        if self.exact or store is not None:
+            self.rows.added(ids, len(self))
         if store is None:
             base.add_with_ids(vectors, ids)
             return
@@ -189,9 +159,9 @@ class VectorIndex:
     def remove(self, ids: np.ndarray) -> bool:
         """Remove ids in place (absent ones are ignored); False when this index type cannot remove (e.g. HNSW),
         so the caller rebuilds."""
-        base, store = _parts(self.index)
+        base, store = parts(self.index)
         if self.exact or store is not None:
-            rows = np.flatnonzero(np.isin(self.ids, np.asarray(ids, np.int64)))
+            rows = self.rows.find(self.ids, ids)
             if self.exact:
                 self._remove_exact(self.index, rows)
             elif len(rows):
@@ -222,7 +192,9 @@ class VectorIndex:
         total, keep = len(self), len(self) - len(rows)
         holes = rows[rows < keep]
         movers = np.setdiff1d(np.arange(keep, total), rows)
+        self.rows.removed(self.ids[rows])
         self._matrix[holes], self.ids[holes] = self._matrix[movers], self.ids[movers]
+        self.rows.moved(self.ids[holes], holes)
         flat = faiss.downcast_index(mapped.index)
         flat.codes.resize(keep * flat.code_size)  # drop the tail: nothing moves, nothing is scanned
         flat.ntotal = keep
@@ -242,16 +214,16 @@ class VectorIndex:
         if name == "k_factor":
             self.k_factor = max(1, int(value))
         else:
-            faiss.ParameterSpace().set_index_parameter(_parts(self.index)[0], name, value)
+            faiss.ParameterSpace().set_index_parameter(parts(self.index)[0], name, value)
 
     def _sync(self) -> None:
         """After any change: the id order, (exact index) a no-copy view of the stored vectors, and the GPU copy."""
-        self.ids = _stored_ids(self.index)
+        self.ids = stored_ids(self.index)
         self._gpu_index = None
-        if self._gpu_resources is not None and self.index.ntotal and _parts(self.index)[1] is None:
+        if self._gpu_resources is not None and self.index.ntotal and parts(self.index)[1] is None:
             self._gpu_index = faiss.index_cpu_to_gpu(self._gpu_resources, 0, self.index)
         self._matrix = None
-        mapped = self.index if self.exact else _parts(self.index)[1]
+        mapped = self.index if self.exact else parts(self.index)[1]
         if mapped is not None and mapped.ntotal:
             flat = faiss.downcast_index(mapped.index)
             self._matrix = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim).reshape(flat.ntotal, self.dim)
@@ -279,7 +251,7 @@ class VectorIndex:
     def _refine(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The IVF's `k * k_factor` best by its compressed codes, rescored exactly with the full vectors: the
         returned scores are the exact inner products."""
-        rows = _parts(self.index)[0].search(queries, min(len(self), k * self.k_factor))[1]
+        rows = parts(self.index)[0].search(queries, min(len(self), k * self.k_factor))[1]
         scores = np.einsum("qd,qcd->qc", queries, self._matrix[np.maximum(rows, 0)])
         scores[rows < 0] = -np.inf
         top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
@@ -317,12 +289,13 @@ class VectorIndex:
         if found != checksum:
             return f"the snapshot {Path(path).name} is damaged (CRC-32 {found:08x}, recorded {checksum:08x})"
         index = faiss.read_index(str(path))
-        if index.d != self.dim or _with_ids(index) is not index:
+        if index.d != self.dim or with_ids(index) is not index:
             return f"the snapshot {Path(path).name} does not hold a {self.dim}-d index with ids"
-        base, store = _parts(index)
-        if store is not None and not np.array_equal(np.sort(_stored_ids(base)), np.arange(store.ntotal)):
+        base, store = parts(index)
+        if store is not None and not np.array_equal(np.sort(stored_ids(base)), np.arange(store.ntotal)):
             return f"the snapshot {Path(path).name} has inverted lists that do not name its rows (an older layout)"
         self.index = index
+        self.rows.reset()
         self._adopt_stored_tuning()
         self._sync()
         self._apply_parameters()
@@ -339,12 +312,3 @@ class VectorIndex:
             return self.ids.copy(), self.index.index.reconstruct_n(0, len(self))
         except RuntimeError:
             return self.ids.copy(), None
-
-
-def file_checksum(path: Path) -> int:
-    """The CRC-32 of the file at `path`, read in chunks."""
-    checksum = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(READ_CHUNK):
-            checksum = zlib.crc32(chunk, checksum)
-    return checksum

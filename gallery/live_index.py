@@ -16,6 +16,9 @@ a missing, damaged or unrecorded snapshot is rebuilt from SQLite, logged and rep
 `Gallery.stats()["index"]`. A crash at any step leaves the last recorded snapshot and the changes after
 it, which is all an open needs.
 
+A tuning record saved by another process (`gallery tune`, which bumps the generation) is taken on the replay that
+follows (`VectorIndex.follow_tuning`); a snapshot never writes an older record over it (`gallery.tuning`).
+
 Milvus keeps its own index: no snapshot file; the writer applies its changes to the shared collection,
 then records in it the generation it now holds (`MilvusIndex.mark`); other processes only follow the names.
 Opening, and each write, first check that the collection holds the store's generation and its ids; if
@@ -29,49 +32,24 @@ the changes history stays bounded (`trim_history`).
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from faceid.files import file_checksum
 from gallery import tuning
-from gallery.index import VectorIndex, file_checksum
+from gallery.index import VectorIndex
 from gallery.store import MetadataStore
+from gallery.writer_lock import writer_lock
 
 SNAPSHOT_CHANGES = 20_000  # changed templates/identities since the snapshot that make a new one due,
 SNAPSHOT_FRACTION = 0.25  # or this share of the index, if more: rewriting stays O(1) per change, amortised
 SNAPSHOT_SECONDS = 600  # age at which any change since the snapshot makes a new one due
 STALE_FILES = (".index.*.tmp.faiss", "index.*.*.tmp")  # temporaries of dead writers (current and old names)
 log = logging.getLogger("faceid.gallery")
-_held_locks = threading.local()  # the folders whose writer lock this thread holds
-
-
-@contextmanager
-def writer_lock(folder: Path, wait: bool = True):
-    """The writer lock: one writer at a time, across processes and threads; readers are never blocked.
-    Re-entrant within a thread (a write that repairs a Milvus collection takes it again). Yields whether it
-    is held: with `wait=False`, False at once when another writer (process or thread) holds it."""
-    held = _held_locks.__dict__.setdefault("folders", set())
-    key = Path(folder).resolve()
-    if key in held:
-        yield True
-        return
-    with open(Path(folder) / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        held.add(key)
-        try:
-            yield True
-        finally:
-            held.discard(key)
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class LiveIndex:
@@ -112,6 +90,8 @@ class LiveIndex:
                     self._replay(held, own_write or self.snapshots)
                     if own_write and not self.snapshots:
                         self.index.mark(generation)
+                    if self.snapshots:  # a newer tuning record (another process's `gallery tune`) is applied
+                        self.index.follow_tuning()
                 elif not self._open(last_try=attempt == 2):
                     continue
                 self.generation = generation
@@ -207,6 +187,12 @@ class LiveIndex:
         self._load_names()
         self.needs_snapshot = True
         self.report.update(snapshot_generation=None, rebuilt_reason=reason)
+
+    def state(self) -> dict:
+        """What `Gallery.stats()["index"]` shows: the snapshot/replay report, the tuning record (its `real_queries`:
+        the stored real probes it used) and how many real probes gallery.db holds for the tuner."""
+        return {**self.report, "tuning": getattr(self.index, "tuning", None),
+                "stored_probes": len(self.store.tuning_probes()) if self.snapshots else 0}
 
     def _load_names(self) -> None:
         self.names = self.store.identity_names()

@@ -42,3 +42,10 @@ def validate_identity_name(name) -> str:
     if name_key(normalized) == UNKNOWN:
         raise GalleryError(f"identity name {shown} is reserved: '{UNKNOWN}' is the answer for an unknown face")
     return normalized
+
+
+def refuse_name_clash(store, name: str, connection) -> None:
+    """GalleryError when another identity of `store` holds `name` up to case."""
+    if (taken := store.name_taken(name, connection)) is not None:
+        raise GalleryError(f"identity name {name!r} clashes with the enrolled {taken!r}: names are compared "
+                           "ignoring case; use the enrolled name, or a different one")

@@ -5,10 +5,12 @@ enrolled people, embedded with the gallery's own embedder — say how real queri
 PATH is a folder of images (searched recursively; each detected, aligned and embedded like a probe of
 `faceid identify`; unreadable or faceless images are reported and skipped) or the `.npz` / `.npy` written by
 `faceid embed`. The new record must reach recall@1 0.99 on the self-queries and on the probes each; it is
-stored in gallery.db and shown by `gallery stats`; every process that opens the gallery from then on applies it.
-Run it while no other process has the gallery open for writing (e.g. stop `faceid serve`, restart it after): a
-process that was already running keeps its own parameters and records them again with its next snapshot. A later
-rebuild (the gallery grown past its size band) tunes with self-queries only: run `gallery tune` again after it.
+stored in gallery.db and shown by `gallery stats`. The tune bumps the gallery's generation: a process that already
+has the gallery open (`faceid serve`) applies the new record at its next query, as it sees writes, and never writes
+its older record back (records are versioned, `gallery.tuning`). The probe embeddings are stored too (at most
+`STORED_PROBES`: more are subsampled, seeded, with a note), and every later rebuild (the gallery grown past its size
+band, a missing or damaged snapshot) tunes with them again; `gallery stats` shows how many are stored, and the
+record's `real_queries` how many it used. Re-embedding the gallery drops them (they are of the old model).
 """
 
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 from gallery.records import GalleryError
 
 SHOWN_ERRORS = 10  # skipped images listed by name (the count is always given)
+STORED_PROBES = 2_000  # probes kept for later rebuilds (4 MB at 512-d), as many as the tuner's own queries
 
 
 def probe_embeddings(gallery, probes: str | Path) -> tuple[np.ndarray, dict[str, str]]:
@@ -61,7 +64,7 @@ def _stored_embeddings(gallery, file: Path) -> np.ndarray:
 
 def tune_with_probes(gallery, probes: str | Path) -> dict:
     """Embed the probes at `probes`, tune the gallery's index with them (under the writer lock), store the
-    record with a fresh snapshot and return it with the probes used and skipped."""
+    probes and the record (a newer version, in a new generation) and return it with the probes used and skipped."""
     from gallery import tuning
     from gallery.index import VectorIndex
 
@@ -70,6 +73,11 @@ def tune_with_probes(gallery, probes: str | Path) -> dict:
         raise GalleryError(f"{gallery.path}: the {gallery.backend['name']} backend tunes its own index; "
                            "nothing to tune here")
     queries, skipped = probe_embeddings(gallery, probes)
+    note = None
+    if len(queries) > STORED_PROBES:
+        note = (f"{len(queries)} probes given: a seeded sample of {STORED_PROBES} tunes the index and is stored "
+                "for later rebuilds")
+        queries = queries[np.sort(np.random.default_rng(0).choice(len(queries), STORED_PROBES, replace=False))]
     with gallery._writer():
         index = gallery.index
         if index.search_parameters:
@@ -80,10 +88,12 @@ def tune_with_probes(gallery, probes: str | Path) -> dict:
             raise GalleryError(f"{gallery.path}: the index is exact ({index.built_factory}); nothing to tune"
                                + (limit if index.factory == tuning.AUTO else ""))
         record = index.retune(gallery.store.index_vectors(gallery.policy == "mean")[1], queries)
-        if gallery.live.needs_snapshot:  # rebuilt on catching up: the record goes with the new snapshot
-            gallery.live.write_snapshot()
-        else:  # applied by every process that loads the recorded snapshot (same structure) from now on
-            with gallery.store.transaction() as connection:
-                tuning.save_record(gallery.store, connection, record)
+        with gallery.store.transaction() as connection:  # other processes take the record at their next replay
+            gallery.store.set_tuning_probes(connection, queries)
+            tuning.save_record(gallery.store, connection, record)
+            gallery.store.audit(connection, "tune", None, {"probes": len(queries), "parameter": record["parameter"],
+                                                           "value": record["value"], "version": record["version"]})
+            gallery.store.bump(connection)
     shown = dict(list(skipped.items())[:SHOWN_ERRORS])
-    return {"tuning": record, "probes": len(queries), "skipped": len(skipped), "skipped_images": shown}
+    return {"tuning": record, "probes": len(queries), "skipped": len(skipped), "skipped_images": shown,
+            **({"note": note} if note else {})}

@@ -4,8 +4,9 @@ Tables: `meta` (embedder fingerprint, index factory, template policy, threshold,
 index snapshot's record), `identities`, `templates` (one row per enrolled sample, with its float32
 embedding, source path, file hash and quality; the row id is the vector id in the index), `changes`
 (which templates and identities each generation touched, kept since the snapshot before last: what a
-process replays onto a snapshot or onto its in-memory index, see `gallery.live_index`) and the
-append-only `audit` log. Every mutation runs in one transaction and bumps `generation`.
+process replays onto a snapshot or onto its in-memory index, see `gallery.live_index`), `tuning_probes` (the
+real probes of `gallery tune`, see `gallery.tuning`) and the append-only `audit` log. Every mutation runs in one
+transaction and bumps `generation`.
 
 A new database uses 32 KiB pages: a 2 KB embedding row then shares a page with fourteen others
 instead of taking a 4 KiB page to itself. The write-ahead log is truncated after bulk writes.
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from faceid.arrays import l2_normalize
-from gallery.database_file import RECOVER, inspect_database_file
+from gallery.database_file import damage_reported, inspect_database_file
 from gallery.names import name_key
 from gallery.records import GalleryError
 
@@ -39,6 +40,7 @@ CREATE INDEX IF NOT EXISTS templates_identity ON templates(identity_id);
 DROP INDEX IF EXISTS templates_hash;
 CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, identity_id INTEGER NOT NULL, template_id INTEGER);
 CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
+CREATE TABLE IF NOT EXISTS tuning_probes (id INTEGER PRIMARY KEY, embedding BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, time REAL NOT NULL, action TEXT NOT NULL, identity TEXT, detail TEXT NOT NULL);
 CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
@@ -79,16 +81,9 @@ class MetadataStore:
     def close(self) -> None:
         self.connection.close()
 
-    @contextmanager
     def damage_reported(self):
-        """SQLite's 'file is not a database' or 'database disk image is malformed' -> a GalleryError naming
-        the file and what to do (lock timeouts and I/O errors, sqlite3.OperationalError, pass through)."""
-        try:
-            yield
-        except sqlite3.DatabaseError as error:
-            if type(error) is not sqlite3.DatabaseError:
-                raise
-            raise GalleryError(f"{self.path} is damaged (SQLite: {error}); {RECOVER}") from None
+        """`gallery.database_file.damage_reported` for this database."""
+        return damage_reported(self.path)
 
     def checkpoint(self) -> None:
         """After a write: once the write-ahead log has grown beyond `WAL_LIMIT_BYTES` (a bulk enrolment), copy
@@ -165,6 +160,16 @@ class MetadataStore:
         self.set(connection, "history_start", previous)
         self.set(connection, "snapshot", record)
 
+    def set_tuning_probes(self, connection, vectors: np.ndarray) -> None:
+        """Replace the stored tuning probes with `vectors` (n, d) (n = 0: none)."""
+        connection.execute("DELETE FROM tuning_probes")
+        connection.executemany("INSERT INTO tuning_probes(embedding) VALUES(?)",
+                               [(row.tobytes(),) for row in np.asarray(vectors, np.float32)])
+
+    def tuning_probes(self) -> np.ndarray:
+        """The stored tuning probes (n, d) float32, in the order given."""
+        return _stacked([r[0] for r in self.connection.execute("SELECT embedding FROM tuning_probes ORDER BY id")])
+
     def audit(self, connection, action: str, identity: str | None, detail: dict) -> None:
         connection.execute("INSERT INTO audit(time, action, identity, detail) VALUES(?, ?, ?, ?)",
                            (time.time(), action, identity, json.dumps(detail)))
@@ -201,12 +206,6 @@ class MetadataStore:
         row = (connection or self.connection).execute("SELECT name FROM identities WHERE name_key = ?",
                                                       (name_key(name),)).fetchone()
         return row[0] if row else None
-
-    def refuse_name_clash(self, name: str, connection) -> None:
-        """GalleryError when another identity holds `name` up to case."""
-        if (taken := self.name_taken(name, connection)) is not None:
-            raise GalleryError(f"identity name {name!r} clashes with the enrolled {taken!r}: names are compared "
-                               "ignoring case; use the enrolled name, or a different one")
 
     def remove_identity(self, connection, identity_id: int) -> np.ndarray:
         """Delete the identity and its templates; returns the deleted template ids."""
@@ -302,17 +301,19 @@ class MetadataStore:
             self.connection.execute("SELECT id, identity_id, embedding FROM templates ORDER BY id").fetchall())
 
     def templates_of(self, identity_id: int) -> np.ndarray:
-        rows = self.connection.execute("SELECT embedding FROM templates WHERE identity_id = ? ORDER BY id",
-                                       (identity_id,)).fetchall()
-        return np.stack([np.frombuffer(r[0], np.float32) for r in rows]) if rows else np.zeros((0, 0), np.float32)
+        return _stacked([r[0] for r in self.connection.execute(
+            "SELECT embedding FROM templates WHERE identity_id = ? ORDER BY id", (identity_id,))])
 
 
 def _template_arrays(rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(id, identity id, embedding bytes) rows -> (ids, identity ids, embeddings (N, d) float32)."""
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.float32)
-    return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64),
-            np.stack([np.frombuffer(r[2], np.float32) for r in rows]))
+    ids, owners, blobs = zip(*rows, strict=True) if rows else ((), (), ())
+    return np.array(ids, np.int64), np.array(owners, np.int64), _stacked(list(blobs))
+
+
+def _stacked(blobs: list[bytes]) -> np.ndarray:
+    """float32 vector blobs -> (n, d); (0, 0) when none."""
+    return np.stack([np.frombuffer(b, np.float32) for b in blobs]) if blobs else np.zeros((0, 0), np.float32)
 
 
 def _means(owners: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

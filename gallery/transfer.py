@@ -3,7 +3,8 @@
 `Gallery.export`, `Gallery.import_` and `Gallery.reembed` delegate here. Re-embedding runs entirely
 under the gallery's writer lock, so no enrolment can slip in between reading the templates and
 writing their new vectors, and it changes nothing (database, fingerprint, embedder, index) unless
-every template was embedded again and the transaction committed.
+every template was embedded again and the transaction committed. The calibrated threshold and the real probes
+stored by `gallery tune` belong to the old model: both are dropped.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def reembed_gallery(gallery: Gallery, embedder, preprocessor=None) -> dict:
             gallery.store.replace_embeddings(connection, updated)
             gallery.store.set(connection, "embedder", fingerprint)
             gallery.store.set(connection, "threshold", None)
+            gallery.store.set_tuning_probes(connection, np.zeros((0, resolver.dim), np.float32))
             gallery.store.audit(connection, "reembed", None, {"templates": len(updated),
                                                               "embedder": embedder.fingerprint})
             generation = gallery.store.bump(connection)

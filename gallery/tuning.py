@@ -35,8 +35,15 @@ reach it on the self-queries and on the real probes each (`real_recall_at_1`). A
 the exact best (so duplicate vectors are not misses). A refined index is swept at `K_FACTORS[-1]`, then its
 `k_factor` lowered while the target holds (the record's `k_factor`). The record is kept in the gallery's settings
 (`SETTING`) and applied again when the index file is loaded.
+
+Records are ordered by `version`: a new tuning takes the stored record's version + 1, and `save_record` writes only
+a record newer than the stored one, so a process opened before another's `gallery tune` (or rebuild) never writes
+its older parameters back with its next snapshot. `gallery tune` bumps the generation, so every other process meets
+the newer record when it next replays the change log (`newer_record`) and applies it. The real probes given to
+`gallery tune` are stored in gallery.db (`stored_probes`) and join the self-queries of every later (re)tune.
 """
 
+import logging
 import math
 import time
 from contextlib import contextmanager
@@ -57,6 +64,7 @@ TRAIN_POINTS_PER_LIST = 40
 KMEANS_ITERATIONS = 10
 K_FACTORS = (1, 2, 4, 8, 16, 32, 64, 128)
 SETTING = "index_tuning"
+log = logging.getLogger("faceid.gallery")
 
 
 @contextmanager
@@ -195,11 +203,51 @@ def tune(index, vectors: np.ndarray, extra_queries: np.ndarray | None = None, fa
             "sweep": sweep, "seconds": time.perf_counter() - started}
 
 
+def exact_record(factory: str, size: int, dim: int) -> dict:
+    """The record of an `auto` index that is still exact: nothing to tune, recall 1."""
+    return {"factory": factory, "parameter": None, "value": None, "recall_at_1": 1.0, "size": size,
+            "exact_up_to": EXACT_MAX_FLOATS // dim}
+
+
+def version(record: dict | None) -> int:
+    """The order of tuning records (0: none, or a record stored before records had versions)."""
+    return int((record or {}).get("version", 0))
+
+
+def next_version(store) -> int:
+    """The version of a tuning made now: newer than the stored record."""
+    return version(load_record(store)) + 1
+
+
 def load_record(store) -> dict | None:
     return store.get(SETTING) if store is not None else None
 
 
+def newer_record(store, current: dict | None, factory: str) -> dict | None:
+    """The stored record when it was made for `factory` and is not older than `current` but differs from it
+    (another process tuned, or saved its own tuning of the same rebuild first); else None."""
+    record = load_record(store)
+    if record is None or record.get("factory") != factory or record == current or version(record) < version(current):
+        return None
+    return record
+
+
 def save_record(store, connection, record: dict | None) -> None:
-    """Store the tuning of a snapshot's index, in the transaction that records the snapshot (under the
-    writer lock): a reader that rebuilds its own copy in memory writes nothing."""
-    store.set(connection, SETTING, record)
+    """Store the tuning of a snapshot's index, in the transaction that records the snapshot (or `gallery tune`'s),
+    under the writer lock: a reader that rebuilds its own copy in memory writes nothing. Only a record newer than
+    the stored one is written (see the module doc)."""
+    if record is not None and version(record) > version(load_record(store)):
+        store.set(connection, SETTING, record)
+
+
+def stored_probes(store, dim: int) -> np.ndarray | None:
+    """The real probe embeddings stored by `gallery tune --probes`, or None; a set of another dimension (left by
+    another embedder) is not used, with a warning."""
+    probes = store.tuning_probes() if store is not None else None
+    if probes is None or not len(probes):
+        return None
+    if probes.shape[1] != dim:
+        log.warning("%s: %d stored tuning probes are %d-d, the gallery holds %d-d vectors: not used (run "
+                    "`faceid gallery tune --probes` again)", store.path.parent, len(probes), probes.shape[1], dim)
+        return None
+    return probes

@@ -123,6 +123,14 @@ def test_only_the_store_runs_sql():
     assert not offenders, f"SQL outside gallery/store.py: {offenders}"
 
 
+def test_reembed_drops_the_real_tuning_probes_of_the_old_model(enrolled):
+    gallery, _, second, _ = enrolled
+    with gallery.store.transaction() as connection:
+        gallery.store.set_tuning_probes(connection, np.ones((3, DIM), np.float32))
+    gallery.reembed(second)
+    assert gallery.store.tuning_probes().shape == (0, 0)
+
+
 def test_reembed_closes_the_index_it_replaces(enrolled, monkeypatch):
     gallery, _, second, probe = enrolled
     old, closed = gallery.index, []

@@ -219,7 +219,7 @@ def test_a_reader_repairs_a_collection_left_behind_by_a_dead_writer_but_never_wa
         tmp_path, monkeypatch):
     import threading
 
-    from gallery.live_index import writer_lock
+    from gallery.writer_lock import writer_lock
 
     people, centres = _people(4)
     writer = embeddings_gallery(tmp_path / "g", "milvus")

@@ -217,3 +217,113 @@ def test_gallery_tune_takes_probe_images_or_embeddings_and_names_what_is_wrong(s
     (tmp_path / "empty" / "broken.png").write_bytes(b"not an image")
     assert main(["gallery", "tune", str(tmp_path / "ivf"), "--probes", str(tmp_path / "empty")]) == 1
     assert "no face found in any of its 1 images" in capsys.readouterr().err
+
+
+def _auto_gallery(path, monkeypatch) -> tuple[Gallery, np.ndarray]:
+    """600 clustered 16-d templates in an `auto` gallery past a small exact threshold: IVF64, tuned."""
+    monkeypatch.setattr(tuning, "EXACT_MAX_FLOATS", 400 * 16)
+    vectors = _clustered(300, 2, 16, seed=1)
+    gallery = Gallery.create(path, fingerprint={"fingerprint": "t", "embedding_dim": 16}, index_factory="auto")
+    gallery.enroll_many({f"p{i:03d}": list(vectors[2 * i:2 * i + 2]) for i in range(300)})
+    return gallery, vectors
+
+
+def _hard_probes(vectors, path, count=200) -> str:
+    """Probes further from their templates (cos ~0.45) than the tuner's own, as a `faceid embed`-like .npy."""
+    np.save(path, tuning.noisy_queries(vectors, count, cosine=0.45, seed=11))
+    return path
+
+
+STALE_SERVER = """
+import json, sys, faiss, numpy as np
+from gallery import tuning
+from gallery.gallery import Gallery
+tuning.EXACT_MAX_FLOATS = 400 * 16
+g = Gallery(sys.argv[1])
+print(json.dumps(g.stats()["index"]["tuning"]), flush=True)
+sys.stdin.readline()  # `gallery tune` ran in the test's process
+g.identify(np.ones(16, np.float32), k=1)  # the next query replays the change log
+nprobe = faiss.extract_index_ivf(g.index.index).nprobe
+print(json.dumps({"tuning": g.stats()["index"]["tuning"], "nprobe": nprobe}), flush=True)
+g.close()
+"""
+
+
+def test_a_process_opened_before_gallery_tune_takes_the_new_record_and_never_writes_its_old_one_back(
+        tmp_path, monkeypatch):
+    import json
+    import subprocess
+    import sys
+
+    from gallery.probe_tuning import tune_with_probes
+
+    tuner, vectors = _auto_gallery(tmp_path / "g", monkeypatch)
+    serving = Gallery(tmp_path / "g")  # e.g. `faceid serve`, opened before the tune
+    server = subprocess.Popen([sys.executable, "-c", STALE_SERVER, str(tmp_path / "g")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    old = serving.stats()["index"]["tuning"]
+    assert json.loads(server.stdout.readline()) == old
+    new = tune_with_probes(tuner, _hard_probes(vectors, tmp_path / "probes.npy"))["tuning"]
+    assert new["real_queries"] == 200 and new["real_recall_at_1"] >= tuning.TARGET_RECALL
+    serving.identify(vectors[0], k=1)  # its next query replays the change log: the new parameters are applied
+    assert serving.stats()["index"]["tuning"] == new
+    assert faiss.extract_index_ivf(serving.index.index).nprobe == new["value"]
+    assert serving.index.k_factor == new["k_factor"]
+    server.stdin.write("tuned\n")
+    server.stdin.flush()
+    assert json.loads(server.stdout.readline()) == {"tuning": new, "nprobe": new["value"]}  # another process too
+    assert server.wait(timeout=60) == 0
+    serving.enroll("late", [vectors[0]])
+    serving.snapshot()  # a snapshot by the process that was opened before keeps the newer record
+    assert tuning.load_record(serving.store) == new and new["version"] > old["version"]
+    with serving.store.transaction() as connection:  # an older record is never written over a newer one
+        tuning.save_record(serving.store, connection, old)
+    assert tuning.load_record(serving.store) == new
+    serving.close()
+    tuner.close()
+    reopened = Gallery(tmp_path / "g")
+    assert reopened.stats()["index"]["tuning"] == new
+    reopened.close()
+
+
+def test_a_rebuild_tunes_again_with_the_stored_probes(tmp_path, monkeypatch):
+    from gallery.probe_tuning import tune_with_probes
+
+    gallery, vectors = _auto_gallery(tmp_path / "g", monkeypatch)
+    tune_with_probes(gallery, _hard_probes(vectors, tmp_path / "probes.npy"))
+    assert gallery.stats()["index"]["stored_probes"] == 200
+    more = _clustered(800, 2, 16, seed=2)  # 2,200 templates: past the next size band, rebuilt as IVF128
+    gallery.enroll_many({f"q{i:03d}": list(more[2 * i:2 * i + 2]) for i in range(800)})
+    record = gallery.stats()["index"]["tuning"]
+    assert record["factory"] == "IVF128,PQ8x4fs,RFlat" and record["size"] == 2_200
+    assert record["real_queries"] == 200 and record["real_recall_at_1"] >= tuning.TARGET_RECALL
+    assert tuning.load_record(gallery.store) == record
+    snapshot = tmp_path / "g" / gallery.store.get("snapshot")["file"]
+    gallery.close()
+    snapshot.unlink()  # rebuilt from SQLite on the next open
+    reopened = Gallery(tmp_path / "g")
+    stats = reopened.stats()["index"]
+    assert "missing" in stats["rebuilt_reason"] and stats["tuning"]["real_queries"] == 200
+    assert stats["tuning"]["real_recall_at_1"] >= tuning.TARGET_RECALL and stats["stored_probes"] == 200
+    reopened.close()
+
+
+def test_stored_probes_are_bounded_and_a_set_of_another_dimension_is_dropped_with_a_warning(
+        tmp_path, monkeypatch, caplog):
+    import logging
+
+    from gallery import probe_tuning
+
+    gallery, vectors = _auto_gallery(tmp_path / "g", monkeypatch)
+    monkeypatch.setattr(probe_tuning, "STORED_PROBES", 50)
+    result = probe_tuning.tune_with_probes(gallery, _hard_probes(vectors, tmp_path / "probes.npy", count=80))
+    assert result["probes"] == 50 and result["tuning"]["real_queries"] == 50
+    assert "80 probes given: a seeded sample of 50" in result["note"]
+    assert gallery.stats()["index"]["stored_probes"] == 50
+    with gallery.store.transaction() as connection:  # e.g. left behind by another model's embeddings
+        gallery.store.set_tuning_probes(connection, np.ones((5, 32), np.float32))
+    with caplog.at_level(logging.WARNING, logger="faceid.gallery"):
+        gallery.live.rebuild("a test")
+    assert gallery.index.tuning["real_queries"] == 0 and gallery.index.tuning["real_recall_at_1"] is None
+    assert "5 stored tuning probes are 32-d, the gallery holds 16-d vectors: not used" in caplog.text
+    gallery.close()

@@ -1,5 +1,7 @@
 """`faceid bench train --quick` end to end on generated faces, and its CUDA refusal on a CPU machine."""
 
+import re
+
 import pytest
 import torch
 
@@ -13,9 +15,9 @@ def test_quick_train_benchmark_prints_every_row(tmp_path, capsys):
     cases = [(r["case"], r["workers"]) for r in result["rows"]]
     assert cases == [("bare", "-"), ("trainer step", "-"), ("pipeline (files)", 0), ("pipeline (files)", 1),
                      ("pipeline (cache)", 0), ("pipeline (cache)", 1), ("end to end (files)", 0),
-                     ("end to end (files)", 1), ("end to end (cache)", 1)]
+                     ("end to end (files)", 1), ("end to end (cache)", 0), ("end to end (cache)", 1)]
     assert result["rows"][0]["ratio"] == 1.0 and all(r["img_s"] > 0 for r in result["rows"])
-    assert "| small_cnn | compiled | 1 | - | - | skipped on CPU" in out
+    assert re.search(r"\| small_cnn \| compiled \| [01] \| - \| - \| skipped on CPU", out)
     assert {(r["classes"], r["rate"]) for r in result["head"]} == {(1_000, 1.0), (1_000, 0.1), (10_000, 1.0),
                                                                     (10_000, 0.1)}
     assert "small_cnn: trainer step" in out and "target >= 0.95" in out and "end to end >= 0.9x bare" in out
