@@ -114,7 +114,7 @@ class LiveIndex:
                 log.warning("%s: the Milvus collection was at generation %d: replayed to %d", self.folder, synced,
                             generation)
             if not current():
-                self.rebuild("the Milvus collection does not hold the store's templates")
+                self.rebuild(self.index.rebuild_reason)
 
     def follow_shared(self) -> None:
         """Milvus, before a read: a collection whose mark is behind the store has a writer between its commit and

@@ -7,13 +7,25 @@ SQLite stays the source of truth: the collection records the store generation wh
 (`synced`), and a collection that is behind (a writer died between its commit and the collection's
 update) or holds other ids is brought back to the store when the gallery opens (`gallery.live_index`).
 Metric: inner product on unit vectors.
+
+A refused connect (a server starting, restarting or busy) is tried `CONNECT_ATTEMPTS` times before the open fails
+with a `GalleryError` naming the URI. A collection Milvus cannot load (a process killed while Milvus Lite wrote
+it leaves a truncated file) is `damage`: the gallery drops it and rebuilds it from SQLite under the writer lock.
+A Milvus Lite directory that cannot be used at all (its server cannot start, or the damaged collection cannot
+even be dropped) is moved aside, kept under a timestamped name, and started afresh; on a Milvus server nothing
+is ever moved or deleted but the gallery's own collection.
 """
 
+import logging
+import os
 import threading
+import time
 import uuid
 from pathlib import Path
 
 import numpy as np
+
+from gallery.records import GalleryError
 
 COLLECTION = "faceid_templates"  # the collection of galleries made before each had its own
 QUERY_PAGE = 10_000
@@ -22,6 +34,9 @@ SYNCED = "faceid_generation"  # collection property: the store generation the co
 INDEX_TYPES = ("FLAT", "AUTOINDEX", "HNSW", "HNSW_SQ", "IVF_FLAT", "IVF_SQ8")
 _lite_users: dict[str, int] = {}  # Milvus Lite path -> open MilvusIndex objects of this process using it
 _lite_lock = threading.Lock()
+CONNECT_ATTEMPTS = 4
+CONNECT_BACKOFF = 0.25  # seconds before the second attempt, doubled before each next one
+log = logging.getLogger("faceid.gallery")
 
 
 def milvus_index_type(index: str) -> str:
@@ -49,31 +64,119 @@ def is_milvus_lite(uri: str) -> bool:
     return not uri.startswith(("http://", "https://", "tcp://", "grpc://"))
 
 
+def connect(uri: str):
+    """A `MilvusClient` for `uri`, a failed connect tried `CONNECT_ATTEMPTS` times with a doubling backoff (a
+    transient refusal does not fail the open); then a `GalleryError` naming the URI."""
+    from pymilvus import MilvusClient
+
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            return MilvusClient(uri)
+        except Exception as error:  # pymilvus raises MilvusException, grpc errors and OSError alike
+            problem = error
+        if attempt + 1 < CONNECT_ATTEMPTS:
+            time.sleep(CONNECT_BACKOFF * 2 ** attempt)
+    raise GalleryError(f"cannot open Milvus at {uri} (tried {CONNECT_ATTEMPTS} times): {problem}")
+
+
+def lite_start_problem(uri: str) -> Exception | None:
+    """Why a Milvus Lite directory cannot be opened: None if it can now. Another process holding it is not
+    damage: a `GalleryError` saying so (pymilvus reports every failure alike, so the directory is opened here)."""
+    from milvus_lite.db import MilvusLite
+    from milvus_lite.exceptions import DataDirLockedError
+
+    try:
+        MilvusLite(uri).close()
+    except DataDirLockedError:
+        raise GalleryError(f"cannot open Milvus at {uri}: another process has this Milvus Lite directory open (one "
+                           "process at a time may: close it there, or re-create the gallery on a Milvus "
+                           "server)") from None
+    except Exception as error:
+        return error
+    return None
+
+
+def set_aside(uri: str, problem) -> str:
+    """Move an unusable Milvus Lite directory (or file) aside, kept as `<uri>.damaged-<time>`, saying so."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = f"{uri}.damaged-{stamp}"
+    for n in range(2, 1000):
+        if not os.path.exists(target):
+            break
+        target = f"{uri}.damaged-{stamp}-{n}"
+    os.rename(uri, target)
+    log.warning("Milvus Lite cannot use %s (%s): moved it aside to %s and started a new one; the gallery's "
+                "collection is rebuilt from gallery.db", uri, problem, target)
+    return target
+
+
 class MilvusIndex:
     factory = "milvus"
     exact = False
 
     def __init__(self, dim: int, uri: str, index_type: str = "FLAT", search_parameters: dict | None = None,
                  collection: str = COLLECTION):
-        from pymilvus import MilvusClient
-
         self.dim, self.uri, self.index_type, self.collection = dim, uri, index_type, collection
         self.search_parameters = dict(search_parameters or {})
+        self.damage: str | None = None  # why the collection must be rebuilt, when Milvus cannot load it
+        self.moved_aside: str | None = None  # the unusable Milvus Lite directory this open replaced, and why
         try:
-            self.client = MilvusClient(uri)
-        except Exception as error:
-            raise ValueError(f"cannot open Milvus at {uri}: {error}") from None
+            self.client = connect(uri)
+        except GalleryError:
+            if not is_milvus_lite(uri) or (problem := lite_start_problem(uri)) is None:
+                raise
+            self.moved_aside = f"the Milvus Lite directory was unusable ({problem}): moved to {set_aside(uri, problem)}"
+            self.client = connect(uri)
         if is_milvus_lite(uri):
             with _lite_lock:
                 _lite_users[uri] = _lite_users.get(uri, 0) + 1
-        if self.client.has_collection(collection):
-            self.client.load_collection(collection)
+        self._load()
+
+    def _load(self) -> None:
+        """Load the collection, if there is one; one Milvus cannot read is recorded in `damage` (`synced` is then
+        unknown: the gallery rebuilds it). Tried again at each `synced`: another process may have rebuilt it."""
+        from pymilvus import MilvusException
+
+        try:
+            if self.client.has_collection(self.collection):
+                self.client.load_collection(self.collection)
+            self.damage = None
+        except MilvusException as error:
+            if self.damage is None:
+                log.warning("Milvus cannot load the collection %s at %s (%s): it is rebuilt from gallery.db",
+                            self.collection, self.uri, error.message)
+            self.damage = f"Milvus cannot load the collection {self.collection} at {self.uri}: {error.message}"
+
+    def _drop(self) -> None:
+        """Drop the collection (a damaged one too). If Milvus cannot, a Milvus Lite directory is moved aside and
+        started afresh; a server's is left as it is, and the open fails naming it."""
+        from pymilvus import MilvusException
+
+        try:
+            if self.damage is not None or self.client.has_collection(self.collection):
+                self.client.drop_collection(self.collection)
+            return
+        except MilvusException as error:
+            problem = error
+        if not is_milvus_lite(self.uri):
+            raise GalleryError(f"the Milvus collection {self.collection} at {self.uri} cannot be loaded or dropped "
+                               f"({problem}): repair or drop it on the server; the gallery then rebuilds it from "
+                               "gallery.db") from None
+        with _lite_lock:
+            if _lite_users.get(self.uri, 0) > 1:
+                raise GalleryError(f"the Milvus Lite directory {self.uri} is damaged ({problem}): close the other "
+                                   "galleries of this process using it, then open this one again") from None
+        self.client.close()
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(self.uri)
+        set_aside(self.uri, problem)
+        self.client = connect(self.uri)
 
     def _create(self) -> None:
         from pymilvus import DataType
 
-        if self.client.has_collection(self.collection):
-            self.client.drop_collection(self.collection)
+        self._drop()
         schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
@@ -81,6 +184,12 @@ class MilvusIndex:
         index.add_index(field_name="vector", index_type=self.index_type, metric_type="IP")
         # Strong: a search sees every write acknowledged before it (another process reads right after a commit)
         self.client.create_collection(self.collection, schema=schema, index_params=index, consistency_level="Strong")
+        self.damage = self.moved_aside = None
+
+    @property
+    def rebuild_reason(self) -> str:
+        """Why the gallery rebuilds this collection from SQLite (`LiveIndex.repair_shared`)."""
+        return self.damage or self.moved_aside or "the Milvus collection does not hold the store's templates"
 
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         self._create()
@@ -167,8 +276,11 @@ class MilvusIndex:
         self.client.flush(self.collection)
 
     def synced(self) -> int | None:
-        """The store generation the collection holds (`mark`), None if unknown (no collection, or never marked)."""
-        if not self.client.has_collection(self.collection):
+        """The store generation the collection holds (`mark`), None if unknown (no collection, never marked, or
+        one Milvus cannot load: `damage`)."""
+        if self.damage is not None:
+            self._load()
+        if self.damage is not None or not self.client.has_collection(self.collection):
             return None
         value = self.client.describe_collection(self.collection).get("properties", {}).get(SYNCED)
         return None if value is None else int(value)

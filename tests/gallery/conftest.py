@@ -3,6 +3,7 @@ where several processes share one gallery (Milvus Lite admits one process at a t
 
 import importlib.util
 import logging
+import time
 
 import pytest
 
@@ -17,15 +18,49 @@ def backend(request) -> str:
     return request.param
 
 
+# The ping policy of a Milvus server (its keepalive EnforcementPolicy: MinTime 5 s, PermitWithoutStream). pymilvus
+# clients ping every 10 s, idle or not; gRPC's default server policy (one ping per 5 minutes, none without a call,
+# 2 strikes) answers them with GOAWAY too_many_pings, which fails the calls in flight on that connection.
+SERVER_OPTIONS = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20),
+                  ("grpc.keepalive_permit_without_calls", 1),
+                  ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000), ("grpc.http2.max_ping_strikes", 0)]
+SERVER_READY_SECONDS = 60
+
+
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory) -> str:
-    """The URI of a Milvus Lite server shared by the session's tests (each gallery has its own collection)."""
+    """The URI of a Milvus Lite server shared by the session's tests (each gallery has its own collection), once
+    it answers a client."""
     if MILVUS_MISSING:
         pytest.skip("milvus-lite is not installed (pip install -e '.[milvus]')")
-    from milvus_lite.adapter.grpc.server import start_server_in_thread
+    from concurrent import futures
 
-    server, database, port = start_server_in_thread(str(tmp_path_factory.mktemp("milvus-server")))
-    yield f"http://127.0.0.1:{port}"
+    import grpc
+    from milvus_lite.adapter.grpc.servicer import MilvusServicer
+    from milvus_lite.db import MilvusLite
+    from pymilvus import MilvusClient
+    from pymilvus.grpc_gen import milvus_pb2_grpc
+
+    database = MilvusLite(str(tmp_path_factory.mktemp("milvus-server")))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=SERVER_OPTIONS)
+    milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(database), server)
+    uri = f"http://127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    server.start()
+    deadline, problem = time.monotonic() + SERVER_READY_SECONDS, None
+    while time.monotonic() < deadline:
+        try:
+            client = MilvusClient(uri, timeout=5)
+            client.list_collections()
+            client.close()
+            break
+        except Exception as error:  # not accepting clients yet
+            problem = error
+            time.sleep(0.2)
+    else:
+        server.stop(grace=0)
+        database.close()
+        pytest.fail(f"the test Milvus server at {uri} accepted no client within {SERVER_READY_SECONDS} s: {problem}")
+    yield uri
     server.stop(grace=1)
     database.close()
 
