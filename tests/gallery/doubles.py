@@ -1,11 +1,29 @@
-"""Test doubles and helpers shared by the gallery tests: an embeddings-only gallery on a chosen backend, an
-embedder that records (and may slow) its batches, and a file that cannot be read."""
+"""Test doubles and helpers shared by the gallery tests: synthetic people, an embeddings-only gallery on a chosen
+backend, an embedder that records (and may slow) its batches, and a file that cannot be read."""
 
 import os
 import time
 from pathlib import Path
 
+import numpy as np
+
+from faceid.arrays import l2_normalize
 from gallery.gallery import Gallery
+
+
+def unit32(vectors) -> np.ndarray:
+    """Unit float32 vectors (the gallery's own dtype, so that scores compare exactly)."""
+    return l2_normalize(vectors).astype(np.float32)
+
+
+def synthetic_people(count: int, per_person: int = 2, seed: int = 0, spread: float = 0.3, dim: int = 16,
+                     prefix: str = "p", dtype=np.float32) -> tuple[dict, np.ndarray]:
+    """`count` people around random unit centres: ({name: (per_person, dim) unit templates}, centres)."""
+    rng = np.random.default_rng(seed)
+    centres = l2_normalize(rng.normal(size=(count, dim))).astype(dtype)
+    people = {f"{prefix}{i:03d}": l2_normalize(centres[i] + spread * rng.normal(size=(per_person, dim))).astype(dtype)
+              for i in range(count)}
+    return people, centres
 
 
 def embeddings_gallery(path, backend: str = "faiss", dim: int = 16, fingerprint: str = "test-embedder",

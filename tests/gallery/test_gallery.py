@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 import signal
@@ -9,24 +10,15 @@ import time
 import numpy as np
 import pytest
 
+from faceid.arrays import l2_normalize
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.embedding import TorchEmbedder
 from gallery.gallery import Gallery, GalleryError
-from tests.gallery.doubles import embeddings_gallery
+from tests.gallery.doubles import embeddings_gallery, synthetic_people
 
 DIM = 16
-
-
-def _unit(x):
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
-def _people(count, per_person=3, seed=0, spread=0.35):
-    rng = np.random.default_rng(seed)
-    centres = _unit(rng.normal(size=(count, DIM)))
-    people = {f"person{i:03d}": _unit(centres[i] + spread * rng.normal(size=(per_person, DIM))) for i in range(count)}
-    return people, centres
+_people = functools.partial(synthetic_people, per_person=3, spread=0.35, prefix="person", dtype=np.float64)
 
 
 def test_identify_matches_a_brute_force_reference(tmp_path, backend):
@@ -36,7 +28,7 @@ def test_identify_matches_a_brute_force_reference(tmp_path, backend):
     names = [n for n, v in people.items() for _ in v]
     matrix = np.concatenate(list(people.values()))
     rng = np.random.default_rng(1)
-    probes = _unit(centres[rng.integers(0, 40, 25)] + 0.4 * rng.normal(size=(25, DIM))).astype(np.float32)
+    probes = l2_normalize(centres[rng.integers(0, 40, 25)] + 0.4 * rng.normal(size=(25, DIM))).astype(np.float32)
     for probe, result in zip(probes, gallery.identify_many(list(probes), k=5), strict=True):
         scores = matrix @ probe
         best = {}
@@ -52,16 +44,16 @@ def test_verify_and_open_set_unknowns(tmp_path, policy, backend):
     people, centres = _people(10)
     gallery = embeddings_gallery(tmp_path / "g", backend, template_policy=policy)
     gallery.enroll_many(people)
-    genuine = _unit(centres[3] + 0.1 * np.random.default_rng(5).normal(size=DIM))
+    genuine = l2_normalize(centres[3] + 0.1 * np.random.default_rng(5).normal(size=DIM))
     decision = gallery.verify(genuine, "person003", threshold=0.4)
     assert decision.accepted and decision.threshold == 0.4
     assert decision.threshold_source == {"source": "request", "policy": "stricter"}
     if policy == "mean":
-        mean = _unit(people["person003"].mean(0))
+        mean = l2_normalize(people["person003"].mean(0))
         assert decision.score == pytest.approx(float(genuine @ mean), abs=1e-5)
     else:
         assert decision.score == pytest.approx(float((people["person003"] @ genuine).max()), abs=1e-5)
-    stranger = _unit(np.random.default_rng(9).normal(size=DIM))
+    stranger = l2_normalize(np.random.default_rng(9).normal(size=DIM))
     result = gallery.identify(stranger, k=3, threshold=0.9)
     assert result.identity == "unknown" and len(result.candidates) == 3
     assert gallery.identify(genuine, k=3, threshold=0.4).identity == "person003"
@@ -200,7 +192,7 @@ def test_approximate_indexes_recall_and_removal(tmp_path, factory, parameters):
     gallery.enroll_many(people)
     exact = embeddings_gallery(tmp_path / "exact")
     exact.enroll_many(people)
-    probes = list(_unit(centres[:100] + 0.3 * np.random.default_rng(2).normal(size=(100, DIM))))
+    probes = list(l2_normalize(centres[:100] + 0.3 * np.random.default_rng(2).normal(size=(100, DIM))))
     approximate_top = [r.candidates[0][0] for r in gallery.identify_many(probes, k=1)]
     exact_top = [r.candidates[0][0] for r in exact.identify_many(probes, k=1)]
     assert np.mean([a == b for a, b in zip(approximate_top, exact_top, strict=True)]) >= 0.9
@@ -218,11 +210,11 @@ def test_a_crash_between_commit_and_index_write_is_repaired_on_open(tmp_path, mo
     original_add = index_type.add
     monkeypatch.setattr(index_type, "add", lambda *a, **k: (_ for _ in ()).throw(OSError("disk gone")))
     with pytest.raises(OSError):
-        gallery.enroll("late", [_unit(np.ones(DIM))])  # committed to SQLite, index write 'crashed'
+        gallery.enroll("late", [l2_normalize(np.ones(DIM))])  # committed to SQLite, index write 'crashed'
     monkeypatch.setattr(index_type, "add", original_add)
     gallery.close()
     reopened = Gallery(tmp_path / "g")
-    assert reopened.identify(_unit(np.ones(DIM)), k=1).candidates[0][0] == "late"
+    assert reopened.identify(l2_normalize(np.ones(DIM)), k=1).candidates[0][0] == "late"
     assert len(reopened.index) == 10
 
 
@@ -296,7 +288,7 @@ def test_readers_keep_working_while_one_writer_enrolls(tmp_path, shared_backend)
     deadline = time.time() + 2.5
     enrolled = 0
     while time.time() < deadline:
-        gallery.enroll(f"w{enrolled}", [_unit(rng.normal(size=DIM))])
+        gallery.enroll(f"w{enrolled}", [l2_normalize(rng.normal(size=DIM))])
         enrolled += 1
     for reader in readers:
         out, err = reader.communicate(timeout=30)

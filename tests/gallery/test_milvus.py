@@ -11,20 +11,13 @@ import pytest
 from gallery.gallery import Gallery
 from gallery.milvus_index import MilvusIndex
 from tests.gallery.conftest import MILVUS_MISSING
-from tests.gallery.doubles import embeddings_gallery
+from tests.gallery.doubles import embeddings_gallery, synthetic_people, unit32
 
 pytestmark = pytest.mark.skipif(MILVUS_MISSING, reason="milvus-lite is not installed (pip install -e '.[milvus]')")
 DIM = 16
 
 
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
-
-def _people(count, per_person=2, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = _unit(rng.normal(size=(count, DIM)))
-    return {f"p{i:03d}": _unit(centres[i] + 0.3 * rng.normal(size=(per_person, DIM))) for i in range(count)}, centres
 
 
 def _brute_force_top(people, probes):
@@ -33,7 +26,7 @@ def _brute_force_top(people, probes):
 
 
 def test_closing_one_gallery_leaves_the_others_on_the_same_milvus_lite_directory_working(tmp_path):
-    people, centres = _people(3)
+    people, centres = synthetic_people(3)
     writer = embeddings_gallery(tmp_path / "g", "milvus")
     writer.enroll_many(people)
     Gallery(tmp_path / "g").close()  # e.g. one reader thread of the service finishing
@@ -43,8 +36,8 @@ def test_closing_one_gallery_leaves_the_others_on_the_same_milvus_lite_directory
 
 
 def test_galleries_sharing_a_milvus_server_keep_their_own_templates(tmp_path, milvus_server):
-    first, _ = _people(5, seed=1)
-    second, _ = _people(5, seed=2)
+    first, _ = synthetic_people(5, seed=1)
+    second, _ = synthetic_people(5, seed=2)
     one = embeddings_gallery(tmp_path / "one", "milvus", milvus_uri=milvus_server)
     other = embeddings_gallery(tmp_path / "other", "milvus", milvus_uri=milvus_server)
     one.enroll_many(first)
@@ -65,14 +58,14 @@ def test_galleries_sharing_a_milvus_server_keep_their_own_templates(tmp_path, mi
     ("ivf_flat", "IVF_FLAT", {"nprobe": 32}, 0.95)])
 def test_the_index_option_maps_to_a_milvus_index_that_answers_like_brute_force(tmp_path, option, index_type,
                                                                                parameters, recall):
-    people, centres = _people(150)
+    people, centres = synthetic_people(150)
     gallery = embeddings_gallery(tmp_path / "g", "milvus", index_factory=option, search_parameters=parameters)
     gallery.enroll_many(people)
     gallery.close()
     reopened = Gallery(tmp_path / "g")  # a gallery whose index Milvus cannot build fails here
     assert reopened.backend["index_type"] == index_type
     assert reopened.index.client.describe_index(reopened.backend["collection"], "vector")["index_type"] == index_type
-    probes = list(_unit(centres + 0.2 * np.random.default_rng(3).normal(size=centres.shape)))
+    probes = list(unit32(centres + 0.2 * np.random.default_rng(3).normal(size=centres.shape)))
     found = [r.candidates[0][0] for r in reopened.identify_many(probes, k=1)]
     assert np.mean([a == b for a, b in zip(found, _brute_force_top(people, probes), strict=True)]) >= recall
     reopened.close()
@@ -88,7 +81,7 @@ def test_an_index_milvus_does_not_have_is_refused_naming_the_option(tmp_path, op
 
 
 def test_a_missing_collection_is_rebuilt_on_open(tmp_path):
-    people, centres = _people(4)
+    people, centres = synthetic_people(4)
     with embeddings_gallery(tmp_path / "g", "milvus") as gallery:
         gallery.enroll_many(people)
         gallery.index.client.drop_collection(gallery.backend["collection"])
@@ -104,7 +97,7 @@ def _fail_collection_writes(monkeypatch):
 
 
 def test_readers_stay_right_while_the_collection_is_behind_a_failed_write(tmp_path, monkeypatch):
-    people, centres = _people(6)
+    people, centres = synthetic_people(6)
     writer = embeddings_gallery(tmp_path / "g", "milvus")
     writer.enroll_many(people)
     reader = Gallery(tmp_path / "g")
@@ -134,16 +127,16 @@ gallery.enroll("p001", [np.array({vector})])
 def test_a_writer_dying_after_its_commit_leaves_a_collection_that_is_repaired_on_open(tmp_path, policy):
     """The analogue of the FAISS 'after-commit' kill: a new sample of an enrolled identity keeps the
     identity's id (and, for the mean policy, changes its vector), so comparing ids alone is not enough."""
-    people, centres = _people(5)
+    people, centres = synthetic_people(5)
     with embeddings_gallery(tmp_path / "g", "milvus", template_policy=policy) as gallery:
         gallery.enroll_many(people)
-    new_sample = _unit(centres[3] + centres[1])
+    new_sample = unit32(centres[3] + centres[1])
     process = subprocess.run([sys.executable, "-c", DYING_WRITER.format(vector=new_sample.tolist()),
                               str(tmp_path / "g")])
     assert process.returncode == 9
     reopened = Gallery(tmp_path / "g")
     expected = np.concatenate([people["p001"], [new_sample]])
-    score = float(_unit(expected.mean(0)) @ new_sample) if policy == "mean" else 1.0
+    score = float(unit32(expected.mean(0)) @ new_sample) if policy == "mean" else 1.0
     assert reopened.identify(new_sample, k=1).candidates[0] == ("p001", pytest.approx(score, abs=1e-5))
     assert reopened.check()["consistent"]
     reopened.close()
@@ -165,13 +158,13 @@ def test_the_change_history_stays_bounded_and_a_dead_writer_is_still_repaired_by
     from gallery import live_index
 
     monkeypatch.setattr(live_index, "SNAPSHOT_CHANGES", 12)
-    people, centres = _people(3)
+    people, centres = synthetic_people(3)
     writer = embeddings_gallery(tmp_path / "g", "milvus")
     writer.enroll_many(people)
     reader = Gallery(tmp_path / "g")  # falls behind the trimmed history: reloads its maps
     sizes = []
     for cycle in range(30):  # 6 changes a cycle
-        writer.enroll(f"passing{cycle}", list(_people(1, seed=cycle)[0].values())[0])
+        writer.enroll(f"passing{cycle}", list(synthetic_people(1, seed=cycle)[0].values())[0])
         writer.remove(f"passing{cycle}")
         sizes.append(writer.store.changes_count(-1))
     assert max(sizes) <= 2 * 12 + 6 and writer.store.history_start() > 0
@@ -185,7 +178,7 @@ def test_the_change_history_stays_bounded_and_a_dead_writer_is_still_repaired_by
     writer.close()
     reopened = Gallery(tmp_path / "g")
     assert reopened.stats()["index"]["rebuilt_reason"] is None  # replayed, not rebuilt
-    assert reopened.identify(_unit(centres[0] + centres[2]), k=1).identity == "late"
+    assert reopened.identify(unit32(centres[0] + centres[2]), k=1).identity == "late"
     assert reopened.check()["consistent"]
     reopened.close()
 
@@ -202,8 +195,8 @@ def test_identify_beyond_the_milvus_result_cap_says_it_lists_fewer_than_k(tmp_pa
         return search(self, queries, k)
 
     monkeypatch.setattr(milvus_index.MilvusIndex, "search", like_milvus)
-    people, centres = _people(3, per_person=2)
-    people["crowd"] = _unit(centres[0] + 0.05 * np.random.default_rng(4).normal(size=(12, DIM)))  # 12 > the cap
+    people, centres = synthetic_people(3, per_person=2)
+    people["crowd"] = unit32(centres[0] + 0.05 * np.random.default_rng(4).normal(size=(12, DIM)))  # 12 > the cap
     gallery = embeddings_gallery(tmp_path / "g", "milvus")
     gallery.enroll_many(people)
     crowded, clear = gallery.identify_many([centres[0], centres[2]], k=3)
@@ -221,11 +214,11 @@ def test_a_reader_repairs_a_collection_left_behind_by_a_dead_writer_but_never_wa
 
     from gallery.writer_lock import writer_lock
 
-    people, centres = _people(4)
+    people, centres = synthetic_people(4)
     writer = embeddings_gallery(tmp_path / "g", "milvus")
     writer.enroll_many(people)
     reader = Gallery(tmp_path / "g")
-    newcomer = _unit(centres[0] + centres[3])
+    newcomer = unit32(centres[0] + centres[3])
     with monkeypatch.context() as patch:
         _fail_collection_writes(patch)
         with pytest.raises(OSError):

@@ -18,20 +18,12 @@ from faceid.cli import main
 from gallery import store as store_module
 from gallery.gallery import Gallery, GalleryError
 from tests.gallery.conftest import MILVUS
-from tests.gallery.doubles import embeddings_gallery
+from tests.gallery.doubles import embeddings_gallery, synthetic_people, unit32
 
 DIM = 16
 
 
-def _unit(x):
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
-
-def _people(count, per_person=2, seed=0):
-    rng = np.random.default_rng(seed)
-    centres = _unit(rng.normal(size=(count, DIM)))
-    people = {f"p{i:03d}": _unit(centres[i] + 0.3 * rng.normal(size=(per_person, DIM))) for i in range(count)}
-    return people, centres
 
 
 def _answers(gallery, probes):
@@ -43,7 +35,7 @@ def _snapshots(folder):
 
 
 def test_writes_change_the_index_in_place_and_a_reopen_replays_them(tmp_path):
-    people, centres = _people(20)
+    people, centres = synthetic_people(20)
     gallery = embeddings_gallery(tmp_path / "g")
     gallery.enroll_many(people)
     gallery.snapshot()
@@ -63,10 +55,10 @@ def test_writes_change_the_index_in_place_and_a_reopen_replays_them(tmp_path):
 
 @pytest.mark.parametrize("policy", ["all", "mean"])
 def test_another_process_sees_a_write_within_a_second_by_replaying_it(tmp_path, policy, shared_backend):
-    people, _ = _people(200)
+    people, _ = synthetic_people(200)
     gallery = embeddings_gallery(tmp_path / "g", template_policy=policy, **shared_backend)
     gallery.enroll_many(people)
-    probe = _unit(np.ones(DIM))
+    probe = unit32(np.ones(DIM))
     reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import json, sys, time, numpy as np
         from gallery.gallery import Gallery
@@ -107,7 +99,7 @@ g.snapshot()
     ("faiss", "after-commit"), ("faiss", "snapshot-write"), ("faiss", "before-record"),
     pytest.param("milvus", "after-commit", marks=MILVUS.marks)])
 def test_a_writer_killed_at_each_step_of_a_write_or_snapshot_loses_nothing(tmp_path, backend, step):
-    people, centres = _people(30)
+    people, centres = synthetic_people(30)
     with embeddings_gallery(tmp_path / "g", backend) as gallery:
         gallery.enroll_many(people)
         gallery.remove("p003")
@@ -123,12 +115,12 @@ def test_a_writer_killed_at_each_step_of_a_write_or_snapshot_loses_nothing(tmp_p
 
 
 def test_random_corruptions_of_the_snapshot_never_give_a_wrong_answer(tmp_path):
-    people, centres = _people(40)
+    people, centres = synthetic_people(40)
     folder = tmp_path / "g"
     with embeddings_gallery(folder) as gallery:
         gallery.enroll_many(people)
         gallery.snapshot()
-        probes = list(_unit(centres + 0.2 * np.random.default_rng(1).normal(size=centres.shape)))
+        probes = list(unit32(centres + 0.2 * np.random.default_rng(1).normal(size=centres.shape)))
         expected = _answers(gallery, probes)
     snapshot = next(folder.glob("index.*.faiss"))
     intact = snapshot.read_bytes()
@@ -150,7 +142,7 @@ def test_random_corruptions_of_the_snapshot_never_give_a_wrong_answer(tmp_path):
 
 
 def test_a_float_planted_in_the_snapshot_is_caught_and_reported(tmp_path):
-    people, centres = _people(10)
+    people, centres = synthetic_people(10)
     with embeddings_gallery(tmp_path / "g") as gallery:
         gallery.enroll_many(people)
         gallery.snapshot()
@@ -168,7 +160,7 @@ def test_a_float_planted_in_the_snapshot_is_caught_and_reported(tmp_path):
 
 
 def test_check_compares_the_index_with_the_store_vector_by_vector(tmp_path, capsys, backend):
-    people, _ = _people(5)
+    people, _ = synthetic_people(5)
     with embeddings_gallery(tmp_path / "g", backend) as gallery:
         gallery.enroll_many(people)
     assert main(["gallery", "check", str(tmp_path / "g")]) == 0
@@ -186,7 +178,7 @@ def test_check_compares_the_index_with_the_store_vector_by_vector(tmp_path, caps
     ("garbage", "is not a SQLite database"), ("truncated", "is truncated"), ("empty", "is empty \\(0 bytes\\)"),
     ("foreign", "is a SQLite database but not a faceid gallery \\(its tables: users\\)")])
 def test_a_damaged_or_foreign_gallery_db_is_a_clear_error(tmp_path, capsys, damage, message, backend):
-    people, _ = _people(200, per_person=4)
+    people, _ = synthetic_people(200, per_person=4)
     with embeddings_gallery(tmp_path / "g", backend) as gallery:
         gallery.enroll_many(people)
     database = tmp_path / "g" / "gallery.db"
@@ -212,7 +204,7 @@ def test_a_damaged_or_foreign_gallery_db_is_a_clear_error(tmp_path, capsys, dama
 
 
 def test_a_writer_removes_temporaries_of_dead_writers(tmp_path):
-    people, _ = _people(3)
+    people, _ = synthetic_people(3)
     gallery = embeddings_gallery(tmp_path / "g")
     gallery.enroll_many(people)
     gallery.close()
@@ -229,7 +221,7 @@ def test_a_writer_removes_temporaries_of_dead_writers(tmp_path):
 
 def test_the_write_ahead_log_is_truncated_after_a_bulk_enrolment(tmp_path, monkeypatch, backend):
     monkeypatch.setattr(store_module, "WAL_LIMIT_BYTES", 64 * 1024)
-    people, _ = _people(2000, per_person=1)
+    people, _ = synthetic_people(2000, per_person=1)
     gallery = embeddings_gallery(tmp_path / "g", backend)
     gallery.enroll_many(people)
     assert gallery.stats()["wal_bytes"] <= 64 * 1024
@@ -237,7 +229,7 @@ def test_the_write_ahead_log_is_truncated_after_a_bulk_enrolment(tmp_path, monke
 
 
 def test_an_index_that_cannot_remove_in_place_is_rebuilt_and_snapshotted(tmp_path):
-    people, centres = _people(50)
+    people, centres = synthetic_people(50)
     gallery = embeddings_gallery(tmp_path / "g", index_factory="HNSW16,Flat")
     gallery.enroll_many(people)
     gallery.remove("p000")
@@ -253,7 +245,7 @@ def test_a_snapshot_is_written_in_the_background_once_enough_changed(tmp_path, m
     from gallery import live_index
 
     monkeypatch.setattr(live_index, "SNAPSHOT_CHANGES", 10)
-    people, _ = _people(8)
+    people, _ = synthetic_people(8)
     gallery = embeddings_gallery(tmp_path / "g")
     first = _snapshots(tmp_path / "g")
     gallery.enroll_many(people)  # 8 identities + 16 templates changed
