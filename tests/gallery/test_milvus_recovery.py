@@ -10,14 +10,14 @@ import pytest
 
 from gallery.gallery import Gallery
 from tests.gallery.conftest import MILVUS_MISSING
-from tests.gallery.doubles import embeddings_gallery
-from tests.gallery.test_milvus import DIM, _people
+from tests.gallery.doubles import embeddings_gallery, synthetic_people
+from tests.gallery.test_milvus import DIM
 
 pytestmark = pytest.mark.skipif(MILVUS_MISSING, reason="milvus-lite is not installed (pip install -e '.[milvus]')")
 
 
 def _enrolled(path, **options):
-    people, centres = _people(5)
+    people, centres = synthetic_people(5)
     with embeddings_gallery(path, "milvus", **options) as gallery:
         gallery.enroll_many(people)
         return gallery.backend, centres
