@@ -3,7 +3,6 @@ naive loop reference built from the formula (one process and 2 gloo ranks), the 
 optimiser state of unsampled rows through the trainer, exact resume, config checks, and accuracy on
 the synthetic faces."""
 
-import csv
 import math
 
 import pytest
@@ -13,6 +12,7 @@ import torch.multiprocessing as mp
 
 from faceid.config import ConfigError, load_config
 from faceid.losses import build_loss
+from tests.training.test_trainer import assert_resume_is_exact
 from training.distributed import DistributedContext
 from training.head_benchmark import head_benchmark_rows, print_head_table
 from training.partial_fc import ShardedMarginHead
@@ -194,21 +194,10 @@ def test_unsampled_rows_and_their_momentum_stay_unchanged_through_the_trainer(sm
     assert len(rows_seen) > 4  # negatives change from step to step
 
 
-def _train_losses(run_dir):
-    with open(run_dir / "metrics.csv") as handle:
-        return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(handle) if r["split"] == "train"]
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_resume_with_sampling_continues_exactly(small_synthetic, tmp_path, optimizer):
     common = ["training.epochs=3", "training.sample_rate=0.3", f"training.optimizer={optimizer}"]
-    Trainer(_config(small_synthetic, tmp_path / "straight", *common), progress=False).train()
-    Trainer(_config(small_synthetic, tmp_path / "split", *common), progress=False).train(until_step=3)
-    Trainer(_config(small_synthetic, tmp_path / "split", *common), resume="auto", progress=False).train()
-    straight, split = _train_losses(tmp_path / "straight"), _train_losses(tmp_path / "split")
-    assert [s for s, _ in straight] == [s for s, _ in split] == list(range(1, 7))
-    for (_, a), (_, b) in zip(straight, split, strict=True):
-        assert a == pytest.approx(b, abs=1e-6)
+    straight = assert_resume_is_exact(lambda run_dir: _config(small_synthetic, run_dir, *common), tmp_path)
     assert len({round(loss, 4) for _, loss in straight}) > 1
 
 

@@ -41,16 +41,23 @@ def test_run_directory_holds_everything(small_synthetic, tmp_path):
     assert any(r["split"] == "validation" and r["accuracy"] for r in rows)
 
 
-def test_resume_continues_exactly(small_synthetic, tmp_path):
-    common = ["training.validate_every_epochs=null", "training.epochs=3",
-              "training.schedule={name: cosine, warmup_steps: 2}"]
-    Trainer(_config(small_synthetic, tmp_path / "straight", *common), progress=False).train()
-    Trainer(_config(small_synthetic, tmp_path / "split", *common), progress=False).train(until_step=3)
-    Trainer(_config(small_synthetic, tmp_path / "split", *common), resume="auto", progress=False).train()
+def assert_resume_is_exact(make_config, tmp_path) -> list[tuple[int, float]]:
+    """Six steps straight, and three + `--resume` + three, from `make_config(run_dir)`: the losses must be
+    equal to 1e-6; returns the straight run's (step, loss) rows."""
+    Trainer(make_config(tmp_path / "straight"), progress=False).train()
+    Trainer(make_config(tmp_path / "split"), progress=False).train(until_step=3)
+    Trainer(make_config(tmp_path / "split"), resume="auto", progress=False).train()
     straight, split = _train_losses(tmp_path / "straight"), _train_losses(tmp_path / "split")
     assert [s for s, _ in straight] == [s for s, _ in split] == list(range(1, 7))
     for (_, a), (_, b) in zip(straight, split, strict=True):
         assert a == pytest.approx(b, abs=1e-6)
+    return straight
+
+
+def test_resume_continues_exactly(small_synthetic, tmp_path):
+    common = ["training.validate_every_epochs=null", "training.epochs=3",
+              "training.schedule={name: cosine, warmup_steps: 2}"]
+    assert_resume_is_exact(lambda run_dir: _config(small_synthetic, run_dir, *common), tmp_path)
 
 
 def test_early_stopping_when_validation_stops_improving(small_synthetic, tmp_path):
