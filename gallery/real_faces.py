@@ -15,6 +15,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from faceid.files import atomic_write
 from faceid.zoo.store import faceid_home
 from gallery import tuning
 from gallery.bench_data import clustered_templates, index_name
@@ -50,8 +51,8 @@ def real_embeddings(data: Path = DATA, cache: Path = CACHE) -> tuple[np.ndarray,
         with np.load(file) as cached:
             return cached["embeddings"], cached["labels"]
     embeddings, labels = _embed(images)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(file, embeddings=embeddings, labels=labels)
+    with atomic_write(file) as temporary:  # an interrupted run leaves no half-written cache to load next time
+        np.savez(temporary, embeddings=embeddings, labels=labels)
     return embeddings, labels
 
 
