@@ -68,10 +68,10 @@ def tune_with_probes(gallery, probes: str | Path) -> dict:
     from gallery import tuning
     from gallery.index import VectorIndex
 
-    index = gallery.index
-    if not isinstance(index, VectorIndex):
+    if not isinstance(gallery.index, VectorIndex):
         raise GalleryError(f"{gallery.path}: the {gallery.backend['name']} backend tunes its own index; "
                            "nothing to tune here")
+    _refuse_untunable(gallery)  # before embedding every probe image; again under the lock, where it counts
     queries, skipped = probe_embeddings(gallery, probes)
     note = None
     if len(queries) > STORED_PROBES:
@@ -79,14 +79,7 @@ def tune_with_probes(gallery, probes: str | Path) -> dict:
                 "for later rebuilds")
         queries = queries[np.sort(np.random.default_rng(0).choice(len(queries), STORED_PROBES, replace=False))]
     with gallery._writer():
-        index = gallery.index
-        if index.search_parameters:
-            raise GalleryError(f"{gallery.path}: its search parameters are set explicitly "
-                               f"({index.search_parameters}); nothing to tune")
-        if not index.tunable:
-            limit = f" (`auto` stays exact up to {tuning.EXACT_MAX_FLOATS // index.dim:,} {index.dim}-d templates)"
-            raise GalleryError(f"{gallery.path}: the index is exact ({index.built_factory}); nothing to tune"
-                               + (limit if index.factory == tuning.AUTO else ""))
+        index = _refuse_untunable(gallery)
         record = index.retune(gallery.store.index_vectors(gallery.policy == "mean")[1], queries)
         with gallery.store.transaction() as connection:  # other processes take the record at their next replay
             gallery.store.set_tuning_probes(connection, queries)
@@ -97,3 +90,18 @@ def tune_with_probes(gallery, probes: str | Path) -> dict:
     shown = dict(list(skipped.items())[:SHOWN_ERRORS])
     return {"tuning": record, "probes": len(queries), "skipped": len(skipped), "skipped_images": shown,
             **({"note": note} if note else {})}
+
+
+def _refuse_untunable(gallery):
+    """The gallery's index, if it has a search parameter for the tuner to choose; else a GalleryError saying why."""
+    from gallery import tuning
+
+    index = gallery.index
+    if index.search_parameters:
+        raise GalleryError(f"{gallery.path}: its search parameters are set explicitly "
+                           f"({index.search_parameters}); nothing to tune")
+    if not index.tunable:
+        limit = f" (`auto` stays exact up to {tuning.EXACT_MAX_FLOATS // index.dim:,} {index.dim}-d templates)"
+        raise GalleryError(f"{gallery.path}: the index is exact ({index.built_factory}); nothing to tune"
+                           + (limit if index.factory == tuning.AUTO else ""))
+    return index
