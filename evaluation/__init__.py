@@ -3,7 +3,7 @@
 Metrics are pure functions on numpy arrays. Imports only `faceid`.
 """
 
-from evaluation.verification import (
+from faceid.evaluation.verification import (
     FAR_TARGETS,
     best_threshold_accuracy,
     equal_error_rate,

@@ -3,12 +3,12 @@
 from pathlib import Path
 
 import numpy as np
+from faceid.evaluation.embeddings import embed_images, load_external_embeddings
+from faceid.evaluation.identification import identification_report
+from faceid.evaluation.quality import quality_report
+from faceid.evaluation.report import plot_cmc, plot_roc, plot_score_histograms, write_report
+from faceid.evaluation.verification import verification_report
 
-from evaluation.embeddings import embed_images, load_external_embeddings
-from evaluation.identification import identification_report
-from evaluation.quality import quality_report
-from evaluation.report import plot_cmc, plot_roc, plot_score_histograms, write_report
-from evaluation.verification import verification_report
 from faceid.data.protocols import IdentificationProtocol, PairProtocol
 from faceid.embedding import Embedder
 

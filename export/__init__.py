@@ -3,6 +3,6 @@
 Imports `faceid` only. Its `Embedder` is what every consumer of embeddings takes.
 """
 
-from export.embedder import OnnxEmbedder, load_embedder  # noqa: E402
+from faceid.export.embedder import OnnxEmbedder, load_embedder  # noqa: E402
 
 __all__ = ["OnnxEmbedder", "load_embedder"]

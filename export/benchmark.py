@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from faceid.export.embedder import OnnxEmbedder
+from faceid.export.onnx_export import export_onnx, quantize_int8
 
-from export.embedder import OnnxEmbedder
-from export.onnx_export import export_onnx, quantize_int8
 from faceid.backbones import build_backbone
 from faceid.embedding import save_backbone_checkpoint
 

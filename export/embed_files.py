@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import numpy as np
+from faceid.export.embedder import load_embedder
 from tqdm import tqdm
 
-from export.embedder import load_embedder
 from faceid.data.folder import is_image_file
 from faceid.data.images import ImageReadError, read_rgb
 

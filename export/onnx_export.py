@@ -67,7 +67,7 @@ def sample_faces(folder: Path | None, count: int = 32) -> tuple[list[np.ndarray]
 
 
 def check_parity(torch_embedder: TorchEmbedder, onnx_path: Path, faces: list[np.ndarray], source: str) -> Parity:
-    from export.embedder import OnnxEmbedder
+    from faceid.export.embedder import OnnxEmbedder
 
     reference = torch_embedder.embed(faces)
     exported = OnnxEmbedder(onnx_path, device="cpu").embed(faces)
@@ -108,6 +108,7 @@ def quantize_int8(model_path: str | Path, out: str | Path, calibration: Path | N
                   mode: str = "static") -> Path:
     """onnxruntime int8 quantisation: `static` (QDQ, per-channel, calibrated on aligned faces from
     `calibration` or generated ones) or `dynamic` (weights only). Metadata is carried over."""
+    from faceid.export.embedder import OnnxEmbedder
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -116,8 +117,6 @@ def quantize_int8(model_path: str | Path, out: str | Path, calibration: Path | N
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from export.embedder import OnnxEmbedder
 
     model_path, out = Path(model_path), Path(out)
     prepared = out.with_suffix(".prep.onnx")

@@ -62,7 +62,7 @@ def _detect(config, data: Path) -> list:
 
 
 def _train(config) -> dict:
-    from training.trainer import Trainer
+    from faceid.training.trainer import Trainer
 
     print(f"[2/4] training {config.model.backbone} with {config.loss.name} on {config.device} "
           f"({config.training.epochs} epochs), run directory {config.training.run_dir}")
@@ -73,11 +73,11 @@ def _train(config) -> dict:
 
 def _evaluate(config, model: str, out_dir: Path) -> tuple[list, dict]:
     """Untrained and trained backbone on pairs of the identities held out of training."""
-    from evaluation.runner import evaluate_pairs
     from faceid.data.dataset import split_identities
     from faceid.data.folder import list_identity_folder
     from faceid.data.protocols import build_pair_protocol
     from faceid.embedding import TorchEmbedder
+    from faceid.evaluation.runner import evaluate_pairs
 
     print("[3/4] evaluating on held-out identities (never seen in training)")
     _, held_out = split_identities(list_identity_folder(config.data.root), config.data.validation_fraction, config.seed)
@@ -99,10 +99,10 @@ def _evaluate(config, model: str, out_dir: Path) -> tuple[list, dict]:
 def _galleries(config, checkpoint: str, faces: list, held_out: list, out_dir: Path) -> dict:
     """Export the trained model to ONNX, then run the gallery demo with it and with the pretrained model,
     each on the held-out faces aligned onto its own crop template."""
-    from export.embedder import OnnxEmbedder
-    from export.onnx_export import export_onnx
     from faceid.demo_faces import write_crops
-    from gallery.demo import gallery_demo
+    from faceid.export.embedder import OnnxEmbedder
+    from faceid.export.onnx_export import export_onnx
+    from faceid.gallery.demo import gallery_demo
 
     print("[4/4] exporting to ONNX, enrolling held-out identities in a gallery, identifying probes")
     parity = export_onnx(checkpoint, out_dir / "model.onnx")
@@ -131,6 +131,6 @@ def _pretrained_embedder(device: str):
         print(f"      ({PRETRAINED} left out: the pretrained extra is not installed; "
               "pip install 'faceid[pretrained]' to compare with it)")
         return None
-    from export.embedder import load_embedder
+    from faceid.export.embedder import load_embedder
 
     return load_embedder(PRETRAINED, device)

@@ -27,11 +27,10 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-
-from gallery import real_faces, tuning
-from gallery.bench_data import clustered_templates, index_name, rate
-from gallery.gallery import Gallery
-from gallery.index import VectorIndex
+from faceid.gallery import real_faces, tuning
+from faceid.gallery.bench_data import clustered_templates, index_name, rate
+from faceid.gallery.gallery import Gallery
+from faceid.gallery.index import VectorIndex
 
 DIM = 512
 SEARCH_BATCHES = (1, 16, 64, 256)

@@ -6,7 +6,7 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
-from gallery.records import GalleryError
+from faceid.gallery.records import GalleryError
 
 RECOVER = ("restore gallery.db from a backup, or create a new gallery and `faceid gallery import` an export "
            "of this one")

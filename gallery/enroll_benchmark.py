@@ -8,9 +8,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from export.benchmark import END_TO_END_IMAGES, end_to_end, random_onnx
-from gallery.enrollment import enroll_images
-from gallery.session import open_gallery
+from faceid.export.benchmark import END_TO_END_IMAGES, end_to_end, random_onnx
+from faceid.gallery.enrollment import enroll_images
+from faceid.gallery.session import open_gallery
 
 BACKBONE = "mobilefacenet"
 

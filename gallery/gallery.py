@@ -19,19 +19,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from faceid.gallery.index import VectorIndex
+from faceid.gallery.kept_images import keep_images
+from faceid.gallery.live_index import LiveIndex, log
+from faceid.gallery.milvus_index import COLLECTION, MilvusIndex, describe_backend
+from faceid.gallery.names import UNKNOWN, refuse_name_clash, validate_identity_name
+from faceid.gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
+from faceid.gallery.resolver import SampleResolver, embedder_fingerprint
+from faceid.gallery.store import MetadataStore
+from faceid.gallery.threshold_policy import DEFAULT_POLICY, decide_threshold
+from faceid.gallery.transfer import export_gallery, import_gallery, reembed_gallery
+from faceid.gallery.writer_lock import writer_lock
 
 from faceid.arrays import l2_normalize
-from gallery.index import VectorIndex
-from gallery.kept_images import keep_images
-from gallery.live_index import LiveIndex, log
-from gallery.milvus_index import COLLECTION, MilvusIndex, describe_backend
-from gallery.names import UNKNOWN, refuse_name_clash, validate_identity_name
-from gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
-from gallery.resolver import SampleResolver, embedder_fingerprint
-from gallery.store import MetadataStore
-from gallery.threshold_policy import DEFAULT_POLICY, decide_threshold
-from gallery.transfer import export_gallery, import_gallery, reembed_gallery
-from gallery.writer_lock import writer_lock
 
 TEMPLATE_POLICIES = ("all", "mean")
 
@@ -305,7 +305,7 @@ class Gallery:
     def calibrate(self, scores, is_same, target_far: float = 1e-3, description: str = "") -> dict:
         """Set the decision threshold from genuine/impostor pair scores (e.g. an evaluation run):
         the most permissive threshold whose FAR does not exceed `target_far`."""
-        from evaluation.verification import threshold_at_far
+        from faceid.evaluation.verification import threshold_at_far
 
         result = threshold_at_far(scores, is_same, target_far)
         if not np.isfinite(result["threshold"]):

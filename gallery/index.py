@@ -28,11 +28,11 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from faceid.gallery import tuning
+from faceid.gallery.faiss_layout import parts, refined_index, stored_ids, with_ids
+from faceid.gallery.id_rows import IdRows
 
 from faceid.files import atomic_write, file_checksum
-from gallery import tuning
-from gallery.faiss_layout import parts, refined_index, stored_ids, with_ids
-from gallery.id_rows import IdRows
 
 BLAS_BATCH = 8
 FAISS_BATCH = 128

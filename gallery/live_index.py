@@ -38,12 +38,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from faceid.gallery import tuning
+from faceid.gallery.index import VectorIndex
+from faceid.gallery.store import MetadataStore
+from faceid.gallery.writer_lock import writer_lock
 
 from faceid.files import file_checksum
-from gallery import tuning
-from gallery.index import VectorIndex
-from gallery.store import MetadataStore
-from gallery.writer_lock import writer_lock
 
 SNAPSHOT_CHANGES = 20_000  # changed templates/identities since the snapshot that make a new one due,
 SNAPSHOT_FRACTION = 0.25  # or this share of the index, if more: rewriting stays O(1) per change, amortised

@@ -24,8 +24,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-
-from gallery.records import GalleryError
+from faceid.gallery.records import GalleryError
 
 COLLECTION = "faceid_templates"  # the collection of galleries made before each had its own
 QUERY_PAGE = 10_000

@@ -9,7 +9,7 @@ what the gallery compares, so "Alice" cannot be enrolled beside "alice".
 
 import unicodedata
 
-from gallery.records import GalleryError
+from faceid.gallery.records import GalleryError
 
 MAX_NAME_LENGTH = 128
 UNKNOWN = "unknown"

@@ -7,10 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from gallery.gallery import UNKNOWN, Gallery
-from gallery.records import GalleryError
-from gallery.resolver import read_image
+from faceid.gallery.gallery import UNKNOWN, Gallery
+from faceid.gallery.records import GalleryError
+from faceid.gallery.resolver import read_image
 
 
 @dataclass(frozen=True)

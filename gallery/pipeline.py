@@ -10,10 +10,9 @@ from collections.abc import Iterator
 from multiprocessing import get_context
 from pathlib import Path
 
+from faceid.gallery.records import GalleryError, Sample
+from faceid.gallery.resolver import SampleResolver, prepare_faces
 from tqdm import tqdm
-
-from gallery.records import GalleryError, Sample
-from gallery.resolver import SampleResolver, prepare_faces
 
 CHUNK = 16  # images per worker task
 EMBED_BATCH = 64  # crops gathered before each embedder call

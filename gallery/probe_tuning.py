@@ -16,8 +16,7 @@ record's `real_queries` how many it used. Re-embedding the gallery drops them (t
 from pathlib import Path
 
 import numpy as np
-
-from gallery.records import GalleryError
+from faceid.gallery.records import GalleryError
 
 SHOWN_ERRORS = 10  # skipped images listed by name (the count is always given)
 STORED_PROBES = 2_000  # probes kept for later rebuilds (4 MB at 512-d), as many as the tuner's own queries
@@ -30,7 +29,7 @@ def probe_embeddings(gallery, probes: str | Path) -> tuple[np.ndarray, dict[str,
         return _stored_embeddings(gallery, probes), {}
     if not probes.is_dir():
         raise GalleryError(f"{probes}: not a folder of probe images nor a .npz/.npy of embeddings")
-    from export.embed_files import expand
+    from faceid.export.embed_files import expand
 
     paths = expand([probes])
     if not paths:
@@ -65,8 +64,8 @@ def _stored_embeddings(gallery, file: Path) -> np.ndarray:
 def tune_with_probes(gallery, probes: str | Path) -> dict:
     """Embed the probes at `probes`, tune the gallery's index with them (under the writer lock), store the
     probes and the record (a newer version, in a new generation) and return it with the probes used and skipped."""
-    from gallery import tuning
-    from gallery.index import VectorIndex
+    from faceid.gallery import tuning
+    from faceid.gallery.index import VectorIndex
 
     if not isinstance(gallery.index, VectorIndex):
         raise GalleryError(f"{gallery.path}: the {gallery.backend['name']} backend tunes its own index; "
@@ -94,7 +93,7 @@ def tune_with_probes(gallery, probes: str | Path) -> dict:
 
 def _refuse_untunable(gallery):
     """The gallery's index, if it has a search parameter for the tuner to choose; else a GalleryError saying why."""
-    from gallery import tuning
+    from faceid.gallery import tuning
 
     index = gallery.index
     if index.search_parameters:

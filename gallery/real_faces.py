@@ -14,12 +14,12 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from faceid.gallery import tuning
+from faceid.gallery.bench_data import clustered_templates, index_name
+from faceid.gallery.index import VectorIndex
 
 from faceid.files import atomic_write
 from faceid.zoo.store import faceid_home
-from gallery import tuning
-from gallery.bench_data import clustered_templates, index_name
-from gallery.index import VectorIndex
 
 DATA = Path("../shared/data")
 SETS = ("orl", "essex_grimace", "essex_faces94", "yale")
@@ -58,10 +58,10 @@ def real_embeddings(data: Path = DATA, cache: Path = CACHE) -> tuple[np.ndarray,
 
 def _embed(images: list[tuple[Path, str]]) -> tuple[np.ndarray, np.ndarray]:
     """Detect, align and embed every image like a gallery probe; images without a face are left out, counted."""
-    from export.embedder import load_embedder
-    from gallery.records import GalleryError
-    from gallery.resolver import SampleResolver
-    from gallery.session import preprocessor_for
+    from faceid.export.embedder import load_embedder
+    from faceid.gallery.records import GalleryError
+    from faceid.gallery.resolver import SampleResolver
+    from faceid.gallery.session import preprocessor_for
 
     embedder = load_embedder(MODEL, "cpu")
     resolver = SampleResolver(embedder.embedding_dim, embedder, preprocessor_for(embedder, False, "cpu"))

@@ -19,19 +19,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
+from faceid.gallery.gallery import Gallery
+from faceid.gallery.kept_images import keep_bytes, keeps_images
+from faceid.gallery.milvus_index import is_milvus_lite
+from faceid.gallery.names import validate_identity_name
+from faceid.gallery.photos import identify_photo
+from faceid.gallery.records import GalleryError, NotEnrolled
+from faceid.gallery.service_limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, BodyLimits
+from faceid.gallery.service_workers import GalleryWorkers, IdentifyBatcher
+from faceid.gallery.threshold_policy import DEFAULT_POLICY, check_policy, check_threshold
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from faceid.data.images import DEFAULT_MAX_PIXELS
-from gallery.gallery import Gallery
-from gallery.kept_images import keep_bytes, keeps_images
-from gallery.milvus_index import is_milvus_lite
-from gallery.names import validate_identity_name
-from gallery.photos import identify_photo
-from gallery.records import GalleryError, NotEnrolled
-from gallery.service_limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, BodyLimits
-from gallery.service_workers import GalleryWorkers, IdentifyBatcher
-from gallery.threshold_policy import DEFAULT_POLICY, check_policy, check_threshold
 
 SETTINGS_VARIABLE = "FACEID_SERVE_SETTINGS"
 
@@ -120,7 +120,7 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
 
 def app_from_environment() -> FastAPI:
     """The app factory of each `serve(workers=N)` process: settings come from $FACEID_SERVE_SETTINGS."""
-    from gallery.session import open_gallery
+    from faceid.gallery.session import open_gallery
 
     settings = json.loads(os.environ[SETTINGS_VARIABLE])
     opened = settings.pop("open")
@@ -144,4 +144,4 @@ def serve(gallery: Gallery, host: str = "127.0.0.1", port: int = 8000, api_key: 
               "device": device}
     os.environ[SETTINGS_VARIABLE] = json.dumps({"open": opened, "api_key": api_key,
                                                 "max_request_bytes": max_request_bytes, **options})
-    uvicorn.run("gallery.service:app_from_environment", factory=True, workers=workers, host=host, port=port)
+    uvicorn.run("faceid.gallery.service:app_from_environment", factory=True, workers=workers, host=host, port=port)

@@ -19,9 +19,9 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from gallery.gallery import Gallery
-from gallery.records import GalleryError
-from gallery.resolver import PreparedFace
+from faceid.gallery.gallery import Gallery
+from faceid.gallery.records import GalleryError
+from faceid.gallery.resolver import PreparedFace
 
 
 class GalleryWorkers:

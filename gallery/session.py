@@ -7,10 +7,10 @@ later commands only name the gallery.
 
 from pathlib import Path
 
-from export.embedder import load_embedder
-from gallery.gallery import Gallery, GalleryError
-from gallery.kept_images import SETTING as KEEP_IMAGES
-from gallery.store import MetadataStore
+from faceid.export.embedder import load_embedder
+from faceid.gallery.gallery import Gallery, GalleryError
+from faceid.gallery.kept_images import SETTING as KEEP_IMAGES
+from faceid.gallery.store import MetadataStore
 
 
 def open_gallery(path: str | Path, model: str | None = None, aligned: bool | None = None, device: str = "auto",

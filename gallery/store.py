@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from faceid.gallery.database_file import damage_reported, inspect_database_file
+from faceid.gallery.names import name_key
+from faceid.gallery.records import GalleryError
 
 from faceid.arrays import l2_normalize
-from gallery.database_file import damage_reported, inspect_database_file
-from gallery.names import name_key
-from gallery.records import GalleryError
 
 PAGE_SIZE = 32768
 WAL_LIMIT_BYTES = 64 * 1024 * 1024  # the write-ahead log is checkpointed and truncated beyond this

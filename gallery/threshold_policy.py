@@ -10,7 +10,7 @@ With no calibrated threshold there is nothing to lower, and `stricter` takes any
 
 import math
 
-from gallery.records import GalleryError
+from faceid.gallery.records import GalleryError
 
 OVERRIDE_POLICIES = ("none", "stricter", "any")
 DEFAULT_POLICY = "stricter"

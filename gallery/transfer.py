@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from gallery.records import GalleryError, Sample
-from gallery.resolver import SampleResolver, embedder_fingerprint
+from faceid.gallery.records import GalleryError, Sample
+from faceid.gallery.resolver import SampleResolver, embedder_fingerprint
 
 if TYPE_CHECKING:
-    from gallery.gallery import Gallery
+    from faceid.gallery.gallery import Gallery
 
 SETTINGS = ("embedder", "template_policy", "index_factory", "threshold")
 

@@ -1,4 +1,5 @@
-from evaluation.benchmarks.losses import run_loss_benchmark
+from faceid.evaluation.benchmarks.losses import run_loss_benchmark
+
 from faceid.losses import available_losses
 
 

@@ -38,8 +38,8 @@ def test_crops_follow_each_template_from_the_landmarks(synthetic, tmp_path):
 
 @needs_pretrained
 def test_gallery_step_with_dlib(synthetic, tmp_path, monkeypatch, capsys):
-    from export.embedder import load_embedder
-    from gallery.demo import gallery_demo
+    from faceid.export.embedder import load_embedder
+    from faceid.gallery.demo import gallery_demo
 
     monkeypatch.setenv("FACEID_HOME", str(tmp_path / "home"))
     embedder = load_embedder("dlib_resnet_v1", "cpu")

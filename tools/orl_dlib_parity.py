@@ -24,9 +24,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from faceid.evaluation.verification import kfold_accuracy
 from PIL import Image
 
-from evaluation.verification import kfold_accuracy
 from faceid.cli import main as faceid_main
 from faceid.data.folder import list_identity_folder
 from faceid.data.protocols import PairProtocol, build_pair_protocol

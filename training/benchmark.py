@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from faceid.training.trainer import Trainer
 
 from faceid.align_tree import align_tree
 from faceid.backbones import build_backbone
@@ -37,7 +38,6 @@ from faceid.data.folder import list_identity_folder
 from faceid.data.synthetic import generate_dataset
 from faceid.device import resolve_device
 from faceid.losses import build_loss
-from training.trainer import Trainer
 
 NETWORKS = {"iresnet50": (112, 512), "small_cnn": (64, 128)}
 LOSS = {"s": 64.0, "m": 0.5}
@@ -257,7 +257,7 @@ def run_train_benchmark(device: str = "auto", quick: bool = False, data: Path = 
 
 
 def _head(device: torch.device, settings: Settings) -> list[dict]:
-    from training.head_benchmark import head_benchmark_rows, print_head_table
+    from faceid.training.head_benchmark import head_benchmark_rows, print_head_table
 
     print(f"\nmargin head (ArcFace), batch {settings.head['batch']}, d {settings.head['dim']}, sample rate 1 and 0.1\n")
     rows = head_benchmark_rows(settings.head["classes"], (1.0, 0.1), settings.head["batch"], settings.head["dim"],

@@ -5,15 +5,16 @@ accuracy ± std, AUC, TAR@FAR=1e-2, training time)."""
 import json
 from pathlib import Path
 
-from evaluation.runner import evaluate_pairs
+from faceid.evaluation.runner import evaluate_pairs
+from faceid.training.pretrained import check_crop_size, load_pretrained
+from faceid.training.trainer import Trainer
+
 from faceid.config import FaceidConfig, parse_yaml
 from faceid.data.dataset import split_identities
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.data.protocols import build_pair_protocol
 from faceid.embedding import TorchEmbedder
-from training.pretrained import check_crop_size, load_pretrained
-from training.trainer import Trainer
 
 
 def parse_loss(spec: str) -> tuple[str, dict]:

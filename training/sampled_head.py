@@ -29,12 +29,8 @@ placeholder left between steps, so a resume continues exactly.
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from faceid.config import TrainingConfig
-from faceid.losses.base import check_inputs, cosine_logits
-from faceid.losses.margin import CombinedMarginLoss
-from training.distributed import DistributedContext
-from training.partial_fc import (
+from faceid.training.distributed import DistributedContext
+from faceid.training.partial_fc import (
     DistributedCrossEntropy,
     GatherEmbeddings,
     ShardedMarginHead,
@@ -42,6 +38,10 @@ from training.partial_fc import (
     gather_shards,
     shard_bounds,
 )
+
+from faceid.config import TrainingConfig
+from faceid.losses.base import check_inputs, cosine_logits
+from faceid.losses.margin import CombinedMarginLoss
 
 
 class SampledMarginHead(nn.Module):

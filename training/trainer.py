@@ -14,9 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
+from faceid.evaluation.verification import verification_report
+from faceid.training import checkpoint, pretrained
+from faceid.training.augmentation import Augmentation
+from faceid.training.distributed import DistributedContext, init_distributed, shutdown
+from faceid.training.loader import build_loader
+from faceid.training.run_log import RunLog
+from faceid.training.sampled_head import build_head
+from faceid.training.samplers import auto_sampler, build_sampler
+from faceid.training.schedule import LearningRateSchedule
 from torch.nn.parallel import DistributedDataParallel
 
-from evaluation.verification import verification_report
 from faceid.backbones import build_backbone
 from faceid.config import FaceidConfig
 from faceid.data.dataset import FolderDataset, RecordIODataset, identity_images, split_identities
@@ -26,14 +34,6 @@ from faceid.data.protocols import build_pair_protocol
 from faceid.device import resolve_device
 from faceid.embedding import Preprocessing, TorchEmbedder
 from faceid.losses import build_loss
-from training import checkpoint, pretrained
-from training.augmentation import Augmentation
-from training.distributed import DistributedContext, init_distributed, shutdown
-from training.loader import build_loader
-from training.run_log import RunLog
-from training.sampled_head import build_head
-from training.samplers import auto_sampler, build_sampler
-from training.schedule import LearningRateSchedule
 
 log = logging.getLogger("faceid.train")
 

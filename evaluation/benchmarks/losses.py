@@ -5,8 +5,8 @@ on one device, so the ratios compare like with like.
 """
 
 import torch
+from faceid.evaluation.benchmarks.timing import best_time
 
-from evaluation.benchmarks.timing import best_time
 from faceid.device import resolve_device
 from faceid.losses import ClassificationLoss, JointLoss, available_losses, build_loss
 

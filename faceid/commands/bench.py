@@ -26,33 +26,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.target == "train":
-        from training.benchmark import run_train_benchmark
+        from faceid.training.benchmark import run_train_benchmark
 
         run_train_benchmark(args.device, quick=args.quick, data=args.data or Path("../shared/data/orl"))
         return 0
     args.data = args.data or Path("../shared/data/caltech_faces")
     if args.target == "serve":
-        from gallery.serve_benchmark import run_serve_benchmark
+        from faceid.gallery.serve_benchmark import run_serve_benchmark
 
         run_serve_benchmark(per_client=8 if args.quick else 24, workers=args.workers or 1)
     elif args.target == "gallery":
-        from gallery.benchmark import run_gallery_benchmark
+        from faceid.gallery.benchmark import run_gallery_benchmark
 
         run_gallery_benchmark(sizes=(1_000, 10_000) if args.quick else (10_000, 100_000, 1_000_000))
     elif args.target == "embed":
-        from export.benchmark import run_embed_benchmark
+        from faceid.export.benchmark import run_embed_benchmark
 
         run_embed_benchmark(args.data, repeats=args.repeats)
     elif args.target == "enroll":
-        from gallery.enroll_benchmark import run_enroll_benchmark
+        from faceid.gallery.enroll_benchmark import run_enroll_benchmark
 
         run_enroll_benchmark(args.data, workers=args.workers or 2, repeats=args.repeats)
     elif args.target == "detect":
-        from evaluation.benchmarks.detection import run_detection_benchmark
+        from faceid.evaluation.benchmarks.detection import run_detection_benchmark
 
         run_detection_benchmark(args.data, limit=args.limit)
     else:
-        from evaluation.benchmarks.losses import run_loss_benchmark
+        from faceid.evaluation.benchmarks.losses import run_loss_benchmark
 
         run_loss_benchmark(device=args.device, repeats=args.repeats, quick=args.quick)
     return 0

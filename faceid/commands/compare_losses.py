@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from faceid.config import load_config
-    from training.compare import compare_losses
+    from faceid.training.compare import compare_losses
 
     rows = compare_losses(load_config(args.config, args.overrides), args.losses, args.eval_data, args.out,
                           args.init)

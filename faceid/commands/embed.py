@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.embed_files import embed_files
+    from faceid.export.embed_files import embed_files
 
     summary = embed_files(args.images, args.model, args.out, aligned=args.aligned, select=args.select,
                           preprocessing=args.preprocessing, device=args.device, batch_size=args.batch_size)

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gallery.enrollment import enroll_folder, enroll_images
+    from faceid.gallery.enrollment import enroll_folder, enroll_images
 
     if bool(args.identity) == bool(args.from_folder):
         raise ValueError("give either --identity NAME IMAGES... or --from-folder DIR")

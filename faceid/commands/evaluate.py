@@ -43,9 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evaluation.runner import evaluate_identification, evaluate_pairs
     from faceid.data import protocols
     from faceid.data.folder import list_identity_folder
+    from faceid.evaluation.runner import evaluate_identification, evaluate_pairs
 
     embedder = _embedder(args)
     common = dict(out=args.out, model_name=args.model or str(args.embeddings), data=args.data, embedder=embedder,
@@ -73,7 +73,7 @@ def _embedder(args: argparse.Namespace):
     """The model to embed with, or None when --embeddings gives the embeddings."""
     if not args.model:
         return None
-    from export.embedder import load_embedder
+    from faceid.export.embedder import load_embedder
 
     return load_embedder(args.model, args.device, args.batch_size, preprocessing=args.preprocessing)
 

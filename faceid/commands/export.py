@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.onnx_export import check_parity, export_fp16, export_onnx, quantize_int8, sample_faces
     from faceid.embedding import TorchEmbedder
+    from faceid.export.onnx_export import check_parity, export_fp16, export_onnx, quantize_int8, sample_faces
 
     args.checkpoint = checkpoint_of(args.checkpoint)
     parity = export_onnx(args.checkpoint, args.out, args.parity_faces)
@@ -58,10 +58,10 @@ def checkpoint_of(model: str) -> Path:
 
 def _compare_accuracy(eval_data: Path, reference, models: dict[str, Path], out_dir: Path) -> None:
     """Print the verification accuracy of the PyTorch model and of every exported copy on `eval_data`."""
-    from evaluation.runner import compare_embedders
-    from export.embedder import OnnxEmbedder
     from faceid.data.folder import list_identity_folder
     from faceid.data.protocols import build_pair_protocol
+    from faceid.evaluation.runner import compare_embedders
+    from faceid.export.embedder import OnnxEmbedder
 
     protocol = build_pair_protocol(list_identity_folder(eval_data))
     embedders = {"pytorch": reference, **{kind: OnnxEmbedder(path, device="cpu") for kind, path in models.items()}}

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "check":
         return _check(args.gallery)
     if args.action == "reembed":  # opened without its old model, which may be gone
-        from gallery.session import reembed_to
+        from faceid.gallery.session import reembed_to
 
         if not args.model:
             raise ValueError("name the model to migrate to with --model")
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check(path: Path) -> int:
     """No embedder is needed to compare stored vectors: the gallery is opened on its own."""
-    from gallery.gallery import Gallery
+    from faceid.gallery.gallery import Gallery
 
     with Gallery(path) as gallery:
         report = gallery.check()
@@ -74,19 +74,19 @@ def _rename(gallery, args) -> dict:
 
 
 def _calibrate(gallery, args) -> dict:
-    from gallery.enrollment import calibrate_from_folder
+    from faceid.gallery.enrollment import calibrate_from_folder
 
     return calibrate_from_folder(gallery, args.data, args.pairs, args.target_far)
 
 
 def _tune(gallery, args) -> dict:
-    from gallery.probe_tuning import tune_with_probes
+    from faceid.gallery.probe_tuning import tune_with_probes
 
     return tune_with_probes(gallery, args.probes)
 
 
 def _keep_images(gallery, args) -> dict:
-    from gallery.kept_images import set_keep_images
+    from faceid.gallery.kept_images import set_keep_images
 
     return set_keep_images(gallery, args.setting == "on")
 

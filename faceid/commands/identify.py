@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gallery.gallery import GalleryError
+    from faceid.gallery.gallery import GalleryError
 
     if args.annotate and len(args.images) != 1:
         raise ValueError(f"--annotate draws one photo; {len(args.images)} were given")
@@ -53,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _all_faces(gallery, image: Path, args: argparse.Namespace) -> list:
-    from gallery.photos import identify_photo
-    from gallery.resolver import read_image
+    from faceid.gallery.photos import identify_photo
+    from faceid.gallery.resolver import read_image
 
     rgb = read_image(image, str(image))[0]
     matches = identify_photo(gallery, rgb, args.k, args.threshold, name=str(image))
     if args.annotate:
-        from gallery.annotate import write_annotated
+        from faceid.gallery.annotate import write_annotated
 
         write_annotated(args.annotate, rgb, matches)
     return matches

@@ -5,7 +5,7 @@ import json
 import math
 from pathlib import Path
 
-from gallery.threshold_policy import DEFAULT_POLICY, OVERRIDE_POLICIES
+from faceid.gallery.threshold_policy import DEFAULT_POLICY, OVERRIDE_POLICIES
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -59,7 +59,7 @@ def positive_count(text: str) -> int:
 
 
 def _threshold(text: str) -> float:
-    from gallery.threshold_policy import check_threshold
+    from faceid.gallery.threshold_policy import check_threshold
 
     try:
         return check_threshold(text)
@@ -69,7 +69,7 @@ def _threshold(text: str) -> float:
 
 def open_gallery_from(args: argparse.Namespace, **create_options):
     """The gallery named by the options of `add_gallery_options`."""
-    from gallery.session import open_gallery
+    from faceid.gallery.session import open_gallery
 
     gallery = open_gallery(args.gallery, args.model, args.aligned, args.device, **create_options)
     gallery.threshold_override = getattr(args, "threshold_override", gallery.threshold_override)

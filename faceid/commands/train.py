@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from faceid.config import load_config
-    from training.trainer import Trainer
+    from faceid.training.trainer import Trainer
 
     summary = Trainer(load_config(args.config, args.overrides), resume=args.resume).train()
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process reports

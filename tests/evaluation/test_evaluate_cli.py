@@ -2,10 +2,10 @@ import json
 
 import numpy as np
 import pytest
+from faceid.evaluation.embeddings import embed_images
+from faceid.evaluation.runner import compare_embedders
+from faceid.export.embedder import load_embedder
 
-from evaluation.embeddings import embed_images
-from evaluation.runner import compare_embedders
-from export.embedder import load_embedder
 from faceid.cli import main
 from faceid.data.folder import list_identity_folder
 from faceid.data.protocols import build_pair_protocol

@@ -2,16 +2,15 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
-from sklearn.neighbors import NearestCentroid
-
-from evaluation.quality import (
+from faceid.evaluation.quality import (
     calinski_harabasz_cosine,
     davies_bouldin_cosine,
     mean_angles,
     nearest_centroid_accuracy,
     silhouette_cosine,
 )
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from sklearn.neighbors import NearestCentroid
 
 
 def _data(seed):

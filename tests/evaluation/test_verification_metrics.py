@@ -2,9 +2,7 @@
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score, roc_curve
-
-from evaluation import (
+from faceid.evaluation import (
     best_threshold_accuracy,
     equal_error_rate,
     kfold_accuracy,
@@ -14,6 +12,7 @@ from evaluation import (
     verification,
     verification_report,
 )
+from sklearn.metrics import roc_auc_score, roc_curve
 
 
 def _scores(seed, n=400, ties=False):

@@ -3,9 +3,9 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
+from faceid.export.embedder import OnnxEmbedder, load_embedder
+from faceid.export.onnx_export import export_onnx, quantize_int8
 
-from export.embedder import OnnxEmbedder, load_embedder
-from export.onnx_export import export_onnx, quantize_int8
 from faceid.backbones import build_backbone
 from faceid.cli import main
 from faceid.data.folder import list_identity_folder
@@ -152,7 +152,7 @@ def test_embed_detects_and_aligns_real_photos(exported, shared_data, tmp_path, c
 
 
 def test_embed_benchmark_reports_ratios(tmp_path):
-    from export.benchmark import benchmark_backbone
+    from faceid.export.benchmark import benchmark_backbone
 
     rows = benchmark_backbone("small_cnn", tmp_path, repeats=1, batches=(1, 4))
     assert [r["batch"] for r in rows] == [1, 4]

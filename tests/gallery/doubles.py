@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from faceid.gallery.gallery import Gallery
 
 from faceid.arrays import l2_normalize
-from gallery.gallery import Gallery
 
 
 def unit32(vectors) -> np.ndarray:

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-
-from gallery import bench_data, benchmark, real_faces, tuning
-from gallery.index import VectorIndex
+from faceid.gallery import bench_data, benchmark, real_faces, tuning
+from faceid.gallery.index import VectorIndex
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ corrupt or unreadable image is a per-file error in the summary, never fatal."""
 import cv2
 import numpy as np
 import pytest
+from faceid.gallery.enrollment import enroll_folder, enroll_images
+from faceid.gallery.gallery import Gallery
 
 from faceid.embedding import TorchEmbedder
 from faceid.preprocessing import FacePreprocessor
-from gallery.enrollment import enroll_folder, enroll_images
-from gallery.gallery import Gallery
 from tests.gallery.doubles import RecordingEmbedder, deny_reading
 
 DIM = 16
@@ -92,7 +92,7 @@ def test_enroll_many_on_photos_detects_and_embeds_in_one_batch(tmp_path, shared_
 
 
 def test_an_image_the_detector_chokes_on_fails_alone(tmp_path):
-    from gallery.resolver import PreparedFace, prepare_faces
+    from faceid.gallery.resolver import PreparedFace, prepare_faces
 
     tiny = np.zeros((8, 8, 3), np.uint8)  # below the detector's smallest face: MTCNN raises on it
     results = prepare_faces([tiny, tmp_path / "missing.png", tiny], ["first", "second", "third"],

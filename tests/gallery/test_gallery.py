@@ -9,12 +9,12 @@ import time
 
 import numpy as np
 import pytest
+from faceid.gallery.gallery import Gallery, GalleryError
 
 from faceid.arrays import l2_normalize
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.embedding import TorchEmbedder
-from gallery.gallery import Gallery, GalleryError
 from tests.gallery.doubles import embeddings_gallery, synthetic_people
 
 DIM = 16
@@ -82,7 +82,7 @@ def test_persistence_across_processes(tmp_path, backend):
         gallery.enroll_many(people)
     script = textwrap.dedent(f"""
         import json, numpy as np
-        from gallery.gallery import Gallery
+        from faceid.gallery.gallery import Gallery
         g = Gallery({str(tmp_path / 'g')!r})
         top = g.identify(np.array({people['person004'][1].tolist()}), k=1).candidates[0][0]
         print(json.dumps({{"stats": g.stats()["templates"], "top": top}}))
@@ -228,7 +228,7 @@ def test_a_missing_index_file_is_rebuilt(tmp_path):  # the FAISS snapshot; Milvu
 
 CRASH_WRITER = """
 import sys, numpy as np
-from gallery.gallery import Gallery
+from faceid.gallery.gallery import Gallery
 g = Gallery(sys.argv[1])
 rng = np.random.default_rng(int(sys.argv[2]))
 i = 0
@@ -265,7 +265,7 @@ def test_killing_a_writer_mid_enrolment_loses_nothing_committed(tmp_path, backen
 
 READER = """
 import sys, time, numpy as np
-from gallery.gallery import Gallery
+from faceid.gallery.gallery import Gallery
 g = Gallery(sys.argv[1])
 probe = np.ones({dim}) / np.sqrt({dim})
 count = 0

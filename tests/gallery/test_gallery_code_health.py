@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faceid.gallery.gallery import Gallery, GalleryError
 
 from faceid.data.folder import list_identity_folder
 from faceid.embedding import TorchEmbedder
-from gallery.gallery import Gallery, GalleryError
 from tests.gallery.doubles import embeddings_gallery
 
 DIM = 16
@@ -139,7 +139,7 @@ def test_reembed_closes_the_index_it_replaces(enrolled, monkeypatch):
     gallery.reembed(second)
     assert closed == [None] and gallery.index is not old
     if gallery.backend["name"] == "milvus":
-        from gallery.milvus_index import _lite_users
+        from faceid.gallery.milvus_index import _lite_users
 
         assert _lite_users[gallery.backend["uri"]] == 1  # only the new index holds the Milvus Lite server
     assert gallery.identify(probe, k=2).candidates and gallery.check()["consistent"]

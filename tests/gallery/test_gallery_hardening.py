@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faceid.gallery.enrollment import enroll_folder
+from faceid.gallery.gallery import Gallery
+from faceid.gallery.records import GalleryError, NotEnrolled
 
 from faceid.cli import main
 from faceid.commands.options import print_json
 from faceid.embedding import TorchEmbedder, save_backbone_checkpoint
-from gallery.enrollment import enroll_folder
-from gallery.gallery import Gallery
-from gallery.records import GalleryError, NotEnrolled
 from tests.gallery.doubles import deny_reading, embeddings_gallery
 
 DIM = 8

@@ -3,11 +3,11 @@ indexes through random enrol/remove sequences against a brute-force reference.""
 
 import numpy as np
 import pytest
+from faceid.gallery import id_rows, tuning
+from faceid.gallery.id_rows import IdRows
+from faceid.gallery.index import VectorIndex
 
 from faceid.arrays import l2_normalize
-from gallery import id_rows, tuning
-from gallery.id_rows import IdRows
-from gallery.index import VectorIndex
 
 
 def _apply_removal(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:

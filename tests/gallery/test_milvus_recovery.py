@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faceid.gallery.gallery import Gallery
 
-from gallery.gallery import Gallery
 from tests.gallery.conftest import MILVUS_MISSING
 from tests.gallery.doubles import embeddings_gallery, synthetic_people
 from tests.gallery.test_milvus import DIM
@@ -73,9 +73,8 @@ def _refuse(*args, **kwargs):
 
 def test_a_damaged_collection_on_a_milvus_server_is_rebuilt_and_nothing_else_is_touched(tmp_path, monkeypatch,
                                                                                        milvus_server):
+    from faceid.gallery.records import GalleryError
     from pymilvus import MilvusClient
-
-    from gallery.records import GalleryError
 
     neighbour = embeddings_gallery(tmp_path / "other", "milvus", milvus_uri=milvus_server)
     neighbour.enroll("neighbour", [np.ones(DIM) / np.sqrt(DIM)])
@@ -99,9 +98,8 @@ def test_a_damaged_collection_on_a_milvus_server_is_rebuilt_and_nothing_else_is_
 
 def test_opening_retries_a_refused_connect_then_names_the_uri(tmp_path, monkeypatch, milvus_server):
     import pymilvus
-
-    from gallery import milvus_index
-    from gallery.records import GalleryError
+    from faceid.gallery import milvus_index
+    from faceid.gallery.records import GalleryError
 
     monkeypatch.setattr(milvus_index, "CONNECT_BACKOFF", 0.01)
     backend, centres = _enrolled(tmp_path / "g", milvus_uri=milvus_server)

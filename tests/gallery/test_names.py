@@ -3,9 +3,8 @@
 import unicodedata
 
 import pytest
-
-from gallery.names import MAX_NAME_LENGTH, name_key, validate_identity_name
-from gallery.records import GalleryError
+from faceid.gallery.names import MAX_NAME_LENGTH, name_key, validate_identity_name
+from faceid.gallery.records import GalleryError
 
 HOSTILE = {
     "empty": "",

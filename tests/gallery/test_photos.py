@@ -5,12 +5,12 @@ import json
 
 import numpy as np
 import pytest
+from faceid.gallery.gallery import Gallery, GalleryError
+from faceid.gallery.photos import FaceMatch, identify_photo
+from faceid.gallery.session import open_gallery
 
 from faceid.cli import main
 from faceid.data.images import read_rgb
-from gallery.gallery import Gallery, GalleryError
-from gallery.photos import FaceMatch, identify_photo
-from gallery.session import open_gallery
 from tests.gallery.conftest import MILVUS
 
 THRESHOLD = 0.9  # raw-pixel cosine: a face against itself ~1, against another face of the photo < 0.8
@@ -78,7 +78,7 @@ def test_cli_identifies_all_faces_and_draws_them(enrolled, photo, tmp_path, caps
 
 def test_cli_prints_one_line_per_face(enrolled, photo, capsys, monkeypatch):
     gallery, matches, _ = enrolled
-    monkeypatch.setattr("gallery.photos.identify_photo", lambda *args, **kwargs: matches)
+    monkeypatch.setattr("faceid.gallery.photos.identify_photo", lambda *args, **kwargs: matches)
     assert main(["identify", str(gallery.path), str(photo), "--all-faces", "--threshold", str(THRESHOLD)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 6 and lines[0].startswith(f"{photo} face 1 [") and ": left  (threshold 0.900" in lines[0]
@@ -108,7 +108,8 @@ def test_annotate_needs_exactly_one_photo(enrolled, photo, tmp_path, capsys):
 
 
 def test_http_identify_all_faces_returns_every_face(enrolled, photo):
-    from gallery.service import create_app
+    from faceid.gallery.service import create_app
+
     from tests.gallery.http_client import call, running
 
     gallery, matches, _ = enrolled

@@ -9,12 +9,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from faceid.gallery.gallery import Gallery
+from faceid.gallery.service import create_app
 from PIL import Image
 
 from faceid.data.folder import list_identity_folder
 from faceid.embedding import TorchEmbedder
-from gallery.gallery import Gallery
-from gallery.service import create_app
 from tests.gallery.conftest import MILVUS
 from tests.gallery.doubles import RecordingEmbedder, embeddings_gallery
 from tests.gallery.http_client import call, free_port, running
@@ -188,8 +188,9 @@ def test_a_chunked_body_over_the_limit_gets_413(tmp_path, backend):
 
 @pytest.mark.slow  # two server processes start, each loading torch: ~15 s per backend
 def test_several_worker_processes_serve_one_gallery_and_keep_uploads(tmp_path, small_synthetic, shared_backend):
+    from faceid.gallery.session import open_gallery
+
     from faceid.embedding import save_backbone_checkpoint
-    from gallery.session import open_gallery
 
     embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
     save_backbone_checkpoint(tmp_path / "model.pt", embedder.model, "small_cnn", 16, 64)

@@ -3,9 +3,8 @@
 import math
 
 import pytest
-
-from gallery.records import GalleryError
-from gallery.threshold_policy import check_threshold, decide_threshold
+from faceid.gallery.records import GalleryError
+from faceid.gallery.threshold_policy import check_threshold, decide_threshold
 
 CALIBRATED = {"threshold": 0.4, "target_far": 1e-3}
 

@@ -79,14 +79,15 @@ def test_enroll_identify_and_serve_with_a_model_name(faces, tmp_path, capsys, mo
     (row,) = json.loads(capsys.readouterr().out)
     assert row["candidates"][0][0] == "anna"
     served = {}
-    monkeypatch.setattr("gallery.service.serve", lambda opened, *args, **kwargs: served.setdefault("g", opened))
+    monkeypatch.setattr("faceid.gallery.service.serve", lambda opened, *args, **kwargs: served.setdefault("g", opened))
     assert main(["serve", str(gallery), "--model", MODEL, "--device", "cpu"]) == 0
     assert served["g"].dim == 128 and served["g"].resolver.embedder.preprocessing.alignment == "dlib_150"
 
 
 def test_open_gallery_aligns_photos_with_the_models_template(tmp_path):
+    from faceid.gallery.session import open_gallery
+
     from faceid.alignment import alignment_template
-    from gallery.session import open_gallery
 
     with open_gallery(tmp_path / "g", MODEL, aligned=False, device="cpu", create=True) as gallery:
         assert gallery.resolver.preprocessor.size == alignment_template("dlib_150")
@@ -96,7 +97,8 @@ def test_open_gallery_aligns_photos_with_the_models_template(tmp_path):
 
 
 def test_export_a_model_name(faces, tmp_path, capsys):
-    from export.embedder import OnnxEmbedder, load_embedder
+    from faceid.export.embedder import OnnxEmbedder, load_embedder
+
     from faceid.data.images import read_rgb
 
     out = tmp_path / "dlib.onnx"

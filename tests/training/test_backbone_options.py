@@ -4,12 +4,12 @@ options, exports to ONNX, evaluates and takes part in compare-losses (issue 14).
 import json
 
 import numpy as np
+from faceid.training.trainer import Trainer
 
 from faceid.cli import main
 from faceid.data.images import read_rgb
 from faceid.embedding import TorchEmbedder
 from tests.training.test_trainer import TINY, _config
-from training.trainer import Trainer
 
 OPTIONS = "model.options={width: 8, norm: group}"
 QUICK = [OPTIONS, "training.epochs=1", "training.validate_every_epochs=null", "training.augmentation=none"]
@@ -25,7 +25,7 @@ def test_a_run_with_backbone_options_loads_exports_evaluates_and_compares(small_
     embeddings = embedder.embed(faces)
     assert embeddings.shape == (4, 16) and np.allclose(np.linalg.norm(embeddings, axis=1), 1, atol=1e-5)
 
-    from export.onnx_export import export_onnx
+    from faceid.export.onnx_export import export_onnx
 
     parity = export_onnx(summary["model"], tmp_path / "model.onnx", parity_faces=aligned)
     assert parity.min_cosine > 0.9999

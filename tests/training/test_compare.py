@@ -1,7 +1,8 @@
 import json
 
+from faceid.training.compare import parse_loss
+
 from faceid.cli import main
-from training.compare import parse_loss
 
 
 def test_parse_loss_specs():

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from faceid.training.trainer import Trainer
 
 from faceid.cli import main
 from faceid.config import ConfigError, load_config
@@ -15,7 +16,6 @@ from faceid.data.dataset import FolderDataset, identity_images
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from tests.training.test_trainer import TINY
-from training.trainer import Trainer
 
 
 @pytest.fixture()

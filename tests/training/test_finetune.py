@@ -8,6 +8,7 @@ import json
 import cv2
 import pytest
 import torch
+from faceid.training.trainer import Trainer
 
 from faceid.backbones import build_backbone
 from faceid.cli import main
@@ -15,7 +16,6 @@ from faceid.config import load_config
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.embedding import Preprocessing, save_backbone_checkpoint
-from training.trainer import Trainer
 
 SIZE = 32
 PREPROCESSING = {"input_size": SIZE, "channel_order": "BGR", "mean": (0.4, 0.45, 0.5), "std": (0.3, 0.3, 0.3)}

@@ -9,15 +9,15 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from faceid.training.distributed import DistributedContext
+from faceid.training.head_benchmark import head_benchmark_rows, print_head_table
+from faceid.training.partial_fc import ShardedMarginHead
+from faceid.training.sampled_head import SampledMarginHead, build_head
+from faceid.training.trainer import Trainer
 
 from faceid.config import ConfigError, load_config
 from faceid.losses import build_loss
 from tests.training.test_trainer import assert_resume_is_exact
-from training.distributed import DistributedContext
-from training.head_benchmark import head_benchmark_rows, print_head_table
-from training.partial_fc import ShardedMarginHead
-from training.sampled_head import SampledMarginHead, build_head
-from training.trainer import Trainer
 
 BATCH, DIM, CLASSES, WORLD, S, M = 8, 12, 23, 2, 16.0, 0.5  # 23 classes: shards of 11 and 12
 LABELS = torch.tensor([0, 4, 4, 13, 3, 20, 9, 13])  # targets in both shards, with repeats

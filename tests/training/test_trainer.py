@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from faceid.training.trainer import Trainer
 
 from faceid.config import load_config
-from training.trainer import Trainer
 
 TINY = ["device=cpu", "model.backbone=small_cnn", "model.embedding_dim=16", "model.input_size=32",
         "model.options={width: 8}", "training.batch_size=16", "training.optimizer=sgd", "training.lr=0.05",

@@ -112,7 +112,7 @@ def _buffalo_zip(tmp_path, recognizer: bytes):
 
 
 def test_insightface_pull_extracts_the_recognizer(monkeypatch, tmp_path, home):
-    from export.embedder import load_embedder
+    from faceid.export.embedder import load_embedder
 
     recognizer = tiny_onnx(dim=512)
     archive = _buffalo_zip(tmp_path, recognizer).read_bytes()

@@ -124,7 +124,7 @@ def server(model_bytes, monkeypatch):
 
 
 def test_pull_downloads_verifies_and_caches(server, model_bytes, home):
-    from export.embedder import load_embedder
+    from faceid.export.embedder import load_embedder
 
     path = pull("sface", progress=False)
     assert path == home / "models" / "sface" / "sface.onnx" and path.read_bytes() == model_bytes
