@@ -1,12 +1,12 @@
 """Bulk operations on a gallery: enrolling image lists and identity-folder trees (decoded, detected
-and embedded in batches by `gallery.pipeline`, optionally with parallel workers; bad images are
+and embedded in batches by `gallery.samples.pipeline`, optionally with parallel workers; bad images are
 reported and skipped, never fatal) and calibrating the threshold from a folder of identities."""
 
 from pathlib import Path
 
 import numpy as np
 from faceid.gallery.gallery import Gallery, GalleryError
-from faceid.gallery.pipeline import resolve_paths
+from faceid.gallery.samples.pipeline import resolve_paths
 
 from faceid.data.folder import list_identity_folder
 

@@ -2,14 +2,14 @@
 
 A gallery is a directory: `gallery.db` (SQLite, the source of truth: identities, templates with
 their embeddings, thresholds, the embedder's fingerprint and an append-only audit log), a snapshot of
-the FAISS index (or a Milvus collection: `gallery.milvus_index`), and `.lock`, which serialises
+the FAISS index (or a Milvus collection: `gallery.index.milvus_index`), and `.lock`, which serialises
 writers while readers go on.
 
 Probes and enrollment samples are images (run through the shared `FacePreprocessor` and the gallery's embedder) or
 embeddings; `SampleResolver` turns them into validated samples. Every mutation validates all its inputs first, then
 commits one SQLite transaction (`MetadataStore` owns all SQL), then updates the in-memory index in place
-(`gallery.live_index`: replay of the committed changes, snapshots, checksums): a crash at any point loses nothing that
-was committed. Moving galleries (export, import, re-embedding) lives in `gallery.transfer`.
+(`gallery.index.live_index`: replay of the committed changes, snapshots, checksums): a crash at any point loses
+nothing that was committed. Moving galleries (export, import, re-embedding) lives in `gallery.transfer`.
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from faceid.gallery.index import VectorIndex
-from faceid.gallery.kept_images import keep_images
-from faceid.gallery.live_index import LiveIndex, log
-from faceid.gallery.milvus_index import COLLECTION, MilvusIndex, describe_backend
+from faceid.gallery.index.faiss_index import VectorIndex
+from faceid.gallery.index.live_index import LiveIndex, log
+from faceid.gallery.index.milvus_index import COLLECTION, MilvusIndex, describe_backend
 from faceid.gallery.names import UNKNOWN, refuse_name_clash, validate_identity_name
 from faceid.gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
-from faceid.gallery.resolver import SampleResolver, embedder_fingerprint
-from faceid.gallery.store import MetadataStore
+from faceid.gallery.samples.kept_images import keep_images
+from faceid.gallery.samples.resolver import SampleResolver, embedder_fingerprint
+from faceid.gallery.store.database import MetadataStore
+from faceid.gallery.store.writer_lock import writer_lock
 from faceid.gallery.threshold_policy import DEFAULT_POLICY, decide_threshold
 from faceid.gallery.transfer import export_gallery, import_gallery, reembed_gallery
-from faceid.gallery.writer_lock import writer_lock
 
 from faceid.arrays import l2_normalize
 
@@ -86,7 +86,7 @@ class Gallery:
 
         `backend="milvus"` keeps the vectors in Milvus: `milvus_uri` names a server (`http://host:19530`), or,
         by default, a Milvus Lite file inside the gallery directory; `index_factory` is then Flat, auto or a
-        Milvus index type (`gallery.milvus_index.milvus_index_type`)."""
+        Milvus index type (`gallery.index.milvus_index.milvus_index_type`)."""
         path = Path(path)
         if (path / "gallery.db").exists():
             raise GalleryError(f"{path} already holds a gallery")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from faceid.gallery.gallery import UNKNOWN, Gallery
 from faceid.gallery.records import GalleryError
-from faceid.gallery.resolver import read_image
+from faceid.gallery.samples.resolver import read_image
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from faceid.export.embedder import load_embedder
 from faceid.gallery.gallery import Gallery, GalleryError
-from faceid.gallery.kept_images import SETTING as KEEP_IMAGES
-from faceid.gallery.store import MetadataStore
+from faceid.gallery.samples.kept_images import SETTING as KEEP_IMAGES
+from faceid.gallery.store.database import MetadataStore
 
 
 def open_gallery(path: str | Path, model: str | None = None, aligned: bool | None = None, device: str = "auto",

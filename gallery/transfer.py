@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from faceid.gallery.records import GalleryError, Sample
-from faceid.gallery.resolver import SampleResolver, embedder_fingerprint
+from faceid.gallery.samples.resolver import SampleResolver, embedder_fingerprint
 
 if TYPE_CHECKING:
     from faceid.gallery.gallery import Gallery

@@ -32,11 +32,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     args.data = args.data or Path("../shared/data/caltech_faces")
     if args.target == "serve":
-        from faceid.gallery.serve_benchmark import run_serve_benchmark
+        from faceid.gallery.benchmarks.serve import run_serve_benchmark
 
         run_serve_benchmark(per_client=8 if args.quick else 24, workers=args.workers or 1)
     elif args.target == "gallery":
-        from faceid.gallery.benchmark import run_gallery_benchmark
+        from faceid.gallery.benchmarks.search import run_gallery_benchmark
 
         run_gallery_benchmark(sizes=(1_000, 10_000) if args.quick else (10_000, 100_000, 1_000_000))
     elif args.target == "embed":
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
         run_embed_benchmark(args.data, repeats=args.repeats)
     elif args.target == "enroll":
-        from faceid.gallery.enroll_benchmark import run_enroll_benchmark
+        from faceid.gallery.benchmarks.enroll import run_enroll_benchmark
 
         run_enroll_benchmark(args.data, workers=args.workers or 2, repeats=args.repeats)
     elif args.target == "detect":

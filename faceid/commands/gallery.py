@@ -80,13 +80,13 @@ def _calibrate(gallery, args) -> dict:
 
 
 def _tune(gallery, args) -> dict:
-    from faceid.gallery.probe_tuning import tune_with_probes
+    from faceid.gallery.index.probe_tuning import tune_with_probes
 
     return tune_with_probes(gallery, args.probes)
 
 
 def _keep_images(gallery, args) -> dict:
-    from faceid.gallery.kept_images import set_keep_images
+    from faceid.gallery.samples.kept_images import set_keep_images
 
     return set_keep_images(gallery, args.setting == "on")
 

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _all_faces(gallery, image: Path, args: argparse.Namespace) -> list:
     from faceid.gallery.photos import identify_photo
-    from faceid.gallery.resolver import read_image
+    from faceid.gallery.samples.resolver import read_image
 
     rgb = read_image(image, str(image))[0]
     matches = identify_photo(gallery, rgb, args.k, args.threshold, name=str(image))

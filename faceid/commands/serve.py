@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faceid.gallery.service import serve
+    from faceid.gallery.service.app import serve
 
     if min(args.workers, args.threads, args.batch_size, args.max_pixels) < 1 or args.read_timeout <= 0:
         raise ValueError("--workers, --threads, --batch-size, --max-pixels and --read-timeout must be positive")

@@ -2,8 +2,11 @@
 
 import numpy as np
 import pytest
-from faceid.gallery import bench_data, benchmark, real_faces, tuning
-from faceid.gallery.index import VectorIndex
+from faceid.gallery.benchmarks import data as bench_data
+from faceid.gallery.benchmarks import real_faces
+from faceid.gallery.benchmarks import search as benchmark
+from faceid.gallery.index import tuning
+from faceid.gallery.index.faiss_index import VectorIndex
 
 
 @pytest.fixture

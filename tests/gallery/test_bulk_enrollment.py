@@ -92,7 +92,7 @@ def test_enroll_many_on_photos_detects_and_embeds_in_one_batch(tmp_path, shared_
 
 
 def test_an_image_the_detector_chokes_on_fails_alone(tmp_path):
-    from faceid.gallery.resolver import PreparedFace, prepare_faces
+    from faceid.gallery.samples.resolver import PreparedFace, prepare_faces
 
     tiny = np.zeros((8, 8, 3), np.uint8)  # below the detector's smallest face: MTCNN raises on it
     results = prepare_faces([tiny, tmp_path / "missing.png", tiny], ["first", "second", "third"],

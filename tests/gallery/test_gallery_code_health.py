@@ -139,7 +139,7 @@ def test_reembed_closes_the_index_it_replaces(enrolled, monkeypatch):
     gallery.reembed(second)
     assert closed == [None] and gallery.index is not old
     if gallery.backend["name"] == "milvus":
-        from faceid.gallery.milvus_index import _lite_users
+        from faceid.gallery.index.milvus_index import _lite_users
 
         assert _lite_users[gallery.backend["uri"]] == 1  # only the new index holds the Milvus Lite server
     assert gallery.identify(probe, k=2).candidates and gallery.check()["consistent"]

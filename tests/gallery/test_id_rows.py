@@ -3,9 +3,9 @@ indexes through random enrol/remove sequences against a brute-force reference.""
 
 import numpy as np
 import pytest
-from faceid.gallery import id_rows, tuning
-from faceid.gallery.id_rows import IdRows
-from faceid.gallery.index import VectorIndex
+from faceid.gallery.index import id_rows, tuning
+from faceid.gallery.index.faiss_index import VectorIndex
+from faceid.gallery.index.id_rows import IdRows
 
 from faceid.arrays import l2_normalize
 

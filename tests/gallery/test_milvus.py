@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 from faceid.gallery.gallery import Gallery
-from faceid.gallery.milvus_index import MilvusIndex
+from faceid.gallery.index.milvus_index import MilvusIndex
 
 from tests.gallery.conftest import MILVUS_MISSING
 from tests.gallery.doubles import embeddings_gallery, synthetic_people, unit32
@@ -115,7 +115,7 @@ def test_readers_stay_right_while_the_collection_is_behind_a_failed_write(tmp_pa
 
 DYING_WRITER = """
 import os, sys, numpy as np
-from faceid.gallery.live_index import LiveIndex
+from faceid.gallery.index.live_index import LiveIndex
 from faceid.gallery.gallery import Gallery
 gallery = Gallery(sys.argv[1])
 LiveIndex.refresh = lambda self, own_write=False: own_write and os._exit(9)  # killed after the commit
@@ -144,7 +144,7 @@ def test_a_writer_dying_after_its_commit_leaves_a_collection_that_is_repaired_on
 
 def test_serving_a_milvus_lite_gallery_from_several_processes_is_refused_clearly(tmp_path):
     from faceid.gallery.records import GalleryError
-    from faceid.gallery.service import serve
+    from faceid.gallery.service.app import serve
 
     gallery = embeddings_gallery(tmp_path / "g", "milvus")
     with pytest.raises(GalleryError, match="Milvus Lite, which one process at a time may open: serve it with "
@@ -155,7 +155,7 @@ def test_serving_a_milvus_lite_gallery_from_several_processes_is_refused_clearly
 
 def test_the_change_history_stays_bounded_and_a_dead_writer_is_still_repaired_by_replay(tmp_path, monkeypatch):
     """Milvus writes no snapshot files: the marked collection is recorded like one, which trims `changes`."""
-    from faceid.gallery import live_index
+    from faceid.gallery.index import live_index
 
     monkeypatch.setattr(live_index, "SNAPSHOT_CHANGES", 12)
     people, centres = synthetic_people(3)
@@ -184,7 +184,7 @@ def test_the_change_history_stays_bounded_and_a_dead_writer_is_still_repaired_by
 
 
 def test_identify_beyond_the_milvus_result_cap_says_it_lists_fewer_than_k(tmp_path, monkeypatch, caplog):
-    from faceid.gallery import milvus_index
+    from faceid.gallery.index import milvus_index
 
     monkeypatch.setattr(milvus_index, "MAX_RESULTS", 8)
     search = milvus_index.MilvusIndex.search
@@ -212,7 +212,7 @@ def test_a_reader_repairs_a_collection_left_behind_by_a_dead_writer_but_never_wa
         tmp_path, monkeypatch):
     import threading
 
-    from faceid.gallery.writer_lock import writer_lock
+    from faceid.gallery.store.writer_lock import writer_lock
 
     people, centres = synthetic_people(4)
     writer = embeddings_gallery(tmp_path / "g", "milvus")

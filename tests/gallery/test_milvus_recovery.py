@@ -98,7 +98,7 @@ def test_a_damaged_collection_on_a_milvus_server_is_rebuilt_and_nothing_else_is_
 
 def test_opening_retries_a_refused_connect_then_names_the_uri(tmp_path, monkeypatch, milvus_server):
     import pymilvus
-    from faceid.gallery import milvus_index
+    from faceid.gallery.index import milvus_index
     from faceid.gallery.records import GalleryError
 
     monkeypatch.setattr(milvus_index, "CONNECT_BACKOFF", 0.01)

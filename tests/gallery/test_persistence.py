@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 import pytest
-from faceid.gallery import store as store_module
 from faceid.gallery.gallery import Gallery, GalleryError
+from faceid.gallery.store import database as store_module
 
 from faceid.cli import main
 from tests.gallery.conftest import MILVUS
@@ -81,7 +81,9 @@ def test_another_process_sees_a_write_within_a_second_by_replaying_it(tmp_path, 
 
 CRASHING_WRITER = """
 import os, sys, numpy as np
-from faceid.gallery import gallery, live_index, store
+from faceid.gallery import gallery
+from faceid.gallery.index import live_index
+from faceid.gallery.store import database as store
 step = sys.argv[2]
 g = gallery.Gallery(sys.argv[1])
 if step == "after-commit":  # the transaction committed; the process dies before its in-memory index follows
@@ -242,7 +244,7 @@ def test_an_index_that_cannot_remove_in_place_is_rebuilt_and_snapshotted(tmp_pat
 
 
 def test_a_snapshot_is_written_in_the_background_once_enough_changed(tmp_path, monkeypatch):
-    from faceid.gallery import live_index
+    from faceid.gallery.index import live_index
 
     monkeypatch.setattr(live_index, "SNAPSHOT_CHANGES", 10)
     people, _ = synthetic_people(8)

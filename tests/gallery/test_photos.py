@@ -108,7 +108,7 @@ def test_annotate_needs_exactly_one_photo(enrolled, photo, tmp_path, capsys):
 
 
 def test_http_identify_all_faces_returns_every_face(enrolled, photo):
-    from faceid.gallery.service import create_app
+    from faceid.gallery.service.app import create_app
 
     from tests.gallery.http_client import call, running
 

@@ -8,7 +8,7 @@ import urllib.request
 import numpy as np
 import pytest
 from faceid.gallery.gallery import Gallery
-from faceid.gallery.service import create_app
+from faceid.gallery.service.app import create_app
 from PIL import Image
 
 from faceid.data.folder import list_identity_folder

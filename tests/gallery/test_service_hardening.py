@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from faceid.gallery.gallery import Gallery
-from faceid.gallery.service import create_app
+from faceid.gallery.service.app import create_app
 from PIL import Image
 
 from faceid.data.folder import list_identity_folder

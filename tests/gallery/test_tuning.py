@@ -4,9 +4,9 @@ batches search exactly. FAISS only: this is the FAISS tuner (with Milvus, auto m
 import faiss
 import numpy as np
 import pytest
-from faceid.gallery import tuning
 from faceid.gallery.gallery import Gallery
-from faceid.gallery.index import VectorIndex
+from faceid.gallery.index import tuning
+from faceid.gallery.index.faiss_index import VectorIndex
 
 from faceid.arrays import l2_normalize
 
@@ -155,7 +155,7 @@ def test_explicit_search_parameters_are_not_tuned(tmp_path):
 
 @pytest.mark.parametrize("batch", [0, 1, 7, 8, 16, 64, 127, 128, 256])
 def test_mid_size_batches_return_the_exact_results(batch, monkeypatch):
-    monkeypatch.setattr("faceid.gallery.index.SCORE_BLOCK", 3_000 * 50)  # 50-query blocks: 127 spans three
+    monkeypatch.setattr("faceid.gallery.index.faiss_index.SCORE_BLOCK", 3_000 * 50)  # 50-query blocks: 127 spans three
     vectors = _clustered(1_000, 3, 64, seed=2)
     index = VectorIndex(64)
     index.build(np.arange(len(vectors)) + 100, vectors)
@@ -236,7 +236,7 @@ def _hard_probes(vectors, path, count=200) -> str:
 
 STALE_SERVER = """
 import json, sys, faiss, numpy as np
-from faceid.gallery import tuning
+from faceid.gallery.index import tuning
 from faceid.gallery.gallery import Gallery
 tuning.EXACT_MAX_FLOATS = 400 * 16
 g = Gallery(sys.argv[1])
@@ -255,7 +255,7 @@ def test_a_process_opened_before_gallery_tune_takes_the_new_record_and_never_wri
     import subprocess
     import sys
 
-    from faceid.gallery.probe_tuning import tune_with_probes
+    from faceid.gallery.index.probe_tuning import tune_with_probes
 
     tuner, vectors = _auto_gallery(tmp_path / "g", monkeypatch)
     serving = Gallery(tmp_path / "g")  # e.g. `faceid serve`, opened before the tune
@@ -287,7 +287,7 @@ def test_a_process_opened_before_gallery_tune_takes_the_new_record_and_never_wri
 
 
 def test_a_rebuild_tunes_again_with_the_stored_probes(tmp_path, monkeypatch):
-    from faceid.gallery.probe_tuning import tune_with_probes
+    from faceid.gallery.index.probe_tuning import tune_with_probes
 
     gallery, vectors = _auto_gallery(tmp_path / "g", monkeypatch)
     tune_with_probes(gallery, _hard_probes(vectors, tmp_path / "probes.npy"))
@@ -312,7 +312,7 @@ def test_stored_probes_are_bounded_and_a_set_of_another_dimension_is_dropped_wit
         tmp_path, monkeypatch, caplog):
     import logging
 
-    from faceid.gallery import probe_tuning
+    from faceid.gallery.index import probe_tuning
 
     gallery, vectors = _auto_gallery(tmp_path / "g", monkeypatch)
     monkeypatch.setattr(probe_tuning, "STORED_PROBES", 50)

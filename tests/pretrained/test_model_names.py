@@ -79,7 +79,8 @@ def test_enroll_identify_and_serve_with_a_model_name(faces, tmp_path, capsys, mo
     (row,) = json.loads(capsys.readouterr().out)
     assert row["candidates"][0][0] == "anna"
     served = {}
-    monkeypatch.setattr("faceid.gallery.service.serve", lambda opened, *args, **kwargs: served.setdefault("g", opened))
+    monkeypatch.setattr("faceid.gallery.service.app.serve",
+                        lambda opened, *args, **kwargs: served.setdefault("g", opened))
     assert main(["serve", str(gallery), "--model", MODEL, "--device", "cpu"]) == 0
     assert served["g"].dim == 128 and served["g"].resolver.embedder.preprocessing.alignment == "dlib_150"
 

@@ -23,7 +23,7 @@ past its next size band is rebuilt (and retuned) on the next write: O(1) amortis
 `tune` runs whenever an index with a search parameter is (re)built without explicit parameters: it
 makes held-out self-queries (enrolled vectors plus Gaussian noise scaled so that cos(q, x) is about
 `QUERY_COSINE`; a second photo of an enrolled person), adds any real probe embeddings the caller
-passes (`faceid gallery tune --probes`, `gallery.probe_tuning`), takes exact inner-product search over the same
+passes (`faceid gallery tune --probes`, `gallery.index.probe_tuning`), takes exact inner-product search over the same
 vectors as ground truth, and sweeps nprobe
 (IVF) or efSearch (HNSW) upwards in powers of two, then bisects between the last one short of
 `TUNED_RECALL` and the first to reach it (to within 1/8). The tuner asks 0.995 of its 2,000 self-queries

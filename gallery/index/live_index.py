@@ -17,7 +17,7 @@ a missing, damaged or unrecorded snapshot is rebuilt from SQLite, logged and rep
 it, which is all an open needs.
 
 A tuning record saved by another process (`gallery tune`, which bumps the generation) is taken on the replay that
-follows (`VectorIndex.follow_tuning`); a snapshot never writes an older record over it (`gallery.tuning`).
+follows (`VectorIndex.follow_tuning`); a snapshot never writes an older record over it (`gallery.index.tuning`).
 
 Milvus keeps its own index: no snapshot file; the writer applies its changes to the shared collection,
 then records in it the generation it now holds (`MilvusIndex.mark`); other processes only follow the names.
@@ -38,10 +38,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from faceid.gallery import tuning
-from faceid.gallery.index import VectorIndex
-from faceid.gallery.store import MetadataStore
-from faceid.gallery.writer_lock import writer_lock
+from faceid.gallery.index import tuning
+from faceid.gallery.index.faiss_index import VectorIndex
+from faceid.gallery.store.database import MetadataStore
+from faceid.gallery.store.writer_lock import writer_lock
 
 from faceid.files import file_checksum
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from faceid.gallery import tuning
-from faceid.gallery.bench_data import clustered_templates, index_name
-from faceid.gallery.index import VectorIndex
+from faceid.gallery.benchmarks.data import clustered_templates, index_name
+from faceid.gallery.index import tuning
+from faceid.gallery.index.faiss_index import VectorIndex
 
 from faceid.files import atomic_write
 from faceid.zoo.store import faceid_home
@@ -60,7 +60,7 @@ def _embed(images: list[tuple[Path, str]]) -> tuple[np.ndarray, np.ndarray]:
     """Detect, align and embed every image like a gallery probe; images without a face are left out, counted."""
     from faceid.export.embedder import load_embedder
     from faceid.gallery.records import GalleryError
-    from faceid.gallery.resolver import SampleResolver
+    from faceid.gallery.samples.resolver import SampleResolver
     from faceid.gallery.session import preprocessor_for
 
     embedder = load_embedder(MODEL, "cpu")

@@ -7,9 +7,9 @@ next to raw FAISS with the same structure and search parameters: `index_factory`
 lists. Columns: queries/s of top-5 search at batch 1/16/64/256 (best of `ROUNDS` measurements alternated with raw
 FAISS's; the ratio to raw FAISS in brackets; FAISS's batch-1 search starts OpenMP threads per call, which a loaded
 machine punishes most: take batch-1 ratios from a quiet one); recall@1 against exact search on 1,000 probes at cos
-0.7 to an enrolled template (not the tuner's); recall@1 on held-out real faces (`gallery.real_faces`); build + tune
-seconds (auto: a rebuild from gallery.db, what a gallery pays when it grows past a size band); index bytes per
-template (its snapshot: what it holds in memory); then, for the auto gallery, the median single-identity enroll and
+0.7 to an enrolled template (not the tuner's); recall@1 on held-out real faces (`gallery.benchmarks.real_faces`);
+build + tune seconds (auto: a rebuild from gallery.db, what a gallery pays when it grows past a size band); index
+bytes per template (its snapshot: what it holds in memory); then, for the auto gallery, the median single-identity enroll and
 remove (one template; ratio to the smallest size in brackets), bytes on disk per template (SQLite + snapshot; the
 write-ahead log apart, since it is bounded by `store.WAL_LIMIT_BYTES` whatever the size: with 32 KB pages each single
 write logs about 400 KB until a checkpoint) and the write-ahead log after the bulk enrolment (50,000 identities per
@@ -27,10 +27,11 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from faceid.gallery import real_faces, tuning
-from faceid.gallery.bench_data import clustered_templates, index_name, rate
+from faceid.gallery.benchmarks import real_faces
+from faceid.gallery.benchmarks.data import clustered_templates, index_name, rate
 from faceid.gallery.gallery import Gallery
-from faceid.gallery.index import VectorIndex
+from faceid.gallery.index import tuning
+from faceid.gallery.index.faiss_index import VectorIndex
 
 DIM = 512
 SEARCH_BATCHES = (1, 16, 64, 256)

@@ -5,7 +5,7 @@ deployments; a Milvus server URI (`http://host:19530`) when several processes sh
 gallery has a collection of its own (named in its backend description), so galleries can share a server.
 SQLite stays the source of truth: the collection records the store generation whose changes it holds
 (`synced`), and a collection that is behind (a writer died between its commit and the collection's
-update) or holds other ids is brought back to the store when the gallery opens (`gallery.live_index`).
+update) or holds other ids is brought back to the store when the gallery opens (`gallery.index.live_index`).
 Metric: inner product on unit vectors.
 
 A refused connect (a server starting, restarting or busy) is tried `CONNECT_ATTEMPTS` times before the open fails

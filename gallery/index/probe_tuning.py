@@ -1,13 +1,13 @@
 """`faceid gallery tune GALLERY --probes PATH`: tune an approximate index again with real probe faces.
 
-The tuner's own queries are enrolled vectors plus noise (`gallery.tuning`); real probes — other photos of
+The tuner's own queries are enrolled vectors plus noise (`gallery.index.tuning`); real probes — other photos of
 enrolled people, embedded with the gallery's own embedder — say how real queries fall between the lists.
 PATH is a folder of images (searched recursively; each detected, aligned and embedded like a probe of
 `faceid identify`; unreadable or faceless images are reported and skipped) or the `.npz` / `.npy` written by
 `faceid embed`. The new record must reach recall@1 0.99 on the self-queries and on the probes each; it is
 stored in gallery.db and shown by `gallery stats`. The tune bumps the gallery's generation: a process that already
 has the gallery open (`faceid serve`) applies the new record at its next query, as it sees writes, and never writes
-its older record back (records are versioned, `gallery.tuning`). The probe embeddings are stored too (at most
+its older record back (records are versioned, `gallery.index.tuning`). The probe embeddings are stored too (at most
 `STORED_PROBES`: more are subsampled, seeded, with a note), and every later rebuild (the gallery grown past its size
 band, a missing or damaged snapshot) tunes with them again; `gallery stats` shows how many are stored, and the
 record's `real_queries` how many it used. Re-embedding the gallery drops them (they are of the old model).
@@ -64,8 +64,8 @@ def _stored_embeddings(gallery, file: Path) -> np.ndarray:
 def tune_with_probes(gallery, probes: str | Path) -> dict:
     """Embed the probes at `probes`, tune the gallery's index with them (under the writer lock), store the
     probes and the record (a newer version, in a new generation) and return it with the probes used and skipped."""
-    from faceid.gallery import tuning
-    from faceid.gallery.index import VectorIndex
+    from faceid.gallery.index import tuning
+    from faceid.gallery.index.faiss_index import VectorIndex
 
     if not isinstance(gallery.index, VectorIndex):
         raise GalleryError(f"{gallery.path}: the {gallery.backend['name']} backend tunes its own index; "
@@ -93,7 +93,7 @@ def tune_with_probes(gallery, probes: str | Path) -> dict:
 
 def _refuse_untunable(gallery):
     """The gallery's index, if it has a search parameter for the tuner to choose; else a GalleryError saying why."""
-    from faceid.gallery import tuning
+    from faceid.gallery.index import tuning
 
     index = gallery.index
     if index.search_parameters:

@@ -4,8 +4,8 @@ Tables: `meta` (embedder fingerprint, index factory, template policy, threshold,
 index snapshot's record), `identities`, `templates` (one row per enrolled sample, with its float32
 embedding, source path, file hash and quality; the row id is the vector id in the index), `changes`
 (which templates and identities each generation touched, kept since the snapshot before last: what a
-process replays onto a snapshot or onto its in-memory index, see `gallery.live_index`), `tuning_probes` (the
-real probes of `gallery tune`, see `gallery.tuning`) and the append-only `audit` log. Every mutation runs in one
+process replays onto a snapshot or onto its in-memory index, see `gallery.index.live_index`), `tuning_probes` (the
+real probes of `gallery tune`, see `gallery.index.tuning`) and the append-only `audit` log. Every mutation runs in one
 transaction and bumps `generation`.
 
 A new database uses 32 KiB pages: a 2 KB embedding row then shares a page with fourteen others
@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from faceid.gallery.database_file import damage_reported, inspect_database_file
 from faceid.gallery.names import name_key
 from faceid.gallery.records import GalleryError
+from faceid.gallery.store.database_file import damage_reported, inspect_database_file
 
 from faceid.arrays import l2_normalize
 
@@ -82,7 +82,7 @@ class MetadataStore:
         self.connection.close()
 
     def damage_reported(self):
-        """`gallery.database_file.damage_reported` for this database."""
+        """`gallery.store.database_file.damage_reported` for this database."""
         return damage_reported(self.path)
 
     def checkpoint(self) -> None:

@@ -11,7 +11,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from faceid.gallery.records import GalleryError, Sample
-from faceid.gallery.resolver import SampleResolver, prepare_faces
+from faceid.gallery.samples.resolver import SampleResolver, prepare_faces
 from tqdm import tqdm
 
 CHUNK = 16  # images per worker task

@@ -5,7 +5,7 @@ removable). Any FAISS factory string works (`HNSW32,Flat`, `IVF4096,PQ64`...): i
 are trained on the enrolled vectors, those that cannot remove ids are rebuilt from the store. Search parameters
 (`nprobe`, `efSearch`) are set through FAISS's ParameterSpace. `auto` picks exact or an inverted file by size
 and, like any index with a search parameter given no explicit value, tunes nprobe / efSearch to recall@1 0.99
-on every (re)build (see `gallery.tuning`).
+on every (re)build (see `gallery.index.tuning`).
 
 Exact search is memory-bound. Below `FAISS_BATCH` queries one BLAS product of the queries with the
 stored vectors plus a partial sort beats FAISS 1.15's flat search (1.2-5x at batch 1-64 from 10k to 1M
@@ -18,7 +18,7 @@ Enrolments and removals change the index in place: adding appends, and removing 
 moves the last vectors into the freed rows, so both cost the same at 10k and at 1M vectors. Indexes
 that cannot (HNSW cannot remove, an untrained IVF cannot add) say so and the caller rebuilds them.
 
-On disk the index is a snapshot (`gallery.live_index` decides when and names it): `save` writes it with
+On disk the index is a snapshot (`gallery.index.live_index` decides when and names it): `save` writes it with
 `faceid.files.atomic_write` (durable: a temporary `.index.<generation>.<random>.tmp.faiss` beside it,
 fsynced, renamed, directory fsynced) and returns its CRC-32, which `load` checks before FAISS reads a byte.
 """
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from faceid.gallery import tuning
-from faceid.gallery.faiss_layout import parts, refined_index, stored_ids, with_ids
-from faceid.gallery.id_rows import IdRows
+from faceid.gallery.index import tuning
+from faceid.gallery.index.faiss_layout import parts, refined_index, stored_ids, with_ids
+from faceid.gallery.index.id_rows import IdRows
 
 from faceid.files import atomic_write, file_checksum
 

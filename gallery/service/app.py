@@ -6,7 +6,7 @@ interactive docs at /docs. With an API key set, every endpoint needs the header 
 /health, which without it says only `{"status": "ok"}`.
 
 The event loop only parses requests: decoding, detection, embedding and search run in worker
-threads (`gallery.service_workers`), concurrent identifications are batched, and writers queue for
+threads (`gallery.service.workers`), concurrent identifications are batched, and writers queue for
 the gallery's writer lock. Bad input answers 4xx with the reason, never 500: 404 for an identity
 that is not enrolled, 408 for a body that stalls, 413 for a body (or image, in pixels) too large,
 422 for anything else wrong with the request. `serve(..., workers=N)` runs N processes on one gallery.
@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Annotated
 
 from faceid.gallery.gallery import Gallery
-from faceid.gallery.kept_images import keep_bytes, keeps_images
-from faceid.gallery.milvus_index import is_milvus_lite
+from faceid.gallery.index.milvus_index import is_milvus_lite
 from faceid.gallery.names import validate_identity_name
 from faceid.gallery.photos import identify_photo
 from faceid.gallery.records import GalleryError, NotEnrolled
-from faceid.gallery.service_limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, BodyLimits
-from faceid.gallery.service_workers import GalleryWorkers, IdentifyBatcher
+from faceid.gallery.samples.kept_images import keep_bytes, keeps_images
+from faceid.gallery.service.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, BodyLimits
+from faceid.gallery.service.workers import GalleryWorkers, IdentifyBatcher
 from faceid.gallery.threshold_policy import DEFAULT_POLICY, check_policy, check_threshold
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
@@ -144,4 +144,4 @@ def serve(gallery: Gallery, host: str = "127.0.0.1", port: int = 8000, api_key: 
               "device": device}
     os.environ[SETTINGS_VARIABLE] = json.dumps({"open": opened, "api_key": api_key,
                                                 "max_request_bytes": max_request_bytes, **options})
-    uvicorn.run("faceid.gallery.service:app_from_environment", factory=True, workers=workers, host=host, port=port)
+    uvicorn.run("faceid.gallery.service.app:app_from_environment", factory=True, workers=workers, host=host, port=port)

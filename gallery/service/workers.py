@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from faceid.gallery.gallery import Gallery
 from faceid.gallery.records import GalleryError
-from faceid.gallery.resolver import PreparedFace
+from faceid.gallery.samples.resolver import PreparedFace
 
 
 class GalleryWorkers:
