@@ -10,8 +10,8 @@ machine punishes most: take batch-1 ratios from a quiet one); recall@1 against e
 0.7 to an enrolled template (not the tuner's); recall@1 on held-out real faces (`gallery.benchmarks.real_faces`);
 build + tune seconds (auto: a rebuild from gallery.db, what a gallery pays when it grows past a size band); index
 bytes per template (its snapshot: what it holds in memory); then, for the auto gallery, the median single-identity
-enroll and remove (one template; ratio to the smallest size in brackets), bytes on disk per template (SQLite + snapshot; the
-write-ahead log apart, since it is bounded by `store.WAL_LIMIT_BYTES` whatever the size: with 32 KB pages each single
+enroll and remove (one template; ratio to the smallest size in brackets), bytes on disk per template (SQLite + snapshot;
+the write-ahead log apart, since it is bounded by `store.WAL_LIMIT_BYTES` whatever the size: with 32 KB pages each single
 write logs about 400 KB until a checkpoint) and the write-ahead log after the bulk enrolment (50,000 identities per
 transaction) and after the single writes. The synthetic galleries are
 `clustered_templates`.
