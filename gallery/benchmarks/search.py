@@ -2,19 +2,18 @@
 
 `exact`: the exact index (`index="Flat"`) next to raw FAISS `IndexFlatIP` over the same vectors. `auto`: a gallery
 created with `index="auto"` (exact up to 10,000 512-d templates, then IVF + fast-scan PQ + exact rescoring, tuned)
-next to raw FAISS with the same structure and search parameters: `index_factory`'s `IVF...,RFlat`
-(`IndexRefineFlat`) over a clone of the gallery's trained IVF, with its nprobe and k_factor, so both scan the same
-lists. Columns: queries/s of top-5 search at batch 1/16/64/256 (best of `ROUNDS` measurements alternated with raw
-FAISS's; the ratio to raw FAISS in brackets; FAISS's batch-1 search starts OpenMP threads per call, which a loaded
-machine punishes most: take batch-1 ratios from a quiet one); recall@1 against exact search on 1,000 probes at cos
-0.7 to an enrolled template (not the tuner's); recall@1 on held-out real faces (`gallery.benchmarks.real_faces`);
-build + tune seconds (auto: a rebuild from gallery.db, what a gallery pays when it grows past a size band); index
-bytes per template (its snapshot: what it holds in memory); then, for the auto gallery, the median single-identity
-enroll and remove (one template; ratio to the smallest size in brackets), bytes on disk per template (SQLite + snapshot;
-the write-ahead log apart, since it is bounded by `store.WAL_LIMIT_BYTES` whatever the size: with 32 KB pages each single
-write logs about 400 KB until a checkpoint) and the write-ahead log after the bulk enrolment (50,000 identities per
-transaction) and after the single writes. The synthetic galleries are
-`clustered_templates`.
+next to raw FAISS with the same structure and search parameters: `index_factory`'s `IVF...,RFlat` (`IndexRefineFlat`)
+over a clone of the gallery's trained IVF, with its nprobe and k_factor, so both scan the same lists. Columns:
+queries/s of top-5 search at batch 1/16/64/256 (best of `ROUNDS` measurements alternated with raw FAISS's; the ratio
+to raw FAISS in brackets; FAISS's batch-1 search starts OpenMP threads per call, which a loaded machine punishes most:
+take batch-1 ratios from a quiet one); recall@1 against exact search on 1,000 probes at cos 0.7 to an enrolled
+template (not the tuner's); recall@1 on held-out real faces (`gallery.benchmarks.real_faces`); build + tune seconds
+(auto: a rebuild from gallery.db, what a gallery pays when it grows past a size band); index bytes per template (its
+snapshot: what it holds in memory); then, for the auto gallery, the median single-identity enroll and remove (one
+template; ratio to the smallest size in brackets), bytes on disk per template (SQLite + snapshot; the write-ahead log
+apart, since it is bounded by `store.WAL_LIMIT_BYTES` whatever the size: with 32 KB pages each single write logs about
+400 KB until a checkpoint) and the write-ahead log after the bulk enrolment (50,000 identities per transaction) and
+after the single writes. The synthetic galleries are `clustered_templates`.
 
 The full run (10k, 100k, 1M) takes about 15 minutes on 2 idle cores (the first run embeds the real faces too,
 about 4 minutes more) and needs about 12 GB of memory and 10 GB of disk in the temporary folder; `--quick` runs
