@@ -1,4 +1,4 @@
-"""evaluation: the field's verification and identification metrics, protocols, reports and plots.
+"""faceid.evaluation: the field's verification and identification metrics, protocols, reports and plots.
 
 Metrics are pure functions on numpy arrays. Imports only `faceid`.
 """

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from faceid.arrays import l2_normalize
 from faceid.data.images import ImageReadError, read_rgb
-from faceid.embedding import Embedder
+from faceid.embedder import Embedder
 from faceid.files import atomic_write
 
 

@@ -3,14 +3,14 @@
 from pathlib import Path
 
 import numpy as np
+
+from faceid.data.protocols import IdentificationProtocol, PairProtocol
+from faceid.embedder import Embedder
 from faceid.evaluation.embeddings import embed_images, load_external_embeddings
 from faceid.evaluation.identification import identification_report
 from faceid.evaluation.quality import quality_report
 from faceid.evaluation.report import plot_cmc, plot_roc, plot_score_histograms, write_report
 from faceid.evaluation.verification import verification_report
-
-from faceid.data.protocols import IdentificationProtocol, PairProtocol
-from faceid.embedding import Embedder
 
 
 def _embeddings(paths, embedder, embeddings_file, root, cache_dir, progress, preprocessor):

@@ -1,4 +1,4 @@
-"""export: ONNX export, the onnxruntime embedder, and quantization.
+"""faceid.export: ONNX export, the onnxruntime embedder, and quantization.
 
 Imports `faceid` only. Its `Embedder` is what every consumer of embeddings takes.
 """

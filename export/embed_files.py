@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import numpy as np
-from faceid.export.embedder import load_embedder
 from tqdm import tqdm
 
 from faceid.data.folder import is_image_file
 from faceid.data.images import ImageReadError, read_rgb
+from faceid.export.embedder import load_embedder
 
 
 def expand(inputs: list[Path]) -> list[Path]:
@@ -26,7 +26,7 @@ def embed_files(inputs: list[Path], model: str, out: Path, aligned: bool = False
         from faceid.preprocessing import FacePreprocessor
 
         preprocessor = FacePreprocessor(select=select, device=device,
-                                        size=embedder.preprocessing.crop_template())
+                                        size=embedder.model_input.crop_template())
     paths, crops, failures = [], [], {}
     for path in tqdm(expand(inputs), desc="faces", unit="img"):
         try:

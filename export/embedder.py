@@ -1,7 +1,7 @@
 """`OnnxEmbedder`: the onnxruntime embedder the gallery, evaluation and CLI use, and `load_embedder`,
-which opens any model kind behind the one embedder interface of `faceid.embedding`.
+which opens any model kind behind the one embedder interface of `faceid.embedder`.
 
-faceid's own ONNX models describe their preprocessing in their metadata. Third-party models
+faceid's own ONNX models describe their input (`faceid.model_input.ModelInput`) in their metadata. Third-party models
 (insightface's `w600k_r50.onnx`, OpenCV's SFace...) need it stated: a small YAML
 
     input_size: 112
@@ -21,7 +21,9 @@ import onnxruntime as ort
 import yaml
 
 from faceid.arrays import l2_normalize
-from faceid.embedding import PREPROCESSING_KEYS, Embedder, PixelEmbedder, Preprocessing, TorchEmbedder
+from faceid.embedder import Embedder, PixelEmbedder
+from faceid.model_input import MODEL_INPUT_KEYS, ModelInput
+from faceid.torch_embedder import TorchEmbedder
 from faceid.zoo import is_model_name
 from faceid.zoo import resolve as resolve_model
 
@@ -30,7 +32,7 @@ class OnnxEmbedder:
     """Batched onnxruntime inference returning L2-normalised float32 embeddings."""
 
     def __init__(self, path: str | Path, device: str = "auto", batch_size: int = 32, threads: int = 0,
-                 preprocessing: Preprocessing | dict | str | Path | None = None):
+                 preprocessing: ModelInput | dict | str | Path | None = None):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model {path} does not exist")
@@ -40,7 +42,7 @@ class OnnxEmbedder:
         except Exception as error:
             raise ValueError(f"{path} is not a valid ONNX model: {error}") from None
         metadata = {p.key: p.value for p in proto.metadata_props}
-        self.preprocessing = self._preprocessing(path, metadata, preprocessing)
+        self.model_input = self._model_input(path, metadata, preprocessing)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
@@ -58,30 +60,30 @@ class OnnxEmbedder:
         self.embedding_dim = int(metadata.get("embedding_dim", dim if isinstance(dim, int) else 0))
         self.batch_size, self.metadata = batch_size, metadata
         digest = hashlib.sha256(path.read_bytes())
-        digest.update(repr(self.preprocessing).encode())
+        digest.update(self.model_input.fingerprint_text().encode())
         self.fingerprint = digest.hexdigest()[:16]
 
     @staticmethod
-    def _preprocessing(path: Path, metadata: dict, given) -> Preprocessing:
-        if isinstance(given, Preprocessing):
+    def _model_input(path: Path, metadata: dict, given) -> ModelInput:
+        if isinstance(given, ModelInput):
             return given
         if isinstance(given, (str, Path)):
             description = yaml.safe_load(Path(given).read_text())
             if not isinstance(description, dict):
-                raise ValueError(f"{given}: a preprocessing description must be a YAML mapping")
-            return Preprocessing.from_description(description, str(given))
+                raise ValueError(f"{given}: a model input description must be a YAML mapping")
+            return ModelInput.from_description(description, str(given))
         if isinstance(given, dict):
-            return Preprocessing.from_description(given, "preprocessing")
-        if all(k in metadata for k in PREPROCESSING_KEYS):
-            return Preprocessing.from_description(metadata, f"{path} metadata")
+            return ModelInput.from_description(given, "preprocessing")
+        if all(k in metadata for k in MODEL_INPUT_KEYS):
+            return ModelInput.from_description(metadata, f"{path} metadata")
         raise ValueError(f"{path} carries no faceid preprocessing metadata; describe its input "
-                         f"({', '.join(PREPROCESSING_KEYS)}) in a YAML file (--preprocessing)")
+                         f"({', '.join(MODEL_INPUT_KEYS)}) in a YAML file (--preprocessing)")
 
     def _check_input(self, path: Path) -> None:
         shape = self.input.shape
         if len(shape) != 4:
             raise ValueError(f"{path}: expected a 4-d image input, got shape {shape}")
-        size = self.preprocessing.input_size
+        size = self.model_input.input_size
         height, width = shape[2], shape[3]
         if shape[1] != 3 or any(isinstance(v, int) and v != size for v in (height, width)):
             raise ValueError(f"{path}: the model takes input {shape} (N, C, H, W) but the preprocessing says "
@@ -90,7 +92,7 @@ class OnnxEmbedder:
     def embed(self, crops) -> np.ndarray:
         outputs = []
         for start in range(0, len(crops), self.batch_size):
-            batch = self.preprocessing.apply(crops[start:start + self.batch_size])
+            batch = self.model_input.apply(crops[start:start + self.batch_size])
             outputs.append(self.session.run([self.output_name], {self.input.name: batch})[0].astype(np.float32))
         if not outputs:
             return np.zeros((0, self.embedding_dim), np.float32)

@@ -1,7 +1,7 @@
-"""Exporting a trained backbone to ONNX, with its preprocessing stored in the model.
+"""Exporting a trained backbone to ONNX, with its model input stored in the model.
 
 The graph takes `input` (float32, N x 3 x S x S, dynamic batch) and returns `embedding` (raw,
-un-normalised; every faceid embedder L2-normalises). `metadata_props` carry the preprocessing
+un-normalised; every faceid embedder L2-normalises). `metadata_props` carry the model input
 contract (input size, channel order, mean/std), the embedding size, the backbone and loss names,
 the training configuration hash and the faceid version, so loading code needs nothing else.
 """
@@ -19,10 +19,11 @@ import torch
 
 import faceid
 from faceid.arrays import l2_normalize
+from faceid.checkpoint import BackboneCheckpoint, read_backbone_checkpoint
 from faceid.data.folder import IMAGE_SUFFIXES
 from faceid.data.images import read_rgb
 from faceid.data.synthetic import generate_dataset
-from faceid.embedding import CHECKPOINT_FORMAT, Preprocessing, TorchEmbedder
+from faceid.torch_embedder import TorchEmbedder
 
 OPSET = 18
 MODEL_FORMAT = "faceid-embedder-1"
@@ -41,11 +42,12 @@ class Parity:
                 f"min cosine {self.min_cosine:.7f}")
 
 
-def metadata_for(checkpoint: dict, preprocessing: Preprocessing) -> dict[str, str]:
-    return {"format": MODEL_FORMAT, **preprocessing.describe(), "output_normalized": "false",
-            "embedding_dim": str(checkpoint["embedding_dim"]), "backbone": checkpoint["backbone"],
-            "loss": str(checkpoint.get("loss", "unknown")),
-            "config_hash": str(checkpoint.get("config_hash", "unknown")),
+def metadata_for(checkpoint: BackboneCheckpoint) -> dict[str, str]:
+    """The `metadata_props` of an exported model: `OnnxEmbedder` reads its model input back from them."""
+    return {"format": MODEL_FORMAT, **checkpoint.model_input.describe(), "output_normalized": "false",
+            "embedding_dim": str(checkpoint.embedding_dim), "backbone": checkpoint.backbone,
+            "loss": str(checkpoint.extra.get("loss", "unknown")),
+            "config_hash": str(checkpoint.extra.get("config_hash", "unknown")),
             "faceid_version": faceid.__version__}
 
 
@@ -80,19 +82,17 @@ def export_onnx(checkpoint_path: str | Path, out: str | Path, parity_faces: Path
                 min_cosine: float = PARITY_MIN_COSINE) -> Parity:
     """Export the backbone of `checkpoint_path` to `out`; raises RuntimeError when parity fails."""
     out = Path(out)
-    torch_embedder = TorchEmbedder.from_checkpoint(checkpoint_path, device="cpu")
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{checkpoint_path} is not a faceid backbone checkpoint")
+    checkpoint = read_backbone_checkpoint(checkpoint_path)
+    torch_embedder = TorchEmbedder.from_checkpoint(checkpoint, device="cpu")
     model = torch_embedder.model.eval()
-    size = torch_embedder.preprocessing.input_size
+    size = checkpoint.model_input.input_size
     example = torch.zeros(2, 3, size, size)
     with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates every stage
         program = torch.onnx.export(model, (example,), None, input_names=["input"], output_names=["embedding"],
                                     opset_version=OPSET, dynamo=True, external_data=False, optimize=True,
                                     dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     proto = program.model_proto
-    onnx.helper.set_model_props(proto, metadata_for(checkpoint, torch_embedder.preprocessing))
+    onnx.helper.set_model_props(proto, metadata_for(checkpoint))
     onnx.checker.check_model(proto, full_check=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, out)
@@ -108,7 +108,6 @@ def quantize_int8(model_path: str | Path, out: str | Path, calibration: Path | N
                   mode: str = "static") -> Path:
     """onnxruntime int8 quantisation: `static` (QDQ, per-channel, calibrated on aligned faces from
     `calibration` or generated ones) or `dynamic` (weights only). Metadata is carried over."""
-    from faceid.export.embedder import OnnxEmbedder
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -117,6 +116,8 @@ def quantize_int8(model_path: str | Path, out: str | Path, calibration: Path | N
         quantize_static,
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from faceid.export.embedder import OnnxEmbedder
 
     model_path, out = Path(model_path), Path(out)
     prepared = out.with_suffix(".prep.onnx")
@@ -130,7 +131,7 @@ def quantize_int8(model_path: str | Path, out: str | Path, calibration: Path | N
         elif mode == "static":
             embedder = OnnxEmbedder(model_path, device="cpu")
             faces, _ = sample_faces(calibration, count=64)
-            batches = [embedder.preprocessing.apply(faces[i:i + 8]) for i in range(0, len(faces), 8)]
+            batches = [embedder.model_input.apply(faces[i:i + 8]) for i in range(0, len(faces), 8)]
 
             class Reader(CalibrationDataReader):
                 def __init__(self):
@@ -157,9 +158,9 @@ def export_fp16(checkpoint_path: str | Path, out: str | Path) -> Path:
     """A float16 copy of the exported graph (inputs and outputs stay float32), for CUDA inference."""
     if not torch.cuda.is_available():
         raise ValueError("--fp16 export needs CUDA (float16 inference on onnxruntime's CPU provider is not faster)")
-    torch_embedder = TorchEmbedder.from_checkpoint(checkpoint_path, device="cuda")
-    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-    size = torch_embedder.preprocessing.input_size
+    checkpoint = read_backbone_checkpoint(checkpoint_path)
+    torch_embedder = TorchEmbedder.from_checkpoint(checkpoint, device="cuda")
+    size = checkpoint.model_input.input_size
 
     class HalfPrecision(torch.nn.Module):
         def __init__(self, model):
@@ -175,7 +176,7 @@ def export_fp16(checkpoint_path: str | Path, out: str | Path) -> Path:
                                     input_names=["input"], output_names=["embedding"], opset_version=OPSET,
                                     dynamo=True, external_data=False, dynamic_shapes=({0: torch.export.Dim("batch")},))
     proto = program.model_proto
-    metadata = {**metadata_for(checkpoint, torch_embedder.preprocessing), "precision": "float16"}
+    metadata = {**metadata_for(checkpoint), "precision": "float16"}
     onnx.helper.set_model_props(proto, metadata)
     onnx.save(proto, out)
     return Path(out)

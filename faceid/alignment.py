@@ -217,8 +217,8 @@ def _is_size(value) -> bool:
 
 
 def resolve_template(template) -> AlignmentTemplate:
-    """`alignment_template`, plus the legacy size form: an int or (height, width) means the ArcFace
-    template scaled to that size, exactly as `template_for_size`."""
+    """`alignment_template`, plus the size form: an int or (height, width) means the ArcFace template
+    scaled to that size, exactly as `template_for_size`."""
     if _is_size(template):
         return TEMPLATES["arcface_112"].scaled(template)
     return alignment_template(template)
@@ -268,8 +268,8 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, template="arcface_112")
     """Warp `image` so that its 5 `landmarks` land on `template`'s points.
 
     `template` is anything `alignment_template` resolves (a name such as "dlib_150", an
-    `AlignmentTemplate`, a spec mapping) or, as before templates were named, an int or (height,
-    width) size meaning the ArcFace template scaled to it (`template_for_size`).
+    `AlignmentTemplate`, a spec mapping) or an int or (height, width) size meaning the ArcFace
+    template scaled to it (`template_for_size`).
 
     Returns (crop, matrix): the (height, width, channels) crop and the 2x3 matrix from image to crop
     coordinates. Pixels that fall outside the source image are filled by edge replication

@@ -46,13 +46,13 @@ def _generate(config, out_dir: Path) -> list:
 def _detect(config, data: Path) -> list:
     """Detect the largest face of every photo once (MTCNN) and align the crops the demo trains on."""
     from faceid.demo_faces import detected_faces, write_crops
-    from faceid.embedding import Preprocessing
+    from faceid.model_input import ModelInput
 
     if not data.is_dir():
         raise ValueError(f"--data {data} is not a directory (expected identity folders of photos: DIR/<name>/<photo>)")
     print(f"[1/4] detecting faces in {data} (MTCNN, the largest face of each photo)")
     faces, missed = detected_faces(data, config.device)
-    template = Preprocessing(input_size=config.model.input_size).crop_template()
+    template = ModelInput(input_size=config.model.input_size).crop_template()
     write_crops(faces, template, config.data.root)
     print(f"      {len(faces)} of {len(faces) + len(missed)} photos have a face"
           + (f" (left out: {', '.join(i.relative for i in missed[:5])}{' ...' if len(missed) > 5 else ''})"
@@ -76,8 +76,8 @@ def _evaluate(config, model: str, out_dir: Path) -> tuple[list, dict]:
     from faceid.data.dataset import split_identities
     from faceid.data.folder import list_identity_folder
     from faceid.data.protocols import build_pair_protocol
-    from faceid.embedding import TorchEmbedder
     from faceid.evaluation.runner import evaluate_pairs
+    from faceid.torch_embedder import TorchEmbedder
 
     print("[3/4] evaluating on held-out identities (never seen in training)")
     _, held_out = split_identities(list_identity_folder(config.data.root), config.data.validation_fraction, config.seed)
@@ -115,8 +115,8 @@ def _galleries(config, checkpoint: str, faces: list, held_out: list, out_dir: Pa
     held_faces = [face for face in faces if (face.image.identity, face.image.path.stem) in held]
     results = {}
     for name, (embedder, folder) in models.items():
-        template = embedder.preprocessing.crop_template()
-        print(f"      --- {name}: held-out faces aligned onto {embedder.preprocessing.alignment} "
+        template = embedder.model_input.crop_template()
+        print(f"      --- {name}: held-out faces aligned onto {embedder.model_input.alignment} "
               f"({template.height} px) from their landmarks")
         crops = write_crops(held_faces, template, out_dir / "crops" / folder)
         results[name] = gallery_demo(embedder, crops, out_dir / folder, config.seed)

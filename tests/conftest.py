@@ -25,3 +25,5 @@ def small_synthetic(tmp_path_factory) -> Path:
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Where benchmarks and tools look for the real data sets (faceid.data.locations); a value set by the user stays.
+os.environ.setdefault("FACEID_DATA", str(SHARED_DATA))

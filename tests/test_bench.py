@@ -1,5 +1,4 @@
 from faceid.evaluation.benchmarks.losses import run_loss_benchmark
-
 from faceid.losses import available_losses
 
 

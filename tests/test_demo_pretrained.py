@@ -43,7 +43,7 @@ def test_gallery_step_with_dlib(synthetic, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("FACEID_HOME", str(tmp_path / "home"))
     embedder = load_embedder("dlib_resnet_v1", "cpu")
-    crops = write_crops(synthetic_faces(synthetic / "raw"), embedder.preprocessing.crop_template(), tmp_path / "c")
+    crops = write_crops(synthetic_faces(synthetic / "raw"), embedder.model_input.crop_template(), tmp_path / "c")
     result = gallery_demo(embedder, crops, tmp_path / "gallery", seed=0)
     out = capsys.readouterr().out
     assert "probe" in out and "decision" in out and "strangers answered unknown" in out

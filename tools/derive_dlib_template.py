@@ -17,7 +17,9 @@ the second half of Caltech. With --embed, the chip-cosine figure (dlib's network
 dlib's own chip) is measured on the held-out part and on all images.
 
 Run from the repo root:
-    PYTHONPATH=$PWD python tools/derive_dlib_template.py --data ../shared/data --embed [--cache /tmp/mtcnn.npz]
+    PYTHONPATH=$PWD python tools/derive_dlib_template.py [--data DATA] --embed [--cache /tmp/mtcnn.npz]
+
+DATA holds orl/ and caltech_faces/ (default: $FACEID_DATA, else ../shared/data).
 """
 
 import argparse
@@ -31,6 +33,7 @@ import numpy as np
 
 from faceid.alignment import align_face, estimate_similarity
 from faceid.data.images import read_rgb
+from faceid.data.locations import real_data
 
 CHIP_SIZE, CHIP_PADDING = 150, 0.25
 FACENET_SIZE, FACENET_MARGIN = 160, 0
@@ -198,7 +201,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 def embed_report(dlib_pipeline: DlibPipeline, rows, held_rows, template: np.ndarray) -> None:
     """The acceptance figure: dlib's network on faceid's chip (MTCNN + template, edge-replicated border)
     vs on dlib's own chip. For context also: a black border instead of edge replication (dlib's own fill),
-    the ArcFace template scaled to 150 (what faceid did before named templates), and dlib's own chips of
+    the ArcFace template scaled to 150 (faceid's default crop at that size), and dlib's own chips of
     different ORL people (impostor pairs)."""
     print("\n== chip cosine: dlib's network on faceid's chip (MTCNN + template) vs on dlib's own chip ==")
     spec = {"points": template, "size": [CHIP_SIZE, CHIP_SIZE]}
@@ -238,7 +241,7 @@ def embed_report(dlib_pipeline: DlibPipeline, rows, held_rows, template: np.ndar
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, default=None, help="the folder holding orl/ and caltech_faces/")
     parser.add_argument("--cache", type=Path, default=None, help="npz caching MTCNN's detections between runs")
     parser.add_argument("--refine", action="store_true", help="refine dlib_150 by transform least squares")
     parser.add_argument("--embed", action="store_true", help="measure the chip-cosine figure with dlib's network")
@@ -247,9 +250,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     np.set_printoptions(suppress=True, precision=4)
 
-    items = dataset(args.data)
+    data = real_data(args.data, default=Path("../shared/data"))
+    items = dataset(data)
     if not items:
-        raise SystemExit(f"no ORL / Caltech images under {args.data}")
+        raise SystemExit(f"no ORL / Caltech images under {data}")
     started = time.time()
     mtcnn = detect_mtcnn(items, args.cache)
     dlib_pipeline = DlibPipeline()

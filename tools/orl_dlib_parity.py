@@ -14,8 +14,8 @@ Both use the protocol `faceid evaluate` builds (build_pair_protocol over list_id
 pairs per fold and seed) and the same 10-fold accuracy. An image in which a detector finds no face is dropped
 with every pair it is in, as `faceid evaluate` does; the figures are also given on the pairs both kept.
 
-Run from the repo root (a few minutes on 2 CPU cores):
-    PYTHONPATH=$PWD python tools/orl_dlib_parity.py [--data ../shared/data/orl] [--out orl-dlib-parity]
+Run from the repo root (ORL from --data, else $FACEID_DATA/orl, else ../shared/data/orl beside the checkout):
+    PYTHONPATH=$PWD python tools/orl_dlib_parity.py [--data ORL_FOLDER] [--out orl-dlib-parity]
 """
 
 import argparse
@@ -24,12 +24,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from faceid.evaluation.verification import kfold_accuracy
 from PIL import Image
 
 from faceid.cli import main as faceid_main
 from faceid.data.folder import list_identity_folder
+from faceid.data.locations import real_data
 from faceid.data.protocols import PairProtocol, build_pair_protocol
+from faceid.evaluation.verification import kfold_accuracy
 from faceid.zoo.dlib_format import dlib_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,12 +102,14 @@ def score(protocol: PairProtocol, vectors: dict[str, np.ndarray], keep: np.ndarr
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "orl")
+    parser.add_argument("--data", type=Path, default=None, help="ORL's identity folders (default $FACEID_DATA/orl)")
     parser.add_argument("--out", type=Path, default=Path("orl-dlib-parity"))
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--pairs-per-fold", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.data = real_data(args.data, "orl", default=ROOT.parent / "shared" / "data")
+    return args
 
 
 def _line(name: str, figures: dict) -> str:
@@ -118,7 +121,7 @@ def _line(name: str, figures: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.data.is_dir():
-        raise SystemExit(f"{args.data} is not a directory of identity folders (ORL: ../shared/data/orl)")
+        raise SystemExit(f"{args.data} is not a directory of identity folders (ORL's s1 ... s40)")
     report, faceid_vectors = faceid_path(args)
     protocol = build_pair_protocol(list_identity_folder(args.data), args.folds, args.pairs_per_fold, args.seed)
     dlib_vectors = dlib_descriptors(list(protocol.paths))

@@ -1,4 +1,4 @@
-"""training: the training loop, samplers and miners, augmentation, and distributed training.
+"""faceid.training: the training loop, samplers and miners, augmentation, and distributed training.
 
-Imports `faceid` (backbones, losses, data) and `evaluation` (validation during training).
+Imports `faceid` (backbones, losses, data) and `faceid.evaluation` (validation during training).
 """

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faceid.checkpoint import save_backbone_checkpoint
 from faceid.config import FaceidConfig
-from faceid.embedding import save_backbone_checkpoint
 from faceid.files import atomic_write
 
 TRAINING_FORMAT = "faceid-training-1"

@@ -5,16 +5,15 @@ accuracy ± std, AUC, TAR@FAR=1e-2, training time)."""
 import json
 from pathlib import Path
 
-from faceid.evaluation.runner import evaluate_pairs
-from faceid.training.pretrained import check_crop_size, load_pretrained
-from faceid.training.trainer import Trainer
-
 from faceid.config import FaceidConfig, parse_yaml
 from faceid.data.dataset import split_identities
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.data.protocols import build_pair_protocol
-from faceid.embedding import TorchEmbedder
+from faceid.evaluation.runner import evaluate_pairs
+from faceid.torch_embedder import TorchEmbedder
+from faceid.training.pretrained import check_crop_size, load_pretrained
+from faceid.training.trainer import Trainer
 
 
 def parse_loss(spec: str) -> tuple[str, dict]:
@@ -56,7 +55,7 @@ def compare_losses(config: FaceidConfig, losses: list[str], eval_root: Path | No
         start = load_pretrained(config.model.init)
         check_crop_size(read_rgb(eval_images[0].path), start, "the evaluation data")
         rows.append({"loss": "as is", "init": config.model.init, "params": {}, "train_seconds": 0.0, "steps": 0,
-                     **_scores(protocol, TorchEmbedder.from_checkpoint(start.path, config.device),
+                     **_scores(protocol, TorchEmbedder.from_checkpoint(start.checkpoint, config.device),
                                out / "00-as-is" / "evaluation", f"{config.model.init} as is", root)})
     for position, spec in enumerate(losses, start=1):
         name, params = parse_loss(spec)

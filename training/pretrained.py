@@ -2,7 +2,7 @@
 
 The checkpoint decides the architecture: `model.backbone`, `embedding_dim`, `input_size` and `options`
 are taken from it, and a configuration that sets one of them to a different value is an error (never a
-silent override). The training data go through the checkpoint's preprocessing and must be crops of its
+silent override). The training data go through the checkpoint's model input and must be crops of its
 input size (aligned with its template, e.g. `dlib_150`); every checkpoint the run saves carries the
 pretrained model's `preprocessing` and `alignment` extras, so the fine-tuned model embeds as it did.
 
@@ -20,14 +20,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from faceid.backbones import build_backbone
+from faceid.checkpoint import BackboneCheckpoint, read_backbone_checkpoint
 from faceid.config import FaceidConfig, TrainingConfig
 from faceid.data.images import read_rgb
-from faceid.embedding import CHECKPOINT_FORMAT, Preprocessing, checkpoint_preprocessing
 from faceid.losses.lace import LACELoss
 from faceid.losses.margin import CombinedMarginLoss, SphereFaceLoss
 from faceid.losses.softmax import CocoLoss, NormFaceLoss
 from faceid.losses.terms import CenterTerm, JointLoss
+from faceid.model_input import ModelInput
 from faceid.zoo import is_model_name, resolve
 
 log = logging.getLogger("faceid.train")
@@ -43,18 +43,29 @@ COSINE_HEADS = ((CombinedMarginLoss, "weight"), (NormFaceLoss, "weight"), (CocoL
 @dataclass(frozen=True)
 class PretrainedModel:
     source: str  # as given: a zoo name or a path
-    path: Path
-    architecture: dict  # backbone, embedding_dim, input_size, options: ModelConfig's fields
-    state_dict: dict
-    preprocessing: Preprocessing  # the checkpoint's, alignment included
-    extra: dict  # what the run's checkpoints carry: the pretrained preprocessing and alignment, and `init`
+    checkpoint: BackboneCheckpoint
+
+    @property
+    def architecture(self) -> dict:
+        """backbone, embedding_dim, input_size, options: the ModelConfig fields the checkpoint fixes."""
+        c = self.checkpoint
+        return {"backbone": c.backbone, "embedding_dim": c.embedding_dim, "input_size": c.input_size,
+                "options": c.options}
+
+    @property
+    def model_input(self) -> ModelInput:
+        """The checkpoint's, alignment included."""
+        return self.checkpoint.model_input
+
+    @property
+    def extra(self) -> dict:
+        """What the run's checkpoints carry: the pretrained `preprocessing` and `alignment`, and `init`."""
+        kept = {key: self.checkpoint.extra[key] for key in CARRIED_EXTRAS if key in self.checkpoint.extra}
+        return {**kept, "init": self.source}
 
     def build(self) -> nn.Module:
         """A fresh backbone holding the pretrained weights."""
-        a = self.architecture
-        model = build_backbone(a["backbone"], a["embedding_dim"], a["input_size"], **a["options"])
-        model.load_state_dict(self.state_dict)
-        return model
+        return self.checkpoint.build()
 
 
 def load_pretrained(source: str | Path) -> PretrainedModel:
@@ -68,17 +79,9 @@ def load_pretrained(source: str | Path) -> PretrainedModel:
         raise ValueError(f"model.init {source!r} is an ONNX model ({path}); fine-tuning needs a faceid PyTorch "
                          "backbone checkpoint (.pt)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"model.init {source!r}: {path} is not a readable PyTorch checkpoint: {error}") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"model.init {source!r}: {path} is not a faceid backbone checkpoint (format "
-                         f"{CHECKPOINT_FORMAT}; a run's model.pt or best.pt is one, checkpoints/last.pt is not)")
-    architecture = {"backbone": checkpoint["backbone"], "embedding_dim": checkpoint["embedding_dim"],
-                    "input_size": checkpoint["input_size"], "options": checkpoint.get("backbone_options") or {}}
-    extra = {key: checkpoint[key] for key in CARRIED_EXTRAS if key in checkpoint}
-    return PretrainedModel(source, path, architecture, checkpoint["state_dict"],
-                           checkpoint_preprocessing(checkpoint, path), {**extra, "init": source})
+        return PretrainedModel(source, read_backbone_checkpoint(path))
+    except ValueError as error:
+        raise ValueError(f"model.init {source!r}: {error}") from None
 
 
 def configure(config: FaceidConfig, pretrained: PretrainedModel) -> FaceidConfig:
@@ -105,7 +108,7 @@ def check_data(pretrained: PretrainedModel, train_set, validation_images) -> Non
 
 def check_crop_size(crop: np.ndarray, pretrained: PretrainedModel, what: str) -> None:
     """Crops of another size than the checkpoint's input would be resized silently: refuse them."""
-    size, template = pretrained.preprocessing.input_size, pretrained.preprocessing.alignment
+    size, template = pretrained.model_input.input_size, pretrained.model_input.alignment
     if crop.shape[:2] != (size, size):
         raise ValueError(f"{what} holds {crop.shape[1]}x{crop.shape[0]} crops, but model.init {pretrained.source!r} "
                          f"takes {size}x{size} crops aligned with {template}; align the raw images for it "
@@ -113,7 +116,7 @@ def check_crop_size(crop: np.ndarray, pretrained: PretrainedModel, what: str) ->
 
 
 @torch.no_grad()
-def embed_dataset(backbone: nn.Module, dataset, preprocessing: Preprocessing, device: torch.device,
+def embed_dataset(backbone: nn.Module, dataset, model_input: ModelInput, device: torch.device,
                   batch_size: int = 64) -> torch.Tensor:
     """Raw (unnormalised) embeddings of every sample of `dataset`, in order, in eval mode, unaugmented."""
     was_training = backbone.training
@@ -122,7 +125,7 @@ def embed_dataset(backbone: nn.Module, dataset, preprocessing: Preprocessing, de
     try:
         for start in range(0, len(dataset), batch_size):
             crops = [dataset.load(index)[0] for index in range(start, min(start + batch_size, len(dataset)))]
-            outputs.append(backbone(torch.from_numpy(preprocessing.apply(crops)).to(device)).float().cpu())
+            outputs.append(backbone(torch.from_numpy(model_input.apply(crops)).to(device)).float().cpu())
     finally:
         backbone.train(was_training)
     return torch.cat(outputs)

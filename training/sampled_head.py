@@ -29,6 +29,10 @@ placeholder left between steps, so a resume continues exactly.
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from faceid.config import TrainingConfig
+from faceid.losses.base import check_inputs, cosine_logits
+from faceid.losses.margin import CombinedMarginLoss
 from faceid.training.distributed import DistributedContext
 from faceid.training.partial_fc import (
     DistributedCrossEntropy,
@@ -38,10 +42,6 @@ from faceid.training.partial_fc import (
     gather_shards,
     shard_bounds,
 )
-
-from faceid.config import TrainingConfig
-from faceid.losses.base import check_inputs, cosine_logits
-from faceid.losses.margin import CombinedMarginLoss
 
 
 class SampledMarginHead(nn.Module):

@@ -14,15 +14,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from faceid.evaluation.verification import verification_report
-from faceid.training import checkpoint, pretrained
-from faceid.training.augmentation import Augmentation
-from faceid.training.distributed import DistributedContext, init_distributed, shutdown
-from faceid.training.loader import build_loader
-from faceid.training.run_log import RunLog
-from faceid.training.sampled_head import build_head
-from faceid.training.samplers import auto_sampler, build_sampler
-from faceid.training.schedule import LearningRateSchedule
 from torch.nn.parallel import DistributedDataParallel
 
 from faceid.backbones import build_backbone
@@ -32,8 +23,18 @@ from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.data.protocols import build_pair_protocol
 from faceid.device import resolve_device
-from faceid.embedding import Preprocessing, TorchEmbedder
+from faceid.evaluation.verification import verification_report
 from faceid.losses import build_loss
+from faceid.model_input import ModelInput
+from faceid.torch_embedder import TorchEmbedder
+from faceid.training import checkpoint, pretrained
+from faceid.training.augmentation import Augmentation
+from faceid.training.distributed import DistributedContext, init_distributed, shutdown
+from faceid.training.loader import build_loader
+from faceid.training.run_log import RunLog
+from faceid.training.sampled_head import build_head
+from faceid.training.samplers import auto_sampler, build_sampler
+from faceid.training.schedule import LearningRateSchedule
 
 log = logging.getLogger("faceid.train")
 
@@ -41,8 +42,8 @@ log = logging.getLogger("faceid.train")
 class TrainingSamples(torch.utils.data.Dataset):
     """(index, augmentation seed) -> (normalised CHW float tensor, label)."""
 
-    def __init__(self, dataset, augmentation: Augmentation, preprocessing: Preprocessing):
-        self.dataset, self.augmentation, self.preprocessing = dataset, augmentation, preprocessing
+    def __init__(self, dataset, augmentation: Augmentation, model_input: ModelInput):
+        self.dataset, self.augmentation, self.model_input = dataset, augmentation, model_input
 
     def __len__(self):
         return len(self.dataset)
@@ -51,7 +52,7 @@ class TrainingSamples(torch.utils.data.Dataset):
         index, seed = item
         crop, label = self.dataset.load(index)
         crop = self.augmentation(crop, seed)
-        return torch.from_numpy(self.preprocessing.apply([crop])[0]), label
+        return torch.from_numpy(self.model_input.apply([crop])[0]), label
 
 
 class TrainModule(nn.Module):
@@ -114,7 +115,7 @@ class Trainer:
     def _build(self) -> None:
         config = self.config
         self.train_set, self.validation_images = _datasets(config)
-        self.preprocessing = Preprocessing(input_size=config.model.input_size)
+        self.model_input = ModelInput(input_size=config.model.input_size)
         self._build_model()
         self._build_batches()
         self._build_optimizer()
@@ -129,7 +130,7 @@ class Trainer:
         self.pretrained = pretrained.load_pretrained(self.config.model.init) if self.config.model.init else None
         if self.pretrained:
             self.config = pretrained.configure(self.config, self.pretrained)
-            self.preprocessing = self.pretrained.preprocessing
+            self.model_input = self.pretrained.model_input
             pretrained.check_data(self.pretrained, self.train_set, self.validation_images)
         config, t = self.config, self.config.training
         self.backbone = (self.pretrained.build() if self.pretrained else
@@ -142,7 +143,7 @@ class Trainer:
         loss = build_loss(config.loss.name, config.model.embedding_dim, self.train_set.num_classes,
                           **config.loss.params)
         if self.pretrained and config.model.init_head == "class_means" and self.resume_path is None:
-            embeddings = pretrained.embed_dataset(self.backbone, self.train_set, self.preprocessing, self.device)
+            embeddings = pretrained.embed_dataset(self.backbone, self.train_set, self.model_input, self.device)
             pretrained.init_head(loss, embeddings, self.train_set.labels, config.loss.name)
         self.sharded = t.model_parallel_head and self.context.enabled
         self.loss = build_head(loss, config.loss.name, t, self.context, config.seed).to(self.device)
@@ -162,7 +163,7 @@ class Trainer:
         self.sampler = build_sampler(name, self.train_set.labels, t.batch_size, config.seed, **options)
         self.steps_per_epoch = len(self.sampler.batches(0))
         self.total_steps = min(t.max_steps or 10**12, t.epochs * self.steps_per_epoch)
-        self.samples = TrainingSamples(self.train_set, Augmentation(t.augmentation), self.preprocessing)
+        self.samples = TrainingSamples(self.train_set, Augmentation(t.augmentation), self.model_input)
 
     def _build_optimizer(self) -> None:
         """One parameter group for the backbone (`backbone_lr`), one for the loss (its own lr and weight decay)."""
@@ -200,7 +201,7 @@ class Trainer:
     def validate(self) -> dict:
         """Verification on the validation pairs, through an embedder over the live backbone."""
         protocol, model = self.validation_protocol, self.config.model
-        embedder = TorchEmbedder(self.backbone, model.backbone, model.embedding_dim, self.preprocessing, self.device)
+        embedder = TorchEmbedder(self.backbone, model.backbone, model.embedding_dim, self.model_input, self.device)
         try:
             embeddings = np.concatenate([embedder.embed([read_rgb(path) for path in protocol.paths[start:start + 64]])
                                          for start in range(0, len(protocol.paths), 64)])

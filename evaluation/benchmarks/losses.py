@@ -5,9 +5,9 @@ on one device, so the ratios compare like with like.
 """
 
 import torch
-from faceid.evaluation.benchmarks.timing import best_time
 
 from faceid.device import resolve_device
+from faceid.evaluation.benchmarks.timing import best_time
 from faceid.losses import ClassificationLoss, JointLoss, available_losses, build_loss
 
 FULL = {"batch": 256, "dim": 512, "classes": (10_000, 100_000)}

@@ -84,5 +84,5 @@ def _preprocessor(args: argparse.Namespace, embedder):
         return None
     from faceid.preprocessing import FacePreprocessor
 
-    template = embedder.preprocessing.crop_template() if embedder else 112
+    template = embedder.model_input.crop_template() if embedder else 112
     return FacePreprocessor(select="largest", size=template, device=args.device)

@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faceid.embedding import TorchEmbedder
     from faceid.export.onnx_export import check_parity, export_fp16, export_onnx, quantize_int8, sample_faces
+    from faceid.torch_embedder import TorchEmbedder
 
     args.checkpoint = checkpoint_of(args.checkpoint)
     parity = export_onnx(args.checkpoint, args.out, args.parity_faces)

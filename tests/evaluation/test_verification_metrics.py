@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score, roc_curve
+
 from faceid.evaluation import (
     best_threshold_accuracy,
     equal_error_rate,
@@ -12,7 +14,6 @@ from faceid.evaluation import (
     verification,
     verification_report,
 )
-from sklearn.metrics import roc_auc_score, roc_curve
 
 
 def _scores(seed, n=400, ties=False):

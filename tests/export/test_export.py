@@ -3,14 +3,15 @@ import onnx
 import pytest
 import torch
 import torch.nn as nn
-from faceid.export.embedder import OnnxEmbedder, load_embedder
-from faceid.export.onnx_export import export_onnx, quantize_int8
 
 from faceid.backbones import build_backbone
+from faceid.checkpoint import save_backbone_checkpoint
 from faceid.cli import main
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
-from faceid.embedding import TorchEmbedder, save_backbone_checkpoint
+from faceid.export.embedder import OnnxEmbedder, load_embedder
+from faceid.export.onnx_export import export_onnx, quantize_int8
+from faceid.torch_embedder import TorchEmbedder
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_export_is_valid_and_parity_holds(exported):
 def test_metadata_round_trip(exported):
     folder, _ = exported
     embedder = OnnxEmbedder(folder / "model.onnx", device="cpu")
-    assert embedder.preprocessing == TorchEmbedder.from_checkpoint(folder / "model.pt", "cpu").preprocessing
+    assert embedder.model_input == TorchEmbedder.from_checkpoint(folder / "model.pt", "cpu").model_input
     for key, value in {"backbone": "small_cnn", "loss": "arcface", "config_hash": "abc", "embedding_dim": "32",
                        "input_size": "64", "channel_order": "RGB", "output_normalized": "false"}.items():
         assert embedder.metadata[key] == value
@@ -152,7 +153,7 @@ def test_embed_detects_and_aligns_real_photos(exported, shared_data, tmp_path, c
 
 
 def test_embed_benchmark_reports_ratios(tmp_path):
-    from faceid.export.benchmark import benchmark_backbone
+    from faceid.export.benchmarks.embed import benchmark_backbone
 
     rows = benchmark_backbone("small_cnn", tmp_path, repeats=1, batches=(1, 4))
     assert [r["batch"] for r in rows] == [1, 4]
@@ -161,32 +162,34 @@ def test_embed_benchmark_reports_ratios(tmp_path):
 
 
 def test_preprocessing_descriptions_round_trip_and_name_bad_keys():
-    from faceid.embedding import Preprocessing
+    from faceid.model_input import ModelInput
 
     custom = {"points": [[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]], "size": [100, 100]}
-    for preprocessing in (Preprocessing(), Preprocessing(150, "BGR", (0.1, 0.2, 0.3), (1.0, 1.0, 1.0), "dlib_150"),
-                          Preprocessing.from_description({"input_size": 96, "channel_order": "RGB", "mean": 0.5,
-                                                          "std": 0.5, "alignment": custom}, "test")):
-        assert Preprocessing.from_description(preprocessing.describe(), "metadata") == preprocessing
-    good = Preprocessing().describe()
+    for preprocessing in (ModelInput(), ModelInput(150, "BGR", (0.1, 0.2, 0.3), (1.0, 1.0, 1.0), "dlib_150"),
+                          ModelInput.from_description({"input_size": 96, "channel_order": "RGB", "mean": 0.5,
+                                                       "std": 0.5, "alignment": custom}, "test")):
+        assert ModelInput.from_description(preprocessing.describe(), "metadata") == preprocessing
+    good = ModelInput().describe()
     for key, value, message in [("std", "0,1,1", "std must be positive"), ("mean", "nan", "finite numbers"),
                                 ("input_size", "-3", "positive integer"), ("channel_order", "RBG", "RGB or BGR"),
                                 ("alignment", "", "template name")]:
         with pytest.raises(ValueError, match=message):
-            Preprocessing.from_description({**good, key: value}, "model.yaml")
+            ModelInput.from_description({**good, key: value}, "model.yaml")
     with pytest.raises(ValueError, match=r"lacks \['std'\]"):
-        Preprocessing.from_description({k: v for k, v in good.items() if k != "std"}, "model.yaml")
+        ModelInput.from_description({k: v for k, v in good.items() if k != "std"}, "model.yaml")
 
 
 def test_checkpoints_carry_their_preprocessing_and_alignment(tmp_path):
     from faceid.backbones import build_backbone
-    from faceid.embedding import Preprocessing, TorchEmbedder, save_backbone_checkpoint
+    from faceid.checkpoint import save_backbone_checkpoint
+    from faceid.model_input import ModelInput
+    from faceid.torch_embedder import TorchEmbedder
 
     model = build_backbone("small_cnn", 16, 64)
     save_backbone_checkpoint(tmp_path / "plain.pt", model, "small_cnn", 16, 64)
-    assert TorchEmbedder.from_checkpoint(tmp_path / "plain.pt", device="cpu").preprocessing == Preprocessing(64)
+    assert TorchEmbedder.from_checkpoint(tmp_path / "plain.pt", device="cpu").model_input == ModelInput(64)
     recorded = {"input_size": 64, "channel_order": "RGB", "mean": [0.4, 0.4, 0.4], "std": [1.0, 1.0, 1.0]}
     save_backbone_checkpoint(tmp_path / "converted.pt", model, "small_cnn", 16, 64,
                              extra={"preprocessing": recorded, "alignment": "dlib_150"})
-    loaded = TorchEmbedder.from_checkpoint(tmp_path / "converted.pt", device="cpu").preprocessing
-    assert loaded == Preprocessing(64, "RGB", (0.4, 0.4, 0.4), (1.0, 1.0, 1.0), "dlib_150")
+    loaded = TorchEmbedder.from_checkpoint(tmp_path / "converted.pt", device="cpu").model_input
+    assert loaded == ModelInput(64, "RGB", (0.4, 0.4, 0.4), (1.0, 1.0, 1.0), "dlib_150")

@@ -15,7 +15,9 @@ import torch
 
 from faceid.backbones import build_backbone
 from faceid.backbones.dlib_resnet import DlibResNet, add_zero_padded
-from faceid.embedding import CHECKPOINT_FORMAT, Preprocessing, TorchEmbedder
+from faceid.checkpoint import CHECKPOINT_FORMAT
+from faceid.model_input import ModelInput
+from faceid.torch_embedder import TorchEmbedder
 from faceid.zoo import dlib_format, dlib_layers
 from faceid.zoo.dlib_format import (
     convert_dlib_model,
@@ -86,7 +88,7 @@ def test_checkpoint_records_weights_preprocessing_and_alignment(dat_file, model,
     assert (checkpoint["embedding_dim"], checkpoint["input_size"]) == (128, 150)
     assert checkpoint["alignment"] == "dlib_150"
     assert checkpoint["source"]["file"] == dat_file.name and "CC0" in checkpoint["source"]["licence"]
-    preprocessing = Preprocessing(**checkpoint["preprocessing"])
+    preprocessing = ModelInput(**checkpoint["preprocessing"])
     assert preprocessing.channel_order == "RGB" and preprocessing.std == pytest.approx((256 / 255,) * 3)
     assert np.array(preprocessing.mean) * 255 == pytest.approx([122.782, 117.001, 104.298], abs=1e-4)
     # faceid's (pixel/255 - mean)/std is dlib's (pixel - average)/256
@@ -169,7 +171,7 @@ def test_parity_with_dlib(dat_file, tmp_path):
     model = build_backbone("dlib_resnet", 128, 150)
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
-    batch = torch.from_numpy(Preprocessing(**checkpoint["preprocessing"]).apply(np.stack(chips)))
+    batch = torch.from_numpy(ModelInput(**checkpoint["preprocessing"]).apply(np.stack(chips)))
     with torch.no_grad():
         start = time.perf_counter()
         ours = model(batch[:32]).double().numpy()

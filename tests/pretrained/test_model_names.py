@@ -82,25 +82,23 @@ def test_enroll_identify_and_serve_with_a_model_name(faces, tmp_path, capsys, mo
     monkeypatch.setattr("faceid.gallery.service.app.serve",
                         lambda opened, *args, **kwargs: served.setdefault("g", opened))
     assert main(["serve", str(gallery), "--model", MODEL, "--device", "cpu"]) == 0
-    assert served["g"].dim == 128 and served["g"].resolver.embedder.preprocessing.alignment == "dlib_150"
+    assert served["g"].dim == 128 and served["g"].resolver.embedder.model_input.alignment == "dlib_150"
 
 
 def test_open_gallery_aligns_photos_with_the_models_template(tmp_path):
-    from faceid.gallery.session import open_gallery
-
     from faceid.alignment import alignment_template
+    from faceid.gallery.session import open_gallery
 
     with open_gallery(tmp_path / "g", MODEL, aligned=False, device="cpu", create=True) as gallery:
         assert gallery.resolver.preprocessor.size == alignment_template("dlib_150")
-        assert gallery.store.get("model") == MODEL
+        assert gallery.setting("model") == MODEL
     with open_gallery(tmp_path / "g", device="cpu") as reopened:
         assert reopened.resolver.embedder.embedding_dim == 128
 
 
 def test_export_a_model_name(faces, tmp_path, capsys):
-    from faceid.export.embedder import OnnxEmbedder, load_embedder
-
     from faceid.data.images import read_rgb
+    from faceid.export.embedder import OnnxEmbedder, load_embedder
 
     out = tmp_path / "dlib.onnx"
     assert main(["export", MODEL, "--out", str(out)]) == 0

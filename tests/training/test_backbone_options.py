@@ -1,14 +1,14 @@
 """A run with backbone options (`model.options`) is usable downstream: its model.pt loads with those
-options, exports to ONNX, evaluates and takes part in compare-losses (issue 14)."""
+options, exports to ONNX, evaluates and takes part in compare-losses."""
 
 import json
 
 import numpy as np
-from faceid.training.trainer import Trainer
 
 from faceid.cli import main
 from faceid.data.images import read_rgb
-from faceid.embedding import TorchEmbedder
+from faceid.torch_embedder import TorchEmbedder
+from faceid.training.trainer import Trainer
 from tests.training.test_trainer import TINY, _config
 
 OPTIONS = "model.options={width: 8, norm: group}"

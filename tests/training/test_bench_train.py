@@ -4,9 +4,9 @@ import re
 
 import pytest
 import torch
-from faceid.training.benchmark import run_train_benchmark
 
 from faceid.cli import main
+from faceid.training.benchmarks.train import run_train_benchmark
 
 
 def test_quick_train_benchmark_prints_every_row(tmp_path, capsys):

@@ -1,8 +1,7 @@
 import json
 
-from faceid.training.compare import parse_loss
-
 from faceid.cli import main
+from faceid.training.compare import parse_loss
 
 
 def test_parse_loss_specs():

@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from faceid.training.trainer import Trainer
 
 from faceid.cli import main
 from faceid.config import ConfigError, load_config
@@ -15,6 +14,7 @@ from faceid.data.crop_cache import CropCache, prepare_cache
 from faceid.data.dataset import FolderDataset, identity_images
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
+from faceid.training.trainer import Trainer
 from tests.training.test_trainer import TINY
 
 

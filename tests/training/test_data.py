@@ -4,13 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from faceid.training.augmentation import Augmentation
-from faceid.training.samplers import build_sampler
 from PIL import Image
 
 from faceid.data.dataset import FolderDataset, RecordIODataset, split_identities
 from faceid.data.folder import list_identity_folder
 from faceid.data.recordio import write_recordio
+from faceid.training.augmentation import Augmentation
+from faceid.training.samplers import build_sampler
 
 
 def test_identity_disjoint_split(small_synthetic):
@@ -146,9 +146,8 @@ def test_unknown_sampler_options_name_the_key_and_the_valid_ones():
 
 
 def test_auto_sampler_follows_the_loss_type():
-    from faceid.training.samplers import auto_sampler
-
     from faceid.losses import build_loss
+    from faceid.training.samplers import auto_sampler
 
     for name, expected in [("triplet", "pk"), ("contrastive", "pk"), ("arcface", "random"), ("softmax", "random"),
                            ("arcface+center", "random"), ("center", "random")]:

@@ -8,14 +8,15 @@ import json
 import cv2
 import pytest
 import torch
-from faceid.training.trainer import Trainer
 
 from faceid.backbones import build_backbone
+from faceid.checkpoint import save_backbone_checkpoint
 from faceid.cli import main
 from faceid.config import load_config
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
-from faceid.embedding import Preprocessing, save_backbone_checkpoint
+from faceid.model_input import ModelInput
+from faceid.training.trainer import Trainer
 
 SIZE = 32
 PREPROCESSING = {"input_size": SIZE, "channel_order": "BGR", "mean": (0.4, 0.45, 0.5), "std": (0.3, 0.3, 0.3)}
@@ -53,7 +54,7 @@ def pretrained(crops, tmp_path_factory):
     torch.manual_seed(7)
     model = build_backbone("small_cnn", 16, SIZE, width=8)
     crops = [read_rgb(item.path) for item in list_identity_folder(crops)]
-    images = torch.from_numpy(Preprocessing(**PREPROCESSING).apply(crops))
+    images = torch.from_numpy(ModelInput(**PREPROCESSING).apply(crops))
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for module in norms:
         module.momentum = None  # a cumulative average: one pass sets the statistics of the whole batch
@@ -94,7 +95,7 @@ def test_init_loads_the_weights_architecture_and_preprocessing(crops, pretrained
     model = trainer.config.model  # the defaults (small_cnn, 128-d, 112 px) gave way to the checkpoint's
     assert (model.backbone, model.embedding_dim, model.input_size) == ("small_cnn", 16, SIZE)
     assert model.options == {"width": 8}
-    assert trainer.preprocessing == Preprocessing(**PREPROCESSING)
+    assert trainer.model_input == ModelInput(**PREPROCESSING)
 
 
 def test_a_contradicting_architecture_is_an_error(crops, pretrained, tmp_path):
@@ -149,7 +150,7 @@ def test_freeze_bn_stats_keeps_running_statistics(crops, pretrained, tmp_path, f
 def test_class_means_head_init(crops, pretrained, tmp_path, loss, vectors):
     trainer = Trainer(_config(crops, pretrained, tmp_path / "run", f"loss.name={loss}", "loss.params={}"),
                       progress=False)
-    model, preprocessing = _reference_model(pretrained), Preprocessing(**PREPROCESSING)
+    model, preprocessing = _reference_model(pretrained), ModelInput(**PREPROCESSING)
     sums = {True: torch.zeros(trainer.train_set.num_classes, 16), False: torch.zeros(trainer.train_set.num_classes, 16)}
     counts = torch.zeros(trainer.train_set.num_classes)
     with torch.no_grad():

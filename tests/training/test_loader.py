@@ -4,13 +4,13 @@ runs from pinned batches, and a diverged loss stops training with a clear error.
 
 import pytest
 import torch
-from faceid.training.loader import build_loader
-from faceid.training.trainer import Trainer
 
 from faceid.config import load_config
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.data.recordio import write_recordio
+from faceid.training.loader import build_loader
+from faceid.training.trainer import Trainer
 from tests.training.test_trainer import TINY
 
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from faceid.training.partial_fc import ShardedMarginHead
 
 from faceid.losses import build_loss
+from faceid.training.partial_fc import ShardedMarginHead
 
 BATCH, DIM, CLASSES, WORLD = 8, 12, 11, 2  # 11 classes: unequal shards (5 and 6)
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from faceid.training.distributed import DistributedContext
-from faceid.training.head_benchmark import head_benchmark_rows, print_head_table
-from faceid.training.partial_fc import ShardedMarginHead
-from faceid.training.sampled_head import SampledMarginHead, build_head
-from faceid.training.trainer import Trainer
 
 from faceid.config import ConfigError, load_config
 from faceid.losses import build_loss
+from faceid.training.benchmarks.head import head_benchmark_rows, print_head_table
+from faceid.training.distributed import DistributedContext
+from faceid.training.partial_fc import ShardedMarginHead
+from faceid.training.sampled_head import SampledMarginHead, build_head
+from faceid.training.trainer import Trainer
 from tests.training.test_trainer import assert_resume_is_exact
 
 BATCH, DIM, CLASSES, WORLD, S, M = 8, 12, 23, 2, 16.0, 0.5  # 23 classes: shards of 11 and 12

@@ -1,9 +1,9 @@
 import math
 
 import pytest
-from faceid.training.schedule import LearningRateSchedule
 
 from faceid.config import ScheduleConfig
+from faceid.training.schedule import LearningRateSchedule
 
 
 def _factors(name, steps=100, **options):

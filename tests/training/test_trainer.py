@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from faceid.training.trainer import Trainer
 
 from faceid.config import load_config
+from faceid.training.trainer import Trainer
 
 TINY = ["device=cpu", "model.backbone=small_cnn", "model.embedding_dim=16", "model.input_size=32",
         "model.options={width: 8}", "training.batch_size=16", "training.optimizer=sgd", "training.lr=0.05",
@@ -141,7 +141,7 @@ def test_sharded_head_resume_restores_every_ranks_optimiser_state(small_syntheti
 
 
 def test_validation_embeds_through_the_live_backbone_without_hashing_it(small_synthetic, tmp_path, monkeypatch):
-    from faceid.embedding import TorchEmbedder
+    from faceid.torch_embedder import TorchEmbedder
 
     def no_fingerprint(self):
         raise AssertionError("validation must not fingerprint the live backbone")

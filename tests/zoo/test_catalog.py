@@ -16,7 +16,7 @@ from tests.zoo.test_download import point, serving, sha, tiny_onnx
 
 
 def test_every_entry_is_complete():
-    from faceid.embedding import Preprocessing
+    from faceid.model_input import ModelInput
 
     entries = known_models()
     assert {"dlib_resnet_v1", "facenet_vggface2", "facenet_casia_webface", "buffalo_l", "buffalo_s", "sface"} <= {
@@ -29,7 +29,7 @@ def test_every_entry_is_complete():
         for digest in (entry.sha256, entry.member_sha256):
             assert digest is None or re.fullmatch("[0-9a-f]{64}", digest), entry.name
         assert (entry.member is not None) == (entry.kind == "onnx_zip")
-        preprocessing = Preprocessing.from_description(entry.preprocessing(), entry.name)
+        preprocessing = ModelInput.from_description(entry.preprocessing(), entry.name)
         assert preprocessing.input_size == entry.input_size and entry.input_description()
     assert not is_model_name("models/buffalo_l.onnx")
 
@@ -62,7 +62,8 @@ def _check_facenet_conversion(monkeypatch, tmp_path):
     import torch
     from facenet_pytorch import InceptionResnetV1
 
-    from faceid.embedding import Preprocessing, TorchEmbedder
+    from faceid.model_input import ModelInput
+    from faceid.torch_embedder import TorchEmbedder
 
     torch.manual_seed(0)
     facenet = InceptionResnetV1(pretrained=None, classify=False).eval()
@@ -80,8 +81,8 @@ def _check_facenet_conversion(monkeypatch, tmp_path):
         path = pull("facenet_vggface2", progress=False)
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     assert checkpoint["alignment"] == "facenet_160" and checkpoint["zoo_name"] == "facenet_vggface2"
-    preprocessing = Preprocessing(**{k: tuple(v) if isinstance(v, list) else v
-                                     for k, v in checkpoint["preprocessing"].items()})
+    preprocessing = ModelInput(**{k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in checkpoint["preprocessing"].items()})
     crops = np.random.default_rng(0).integers(0, 256, (2, 160, 160, 3), dtype=np.uint8)
     images = preprocessing.apply(crops)
     np.testing.assert_allclose(images, (crops.transpose(0, 3, 1, 2) - 127.5) / 128, atol=1e-5)
@@ -126,7 +127,7 @@ def test_insightface_pull_extracts_the_recognizer(monkeypatch, tmp_path, home):
         path = pull("buffalo_l", accept_licence=True, progress=False)
     assert path.read_bytes() == recognizer
     embedder = load_embedder(path, preprocessing=path.with_suffix(".yaml"))
-    assert embedder.embedding_dim == 512 and embedder.preprocessing.mean == (0.5, 0.5, 0.5)
+    assert embedder.embedding_dim == 512 and embedder.model_input.mean == (0.5, 0.5, 0.5)
 
 
 def test_import_and_remove_round_trip(monkeypatch, tmp_path, home):

@@ -130,7 +130,7 @@ def test_pull_downloads_verifies_and_caches(server, model_bytes, home):
     assert path == home / "models" / "sface" / "sface.onnx" and path.read_bytes() == model_bytes
     assert not (home / "models" / "sface" / "download").exists()
     embedder = load_embedder(path, preprocessing=path.with_suffix(".yaml"))
-    assert embedder.preprocessing.input_size == 112 and embedder.preprocessing.std[0] == pytest.approx(1 / 255)
+    assert embedder.model_input.input_size == 112 and embedder.model_input.std[0] == pytest.approx(1 / 255)
     assert embedder.embed(np.zeros((2, 112, 112, 3), np.uint8) + 100).shape == (2, 128)
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from faceid.export.embedder import OnnxEmbedder
-from faceid.export.onnx_export import export_onnx, quantize_int8
 
 from faceid.backbones import build_backbone
-from faceid.embedding import save_backbone_checkpoint
+from faceid.checkpoint import save_backbone_checkpoint
+from faceid.export.embedder import OnnxEmbedder
+from faceid.export.onnx_export import export_onnx, quantize_int8
 
 
 def _best(function, repeats: int, window: float = 0.5) -> float:
@@ -54,7 +54,7 @@ def benchmark_backbone(name: str, scratch: Path, repeats: int, batches=(1, 32)) 
     rows = []
     for batch in batches:
         crops = rng.integers(0, 255, (batch, 112, 112, 3), dtype=np.uint8)
-        tensor = torch.from_numpy(OnnxEmbedder(fp32, device="cpu").preprocessing.apply(crops))
+        tensor = torch.from_numpy(OnnxEmbedder(fp32, device="cpu").model_input.apply(crops))
         with torch.inference_mode():
             eager = _best(partial(model, tensor), repeats)
         row = {"backbone": name, "batch": batch, "pytorch_eager": batch / eager}
@@ -87,6 +87,8 @@ def end_to_end(photos: Path, model_path: Path, limit: int = END_TO_END_IMAGES) -
 
 
 def run_embed_benchmark(photos: Path | None, repeats: int = 3, backbones=("mobilefacenet", "iresnet50")) -> list[dict]:
+    """Print the table, then the end-to-end rate on the .jpg files of `photos` (skipped, saying why, when
+    `photos` is None or not a folder); return the table's rows."""
     print(f"faceid bench embed  CPU threads={torch.get_num_threads()}  images/s (x PyTorch eager), best of {repeats}")
     columns = ["pytorch_eager", "ort_fp32", "embedder_fp32", "ort_int8", "embedder_int8"]
     print(f"{'backbone':<15}{'batch':>6}" + "".join(f"{c:>22}" for c in columns)
@@ -99,7 +101,10 @@ def run_embed_benchmark(photos: Path | None, repeats: int = 3, backbones=("mobil
                 cells = "".join(f"{row[c]:>12.1f} ({row[c] / row['pytorch_eager']:4.2f}x)" for c in columns)
                 print(f"{name:<15}{row['batch']:>6}{cells}{row['embedder_fp32'] / row['ort_fp32']:>19.2f}"
                       f"{row['ort_int8'] / row['ort_fp32']:>11.2f}", flush=True)
-        if photos is not None and photos.is_dir():
+        if photos is None or not photos.is_dir():
+            reason = "no photos given (--data, or FACEID_DATA)" if photos is None else f"{photos} is not a folder"
+            print(f"end to end (decode + detect + align + embed) skipped: {reason}")
+        else:
             rate = end_to_end(photos, Path(scratch) / f"{backbones[0]}.onnx")
             print(f"end to end (decode + detect + align + embed, {backbones[0]} fp32) on {photos}: {rate:.1f} images/s")
     return rows

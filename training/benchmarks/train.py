@@ -10,11 +10,11 @@ first row:
 - end to end: the trainer's loader + step on the aligned image folder and on the cache, at each `workers`;
 - compiled: end to end from the files with `training.compile: true` at the eagerly fastest `workers`, its
   compilation time reported apart.
-Then the margin head at 10k/100k/1M classes with sample rate 1 and 0.1 (`training.head_benchmark`).
+Then the margin head at 10k/100k/1M classes with sample rate 1 and 0.1 (`training.benchmarks.head`).
 
-Faces: the 400 real faces of ../shared/data/orl aligned once with `faceid.align_tree` into the work
-folder (enough for the timed batches to stay within one epoch, so no worker start-up is timed), or
-generated faces when those are absent; then prepared once into a crop cache. Each
+Faces: the 400 real faces of ORL (`data`, default $FACEID_DATA/orl) aligned once with `faceid.align_tree`
+into the work folder (enough for the timed batches to stay within one epoch, so no worker start-up is
+timed), or generated faces when that folder is absent; then prepared once into a crop cache. Each
 step timing is the median over `steps` steps after `warmup` untimed ones; the bare and the
 trainer step are timed in turns, so both see the same load. On CPU: batch 16, few steps;
 on CUDA: batch 128, bf16 autocast, channels-last.
@@ -28,16 +28,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from faceid.training.trainer import Trainer
 
 from faceid.align_tree import align_tree
 from faceid.backbones import build_backbone
 from faceid.config import load_config
 from faceid.data.crop_cache import is_crop_cache, prepare_cache
 from faceid.data.folder import list_identity_folder
+from faceid.data.locations import real_data
 from faceid.data.synthetic import generate_dataset
 from faceid.device import resolve_device
 from faceid.losses import build_loss
+from faceid.training.trainer import Trainer
 
 NETWORKS = {"iresnet50": (112, 512), "small_cnn": (64, 128)}
 LOSS = {"s": 64.0, "m": 0.5}
@@ -52,7 +53,7 @@ class Settings:
     pipeline_batches: int
     workers: tuple[int, ...]
     faces: int
-    compile_on_cpu: tuple[str, ...]  # inductor takes minutes per network on a small CPU
+    compile_on_cpu: tuple[str, ...]  # the networks compiled on CPU too, where inductor compiles slowly
     head: dict
 
     @staticmethod
@@ -205,7 +206,7 @@ class TrainBenchmark:
         self.compiled(network, fastest["workers"])
 
     def verdict(self, network: str) -> str:
-        """The issue's targets for `network`: trainer step >= 0.95x bare, end to end >= 0.9x bare."""
+        """The targets for `network`: trainer step >= 0.95x bare, end to end >= 0.9x bare."""
         rows = [r for r in self.rows if r["network"] == network]
         step = next(r for r in rows if r["case"] == "trainer step")
         end_to_end = [r for r in rows if r["case"].startswith("end to end")]
@@ -231,13 +232,15 @@ class TrainBenchmark:
         self.add(network, "end to end, compiled", workers, seconds, f"compilation {compile_seconds:.0f} s")
 
 
-def run_train_benchmark(device: str = "auto", quick: bool = False, data: Path = Path("../shared/data/orl"),
+def run_train_benchmark(device: str = "auto", quick: bool = False, data: Path | None = None,
                         work: Path = Path("runs/bench-train"), progress: bool = True) -> dict:
-    """Print the table; return {"rows": [...], "head": [...] or None}."""
+    """Print the table; return {"rows": [...], "head": [...] or None}. `data`: an identity-folder tree of
+    real faces (default $FACEID_DATA/orl; DataNotConfigured when neither is given)."""
     target = resolve_device(device)
+    source = real_data(data, "orl")
     settings = Settings.choose(target, quick)
     work = Path(work) / ("quick" if quick else "full")
-    folder = aligned_faces(work, Path(data), settings.faces, progress)
+    folder = aligned_faces(work, source, settings.faces, progress)
     cache = work / "cache"
     if not is_crop_cache(cache):
         summary = prepare_cache(folder, cache, progress=progress)
@@ -257,7 +260,7 @@ def run_train_benchmark(device: str = "auto", quick: bool = False, data: Path = 
 
 
 def _head(device: torch.device, settings: Settings) -> list[dict]:
-    from faceid.training.head_benchmark import head_benchmark_rows, print_head_table
+    from faceid.training.benchmarks.head import head_benchmark_rows, print_head_table
 
     print(f"\nmargin head (ArcFace), batch {settings.head['batch']}, d {settings.head['dim']}, sample rate 1 and 0.1\n")
     rows = head_benchmark_rows(settings.head["classes"], (1.0, 0.1), settings.head["batch"], settings.head["dim"],

@@ -11,7 +11,7 @@ head's tensors computed from their sizes (float32): class vectors and their mome
 rows a step uses with their gradient and normalised copy, plus for the sampled head the gathered rows
 and their gathered momentum (2·k·d or 4·k·d); and the (batch, k) cosines, logits and softmax gradient.
 
-`python -m faceid.training.head_benchmark` prints the table for 10k, 100k and 1M classes.
+`python -m faceid.training.benchmarks.head` prints the table for 10k, 100k and 1M classes.
 """
 
 import gc
@@ -19,9 +19,9 @@ import statistics
 import time
 
 import torch
-from faceid.training.sampled_head import SampledMarginHead
 
 from faceid.losses import build_loss
+from faceid.training.sampled_head import SampledMarginHead
 
 
 def _build(classes: int, rate: float, dim: int, device: torch.device):
