@@ -1,4 +1,5 @@
-"""gallery: enrolled identities: the FAISS index, the metadata store, verification and identification.
+"""faceid.gallery: enrolled identities: the SQLite store, the vector index (FAISS or Milvus), verification,
+identification and the HTTP service.
 
-Imports `faceid`, `export` (the embedder) and `evaluation` (threshold calibration).
+Imports `faceid`, `faceid.export` (the embedder) and `faceid.evaluation` (threshold calibration).
 """

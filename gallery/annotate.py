@@ -7,9 +7,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from faceid.gallery.photos import FaceMatch
 
 from faceid.files import atomic_write
+from faceid.gallery.photos import FaceMatch
 
 KNOWN_COLOUR = (40, 200, 40)  # RGB
 UNKNOWN_COLOUR = (230, 40, 40)

@@ -5,12 +5,12 @@ was never enrolled (open set), printing a decision table."""
 from pathlib import Path
 
 import numpy as np
-from faceid.gallery.gallery import UNKNOWN, Gallery
 
 from faceid.data.folder import LabelledImage
 from faceid.data.images import read_rgb
 from faceid.data.protocols import build_all_pairs
-from faceid.embedding import Embedder
+from faceid.embedder import Embedder
+from faceid.gallery.gallery import UNKNOWN, Gallery
 
 TARGET_FAR = 1e-2
 ENROLLED_IMAGES = 4

@@ -5,10 +5,10 @@ reported and skipped, never fatal) and calibrating the threshold from a folder o
 from pathlib import Path
 
 import numpy as np
-from faceid.gallery.gallery import Gallery, GalleryError
-from faceid.gallery.samples.pipeline import resolve_paths
 
 from faceid.data.folder import list_identity_folder
+from faceid.gallery.gallery import Gallery, GalleryError
+from faceid.gallery.samples.pipeline import resolve_paths
 
 BATCH_IDENTITIES = 64
 

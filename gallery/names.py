@@ -44,8 +44,8 @@ def validate_identity_name(name) -> str:
     return normalized
 
 
-def refuse_name_clash(store, name: str, connection) -> None:
+def refuse_name_clash(store, name: str) -> None:
     """GalleryError when another identity of `store` holds `name` up to case."""
-    if (taken := store.name_taken(name, connection)) is not None:
+    if (taken := store.name_taken(name)) is not None:
         raise GalleryError(f"identity name {name!r} clashes with the enrolled {taken!r}: names are compared "
                            "ignoring case; use the enrolled name, or a different one")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from faceid.gallery.gallery import UNKNOWN, Gallery
 from faceid.gallery.records import GalleryError
 from faceid.gallery.samples.resolver import read_image

@@ -9,13 +9,18 @@ from pathlib import Path
 
 from faceid.export.embedder import load_embedder
 from faceid.gallery.gallery import Gallery, GalleryError
+from faceid.gallery.index.backend import DEFAULT_BACKEND
 from faceid.gallery.samples.kept_images import SETTING as KEEP_IMAGES
 from faceid.gallery.store.database import MetadataStore
+from faceid.gallery.transfer import reembed_gallery
 
 
 def open_gallery(path: str | Path, model: str | None = None, aligned: bool | None = None, device: str = "auto",
                  index_factory: str = "Flat", template_policy: str = "all", create: bool = False,
-                 keep_images: bool = False, backend: str = "faiss", milvus_uri: str | None = None) -> Gallery:
+                 keep_images: bool = False, backend: str | None = None,
+                 backend_options: dict | None = None) -> Gallery:
+    """The gallery at `path` with the model it was enrolled with (or `model`); with `create`, a new one if there is
+    none, with these settings (`backend` None: the default backend)."""
     path = Path(path)
     exists = (path / "gallery.db").exists()
     if not exists and not create:
@@ -32,11 +37,12 @@ def open_gallery(path: str | Path, model: str | None = None, aligned: bool | Non
     if exists:
         return Gallery(path, embedder, preprocessor)
     gallery = Gallery.create(path, embedder, index_factory=index_factory, template_policy=template_policy,
-                             preprocessor=preprocessor, backend=backend, milvus_uri=milvus_uri)
-    with gallery.store.transaction() as connection:
-        gallery.store.set(connection, "model", _model_reference(model))
-        gallery.store.set(connection, "aligned", bool(aligned))
-        gallery.store.set(connection, KEEP_IMAGES, bool(keep_images))
+                             preprocessor=preprocessor, backend=backend or DEFAULT_BACKEND,
+                             backend_options=backend_options)
+    with gallery.writing() as write:
+        write.set("model", _model_reference(model))
+        write.set("aligned", bool(aligned))
+        write.set(KEEP_IMAGES, bool(keep_images))
     return gallery
 
 
@@ -48,9 +54,10 @@ def reembed_to(path: str | Path, model: str, device: str = "auto") -> dict:
         raise GalleryError(f"{path} is not a gallery")
     with Gallery(path) as gallery:
         embedder = load_embedder(model, device)
-        result = gallery.reembed(embedder, preprocessor_for(embedder, gallery.store.get("aligned", False), device))
-        with gallery.store.transaction() as connection:
-            gallery.store.set(connection, "model", _model_reference(model))
+        preprocessor = preprocessor_for(embedder, gallery.setting("aligned", False), device)
+        result = reembed_gallery(gallery, embedder, preprocessor)
+        with gallery.writing() as write:
+            write.set("model", _model_reference(model))
     return result
 
 
@@ -64,4 +71,4 @@ def preprocessor_for(embedder, aligned: bool, device: str):
         return None
     from faceid.preprocessing import FacePreprocessor
 
-    return FacePreprocessor(select="largest", size=embedder.preprocessing.crop_template(), device=device)
+    return FacePreprocessor(select="largest", size=embedder.model_input.crop_template(), device=device)

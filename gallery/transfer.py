@@ -1,9 +1,9 @@
 """Moving galleries: export to one .npz, import (merge) an export, and re-embed under another embedder.
 
-`Gallery.export`, `Gallery.import_` and `Gallery.reembed` delegate here. Re-embedding runs entirely
-under the gallery's writer lock, so no enrolment can slip in between reading the templates and
-writing their new vectors, and it changes nothing (database, fingerprint, embedder, index) unless
-every template was embedded again and the transaction committed. The calibrated threshold and the real probes
+Clients of the gallery's public API. Re-embedding is one unit of work (`Gallery.writing(embedder=...)`): it holds
+the writer lock throughout, so no enrolment can slip in between reading the templates and writing their new
+vectors, and it changes nothing (database, fingerprint, embedder, index) unless every template was embedded again
+and the transaction committed. The calibrated threshold and the real probes
 stored by `gallery tune` belong to the old model: both are dropped.
 """
 
@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-from faceid.gallery.records import GalleryError, Sample
-from faceid.gallery.samples.resolver import SampleResolver, embedder_fingerprint
 
-if TYPE_CHECKING:
-    from faceid.gallery.gallery import Gallery
+from faceid.gallery.gallery import Gallery
+from faceid.gallery.records import GalleryError, Sample
+from faceid.gallery.samples.resolver import SampleResolver
 
 SETTINGS = ("embedder", "template_policy", "index_factory", "threshold")
 
 
 def export_gallery(gallery: Gallery, file: str | Path) -> Path:
     """Every identity and template (embeddings included) and the gallery's settings, in one .npz."""
-    rows = gallery.store.export_rows()
-    settings = {key: gallery.store.get(key) for key in SETTINGS}
+    with gallery.reading() as store:
+        rows = store.export_rows()
+        settings = {key: store.get(key) for key in SETTINGS}
     file = Path(file)
     np.savez(file, identities=np.array([r[0] for r in rows], dtype=str),
              metadata=np.array([r[1] for r in rows], dtype=str),
@@ -63,9 +62,8 @@ def reembed_gallery(gallery: Gallery, embedder, preprocessor=None) -> dict:
     the gallery takes the new fingerprint. Refused, changing nothing, if any source is unreadable; any
     error before the commit (a bad image, the embedder failing) also leaves everything as it was."""
     resolver = SampleResolver(int(embedder.embedding_dim), embedder, preprocessor)
-    fingerprint = embedder_fingerprint(embedder)
-    with gallery._writer():
-        rows = gallery.store.template_sources()
+    with gallery.writing(embedder, preprocessor) as write:
+        rows = write.store.template_sources()
         missing = [f"template {i}" if not source else source for i, source in rows
                    if not source or not Path(source).is_file()]
         if missing:
@@ -73,24 +71,8 @@ def reembed_gallery(gallery: Gallery, embedder, preprocessor=None) -> dict:
                                f"(e.g. {missing[:3]}); the gallery is unchanged. Enroll them again, and turn on "
                                "`faceid gallery keep-images GALLERY on` so that enrolled images are kept")
         updated = [(i, resolver.image(source, source).embedding) for i, source in rows]
-        with gallery.store.transaction() as connection:
-            gallery.store.replace_embeddings(connection, updated)
-            gallery.store.set(connection, "embedder", fingerprint)
-            gallery.store.set(connection, "threshold", None)
-            gallery.store.set_tuning_probes(connection, np.zeros((0, resolver.dim), np.float32))
-            gallery.store.audit(connection, "reembed", None, {"templates": len(updated),
-                                                              "embedder": embedder.fingerprint})
-            generation = gallery.store.bump(connection)
-        adopt_embedder(gallery, resolver, generation)
+        write.replace_embeddings(updated)
+        write.set("threshold", None)
+        write.set_tuning_probes(np.zeros((0, resolver.dim), np.float32))
+        write.audit("reembed", None, {"templates": len(updated), "embedder": embedder.fingerprint})
     return {"templates": len(updated), "embedder": embedder.fingerprint, "threshold": "cleared: calibrate again"}
-
-
-def adopt_embedder(gallery: Gallery, resolver: SampleResolver, generation: int) -> None:
-    """After a committed re-embedding (under the writer lock): take the new embedder, replace the index (closing
-    the old one: its Milvus connection, and its share of a Milvus Lite server) and rebuild it."""
-    gallery.resolver, gallery.dim = resolver, resolver.dim
-    gallery.fingerprint = gallery.store.get("embedder")
-    old, gallery.live.index = gallery.live.index, gallery._new_index()
-    old.close()
-    gallery.live.rebuild("the gallery was re-embedded")
-    gallery.live.generation = generation

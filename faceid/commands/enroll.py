@@ -16,8 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", default="Flat", help="FAISS factory string for a new gallery (default Flat: exact), "
                         "or auto: exact while small, then IVF with nprobe tuned to recall@1 0.99; with --backend "
                         "milvus: Flat, auto (Milvus AUTOINDEX) or a Milvus index type such as HNSW")
-    parser.add_argument("--backend", choices=["faiss", "milvus"], default="faiss",
-                        help="where a new gallery keeps its vectors: a FAISS index in the gallery (default), or Milvus")
+    parser.add_argument("--backend", default=None,
+                        help="where a new gallery keeps its vectors: faiss, an index inside the gallery (default), "
+                             "or milvus")
     parser.add_argument("--milvus-uri", default=None,
                         help="Milvus server of a new --backend milvus gallery (default: Milvus Lite inside the "
                              "gallery, one process at a time)")
@@ -34,9 +35,10 @@ def run(args: argparse.Namespace) -> int:
 
     if bool(args.identity) == bool(args.from_folder):
         raise ValueError("give either --identity NAME IMAGES... or --from-folder DIR")
-    gallery = open_gallery_from(args, index_factory=args.index, template_policy=args.policy, create=True,
-                                keep_images=args.keep_images, backend=args.backend, milvus_uri=args.milvus_uri)
-    summary = (enroll_folder(gallery, args.from_folder, args.workers) if args.from_folder
-               else enroll_images(gallery, args.identity, args.images, args.workers))
+    with open_gallery_from(args, index_factory=args.index, template_policy=args.policy, create=True,
+                           keep_images=args.keep_images, backend=args.backend,
+                           backend_options={"uri": args.milvus_uri} if args.milvus_uri else None) as gallery:
+        summary = (enroll_folder(gallery, args.from_folder, args.workers) if args.from_folder
+                   else enroll_images(gallery, args.identity, args.images, args.workers))
     print_json(summary)
     return 0 if summary["enrolled_samples"] or summary["duplicates"] else 1

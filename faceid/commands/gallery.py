@@ -49,8 +49,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("name the model to migrate to with --model")
         print_json(reembed_to(args.gallery, args.model, args.device))
         return 0
-    gallery = open_gallery_from(args)
-    print_json(_ACTIONS[args.action](gallery, args), default=str)
+    with open_gallery_from(args) as gallery:
+        result = _ACTIONS[args.action](gallery, args)
+    print_json(result, default=str)
     return 0
 
 
@@ -85,6 +86,18 @@ def _tune(gallery, args) -> dict:
     return tune_with_probes(gallery, args.probes)
 
 
+def _export(gallery, args) -> dict:
+    from faceid.gallery.transfer import export_gallery
+
+    return {"written": str(export_gallery(gallery, args.file))}
+
+
+def _import(gallery, args) -> dict:
+    from faceid.gallery.transfer import import_gallery
+
+    return import_gallery(gallery, args.file)
+
+
 def _keep_images(gallery, args) -> dict:
     from faceid.gallery.samples.kept_images import set_keep_images
 
@@ -98,8 +111,8 @@ _ACTIONS = {
     "remove": _remove,
     "rename": _rename,
     "calibrate": _calibrate,
-    "export": lambda gallery, args: {"written": str(gallery.export(args.file))},
-    "import": lambda gallery, args: gallery.import_(args.file),
+    "export": _export,
+    "import": _import,
     "keep-images": _keep_images,
     "tune": _tune,
 }

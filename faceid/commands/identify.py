@@ -28,28 +28,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faceid.gallery.gallery import GalleryError
-
     if args.annotate and len(args.images) != 1:
         raise ValueError(f"--annotate draws one photo; {len(args.images)} were given")
-    gallery = open_gallery_from(args)
-    rows = []
-    for image in args.images:
-        try:
-            if args.all_faces or args.annotate:
-                rows.append({"image": str(image), "faces": [m.to_dict() for m in _all_faces(gallery, image, args)]})
-                continue
-            result = gallery.identify(image, args.k, args.threshold)
-            rows.append({"image": str(image), "identity": result.identity, "candidates": result.candidates,
-                         "threshold": result.threshold, "threshold_source": result.threshold_source})
-        except GalleryError as error:
-            rows.append({"image": str(image), "error": str(error)})
+    with open_gallery_from(args) as gallery:
+        rows = [_identified(gallery, image, args) for image in args.images]
     if args.json:
         print_json(rows)
     else:
         for row in rows:
             print(_table_line(row) if "faces" not in row else _face_lines(row))
     return 0 if any("error" not in row for row in rows) else 1
+
+
+def _identified(gallery, image: Path, args: argparse.Namespace) -> dict:
+    """One probe's row: its identity and candidates (or every face's), or the error that names it."""
+    from faceid.gallery.gallery import GalleryError
+
+    try:
+        if args.all_faces or args.annotate:
+            return {"image": str(image), "faces": [m.to_dict() for m in _all_faces(gallery, image, args)]}
+        result = gallery.identify(image, args.k, args.threshold)
+        return {"image": str(image), "identity": result.identity, "candidates": result.candidates,
+                "threshold": result.threshold, "threshold_source": result.threshold_source}
+    except GalleryError as error:
+        return {"image": str(image), "error": str(error)}
 
 
 def _all_faces(gallery, image: Path, args: argparse.Namespace) -> list:

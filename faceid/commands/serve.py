@@ -39,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
 
     if min(args.workers, args.threads, args.batch_size, args.max_pixels) < 1 or args.read_timeout <= 0:
         raise ValueError("--workers, --threads, --batch-size, --max-pixels and --read-timeout must be positive")
-    serve(open_gallery_from(args), args.host, args.port, args.api_key or os.environ.get("FACEID_API_KEY"),
-          int(args.max_request_mb * 1024 * 1024), workers=args.workers, device=args.device,
-          max_pixels=args.max_pixels, read_timeout_s=args.read_timeout, threshold_override=args.threshold_override,
-          threads=args.threads, batch_size=args.batch_size, batch_wait_ms=args.batch_wait_ms)
+    with open_gallery_from(args) as gallery:
+        serve(gallery, args.host, args.port, args.api_key or os.environ.get("FACEID_API_KEY"),
+              int(args.max_request_mb * 1024 * 1024), workers=args.workers, device=args.device,
+              max_pixels=args.max_pixels, read_timeout_s=args.read_timeout,
+              threshold_override=args.threshold_override, threads=args.threads, batch_size=args.batch_size,
+              batch_wait_ms=args.batch_wait_ms)
     return 0

@@ -17,6 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    decision = open_gallery_from(args).verify(args.image, args.identity, args.threshold)
+    with open_gallery_from(args) as gallery:
+        decision = gallery.verify(args.image, args.identity, args.threshold)
     print_json(asdict(decision))
     return 0

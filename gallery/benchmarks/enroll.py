@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from faceid.export.benchmark import END_TO_END_IMAGES, end_to_end, random_onnx
+from faceid.export.benchmarks.embed import END_TO_END_IMAGES, end_to_end, random_onnx
 from faceid.gallery.enrollment import enroll_images
 from faceid.gallery.session import open_gallery
 

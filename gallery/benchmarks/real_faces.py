@@ -1,11 +1,11 @@
 """The gallery bench's real-probe check: `auto` tuned with real faces, scored on other real faces.
 
-The identity-labelled sets of `../shared/data` (orl, essex_grimace, essex_faces94, yale: about 1,200 images of
+The identity-labelled sets of `$FACEID_DATA` (orl, essex_grimace, essex_faces94, yale: about 1,200 images of
 91 people) are embedded with `dlib_resnet_v1` (128-d; detected, aligned and embedded like any probe) once and
 cached under `CACHE` (keyed by the files' names, sizes and times). Each person's first image is enrolled into a
 128-d gallery padded with synthetic clustered templates up to the bench size; the other images are probes, every
 other one given to the tuner, the rest held out. The result is recall@1 of `auto` against exact search on the
-held-out real probes. Skipped, saying why, when the data or the model is absent.
+held-out real probes. Skipped, saying why, when no data folder is configured or the data or the model is absent.
 """
 
 import hashlib
@@ -14,22 +14,27 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+
+from faceid.data.locations import DataNotConfigured, real_data
+from faceid.files import atomic_write
 from faceid.gallery.benchmarks.data import clustered_templates, index_name
 from faceid.gallery.index import tuning
 from faceid.gallery.index.faiss_index import VectorIndex
-
-from faceid.files import atomic_write
 from faceid.zoo.store import faceid_home
 
-DATA = Path("../shared/data")
 SETS = ("orl", "essex_grimace", "essex_faces94", "yale")
 MODEL = "dlib_resnet_v1"
 CACHE = faceid_home() / "bench"
 
 
-def unavailable(data: Path = DATA) -> str | None:
-    """Why the real-probe check cannot run here, or None."""
+def unavailable(data: Path | None = None) -> str | None:
+    """Why the real-probe check cannot run here, or None; `data` holds `SETS` (default: $FACEID_DATA)."""
     from faceid.zoo import cached_path
+
+    try:
+        data = real_data(data)
+    except DataNotConfigured as error:
+        return str(error)
 
     missing = [name for name in SETS if not (data / name).is_dir()]
     if missing:
@@ -39,9 +44,11 @@ def unavailable(data: Path = DATA) -> str | None:
     return None
 
 
-def real_embeddings(data: Path = DATA, cache: Path = CACHE) -> tuple[np.ndarray, np.ndarray]:
+def real_embeddings(data: Path | None = None, cache: Path = CACHE) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings (n, 128), identity labels) of the faces found in `SETS`, from the cache when it is current."""
     from faceid.data.folder import list_identity_folder
+
+    data = real_data(data)
 
     images = [(item.path, f"{name}/{item.identity}") for name in SETS for item in list_identity_folder(data / name)]
     key = hashlib.sha256("\n".join(f"{path.relative_to(data)} {path.stat().st_size} {path.stat().st_mtime_ns}"

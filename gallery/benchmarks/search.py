@@ -26,6 +26,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+
 from faceid.gallery.benchmarks import real_faces
 from faceid.gallery.benchmarks.data import clustered_templates, index_name, rate
 from faceid.gallery.gallery import Gallery
@@ -44,7 +45,7 @@ COLUMNS = ("N", "index", *(f"batch {b} q/s (x raw)" for b in SEARCH_BATCHES), "r
 
 
 def run_gallery_benchmark(sizes=(10_000, 100_000, 1_000_000), real: bool = True,
-                          data: Path = real_faces.DATA) -> list[dict]:
+                          data: Path | None = None) -> list[dict]:
     """Measure every size, printing progress, then the table; returns its rows (one dict per table row)."""
     faces = _real_faces(data) if real else None
     rng, rows = np.random.default_rng(0), []
@@ -65,7 +66,7 @@ def run_gallery_benchmark(sizes=(10_000, 100_000, 1_000_000), real: bool = True,
     return rows
 
 
-def _real_faces(data: Path):
+def _real_faces(data: Path | None):
     reason = real_faces.unavailable(data)
     if reason:
         print(f"real-probe recall skipped: {reason}", flush=True)
@@ -97,10 +98,10 @@ def _auto_row(folder: Path, vectors, probes, best, faces) -> dict:
     bulk = len(vectors) / (time.perf_counter() - started)
     wal = gallery.stats()["wal_bytes"]
     started = time.perf_counter()
-    gallery.live.rebuild("timed by faceid bench gallery")
+    gallery.rebuild_index("timed by faceid bench gallery")
     built = time.perf_counter() - started
     gallery.snapshot()
-    snapshot = folder / gallery.store.get("snapshot")["file"]
+    snapshot = folder / gallery.setting("snapshot")["file"]
     row = _search_row(len(vectors), "auto", gallery.index, _raw_like(gallery.index), vectors, probes, best,
                       build_seconds=built, index_bytes=snapshot.stat().st_size / len(vectors))
     if faces is not None:

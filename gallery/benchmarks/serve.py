@@ -128,10 +128,10 @@ def _wait_until_up(port: int, server: subprocess.Popen, seconds: float = 120) ->
 
 def run_serve_benchmark(client_counts=(1, 4, 16), per_client: int = 24, identities: int = 40, port: int = 8765,
                         workers: int = 1) -> dict:
-    from faceid.gallery.session import open_gallery
-
+    from faceid.checkpoint import save_backbone_checkpoint
     from faceid.data.synthetic import generate_dataset
-    from faceid.embedding import TorchEmbedder, save_backbone_checkpoint
+    from faceid.gallery.session import open_gallery
+    from faceid.torch_embedder import TorchEmbedder
 
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)

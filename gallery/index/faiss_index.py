@@ -7,12 +7,10 @@ are trained on the enrolled vectors, those that cannot remove ids are rebuilt fr
 and, like any index with a search parameter given no explicit value, tunes nprobe / efSearch to recall@1 0.99
 on every (re)build (see `gallery.index.tuning`).
 
-Exact search is memory-bound. Below `FAISS_BATCH` queries one BLAS product of the queries with the
-stored vectors plus a partial sort beats FAISS 1.15's flat search (1.2-5x at batch 1-64 from 10k to 1M
-in `faceid bench gallery`; FAISS's blocked BLAS path, its threshold lowered, was slower still at
-16-64 queries on 2 cores), in blocks of queries whose scores stay under `SCORE_BLOCK` floats; from
-`FAISS_BATCH` up FAISS's own search wins (3-10x at 256 queries, 100k-1M) and takes over. A GPU copy
-takes exact batches from `BLAS_BATCH` up.
+Exact search is memory-bound. Below `FAISS_BATCH` queries one BLAS product of the queries with the stored
+vectors plus a partial sort beats FAISS's flat search, in blocks of queries whose scores stay under
+`SCORE_BLOCK` floats; from `FAISS_BATCH` up FAISS's own search wins and takes over (the measurements behind
+both thresholds: docs/gallery.md). A GPU copy takes exact batches from `BLAS_BATCH` up.
 
 Enrolments and removals change the index in place: adding appends, and removing from the exact index
 moves the last vectors into the freed rows, so both cost the same at 10k and at 1M vectors. Indexes
@@ -28,19 +26,22 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from faceid.gallery.index import tuning
-from faceid.gallery.index.faiss_layout import parts, refined_index, stored_ids, with_ids
-from faceid.gallery.index.id_rows import IdRows
 
 from faceid.files import atomic_write, file_checksum
+from faceid.gallery.index import tuning
+from faceid.gallery.index.backend import BACKENDS, BackendCapabilities
+from faceid.gallery.index.faiss_layout import parts, refined_index, stored_ids, with_ids
+from faceid.gallery.index.id_rows import IdRows
 
 BLAS_BATCH = 8
 FAISS_BATCH = 128
 SCORE_BLOCK = 1 << 26  # floats (256 MB) of query x vector scores per block of the exact path
 
 
+@BACKENDS.register("faiss")
 class VectorIndex:
-    """FAISS index of `dim`-d unit vectors under int64 ids (template or identity row ids), inner-product search.
+    """A `SnapshotBackend` (`gallery.index.backend`): FAISS index of `dim`-d unit vectors under int64 ids
+    (template or identity row ids), inner-product search.
 
     `factory` is any FAISS factory string or `auto`; `search_parameters` are applied after each build or load, else
     the tuned value (`tuning`, kept in `settings`, the gallery's store, when given); `gpu` searches on a GPU copy.
@@ -63,6 +64,20 @@ class VectorIndex:
         self.index = self._empty()
         self.ids, self._matrix, self.k_factor = np.zeros(0, np.int64), None, tuning.K_FACTORS[-1]
         self.rows = IdRows()  # id -> row of the exact index or of a refined index's full vectors
+
+    @classmethod
+    def describe(cls, folder: Path, dim: int, index: str) -> dict:
+        """Nothing beyond the gallery's own settings (its `index_factory`); a bad factory string fails here."""
+        cls(dim, index)
+        return {}
+
+    @classmethod
+    def open(cls, dim: int, description: dict, settings, gpu: bool = False) -> "VectorIndex":
+        return cls(dim, settings.get("index_factory"), settings.get("search_parameters"), gpu, settings)
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        return BackendCapabilities(snapshots=True, tunes_search=True)
 
     @property
     def exact(self) -> bool:

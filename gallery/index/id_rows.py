@@ -1,8 +1,7 @@
 """Where each template id sits in an index's id map, kept in step with in-place adds and removals.
 
-Removing one template from a million used to start with `np.isin` over every stored id (1.6 ms at 1M, the
-largest share of a single remove). Template ids are SQLite rowids, dense and growing, so the map is a flat
-array indexed by id (4 bytes per id ever issued): finding, adding and moving cost O(changed ids). Ids too
+Template ids are SQLite rowids, dense and growing, so the map is a flat array indexed by id (4 bytes per id ever
+issued): finding, adding and moving cost O(changed ids), not a pass over every stored id. Ids too
 sparse for an array (the largest above `SPARSE_FACTOR` x their count + `SPARSE_SLACK`, e.g. an import of
 foreign ids) are found by a scan instead.
 """

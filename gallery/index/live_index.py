@@ -38,14 +38,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from faceid.files import file_checksum
 from faceid.gallery.index import tuning
-from faceid.gallery.index.faiss_index import VectorIndex
 from faceid.gallery.store.database import MetadataStore
 from faceid.gallery.store.writer_lock import writer_lock
 
-from faceid.files import file_checksum
-
-SNAPSHOT_CHANGES = 20_000  # changed templates/identities since the snapshot that make a new one due,
+SNAPSHOT_CHANGES = 64  # changed templates/identities since the snapshot that make a new one due,
 SNAPSHOT_FRACTION = 0.25  # or this share of the index, if more: rewriting stays O(1) per change, amortised
 SNAPSHOT_SECONDS = 600  # age at which any change since the snapshot makes a new one due
 STALE_FILES = (".index.*.tmp.faiss", "index.*.*.tmp")  # temporaries of dead writers (current and old names)
@@ -69,8 +68,9 @@ class LiveIndex:
 
     @property
     def snapshots(self) -> bool:
-        """FAISS indexes live in memory and are snapshotted; a Milvus collection persists by itself."""
-        return isinstance(self.index, VectorIndex)
+        """Whether the vectors live in this process's memory and are snapshotted (`BackendCapabilities`); else
+        the backend shares and persists them itself."""
+        return self.index.capabilities.snapshots
 
     # ----- catching up -----------------------------------------------------------------------------
     def refresh(self, own_write: bool = False) -> None:
@@ -225,23 +225,25 @@ class LiveIndex:
         if not self.snapshots:
             return False
         record = self.store.get("snapshot")
-        if self.needs_snapshot or record is None:
-            return True
+        return self.needs_snapshot or record is None or self._enough_changes(record)
+
+    def _enough_changes(self, record: dict) -> bool:
+        """Whether enough changed since the snapshot `record` for a new one: `SNAPSHOT_CHANGES` changes or
+        `SNAPSHOT_FRACTION` of the index, whichever is more, or any change once it is `SNAPSHOT_SECONDS` old."""
         changes = self.store.changes_count(record["generation"])
         return (changes >= max(SNAPSHOT_CHANGES, SNAPSHOT_FRACTION * len(self.index))
                 or bool(changes and time.time() - record["time"] > SNAPSHOT_SECONDS))
 
     def trim_history(self) -> None:
-        """Milvus, after a write: the collection, marked with the generation G it holds, is this backend's snapshot
-        (no file). Once `SNAPSHOT_CHANGES` changes follow the last one recorded, record G as one: as for FAISS,
-        the changes up to the previous record are forgotten (`MetadataStore.record_snapshot`). Repair needs only
-        those after G; those between the two records let other processes' maps catch up by replay."""
+        """Shared backend, after a write: the collection, marked with the generation G it holds, is this backend's
+        snapshot (no file). Once enough changes follow the last one recorded (`_enough_changes`), record G as one:
+        as for snapshots, the changes up to the previous record are forgotten (`StoreWrite.record_snapshot`).
+        Repair needs only those after G; those between the two records let other processes catch up by replay."""
         synced, record = self.index.synced(), self.store.get("snapshot")
-        if synced is None or (record is not None and self.store.changes_count(record["generation"]) < SNAPSHOT_CHANGES):
+        if synced is None or (record is not None and not self._enough_changes(record)):
             return
-        with self.store.transaction() as connection:
-            self.store.record_snapshot(connection, {"generation": synced, "file": None, "checksum": None,
-                                                    "time": time.time()})
+        with self.store.transaction() as write:
+            write.record_snapshot({"generation": synced, "file": None, "checksum": None, "time": time.time()})
 
     def write_snapshot(self, only_if_stale: bool = False) -> None:
         """Write the index of the held generation, then record it (generation, CRC-32) and delete the others;
@@ -253,9 +255,9 @@ class LiveIndex:
         path = self.folder / f"index.{self.generation}.faiss"
         checksum = self.index.save(path)
         record = {"generation": self.generation, "file": path.name, "checksum": checksum, "time": time.time()}
-        with self.store.transaction() as connection:
-            self.store.record_snapshot(connection, record)
-            tuning.save_record(self.store, connection, self.index.tuning)  # stored with the index it was made for
+        with self.store.transaction() as write:
+            write.record_snapshot(record)
+            tuning.save_record(write, self.index.tuning)  # stored with the index it was made for
         self.needs_snapshot = False
         self.report["snapshot_generation"] = self.generation
         self.remove_stale_files()
@@ -277,6 +279,14 @@ class LiveIndex:
             self._background = threading.Thread(target=_snapshot_job, daemon=True, name="gallery-snapshot",
                                                 args=(self.folder, self.store.path, make_index, self.per_identity))
             self._background.start()
+
+    def replace_index(self, index, reason: str) -> None:
+        """Swap in a new backend (the gallery was re-embedded: under the writer lock, after the commit), closing the
+        old one (a Milvus connection, its share of a Milvus Lite server), and build it from the store."""
+        old, self.index = self.index, index
+        old.close()
+        self.rebuild(reason)
+        self.generation = self.store.generation()
 
     def wait(self) -> None:
         """Wait for the background snapshot, if one is being written."""
@@ -316,15 +326,16 @@ class LiveIndex:
 
 
 def _snapshot_job(folder: Path, database: Path, make_index, per_identity: bool) -> None:
-    """Write a snapshot from the recorded one plus the changes after it: load outside the writer lock,
-    then catch up and write under it."""
+    """Write a snapshot from the recorded one plus the changes after it: load outside the writer lock, then,
+    if one is still due once the lock is held (a writer may have written one meanwhile, e.g. after a rebuild),
+    catch up and write it."""
     store = MetadataStore(database)
     try:
         live = LiveIndex(folder, store, make_index(), per_identity)
         live.refresh()
         with writer_lock(folder):
-            live.refresh()
             if live.snapshot_due():
+                live.refresh()
                 live.write_snapshot()
     except Exception:  # a failed snapshot costs only a longer replay at the next open
         log.exception("%s: writing the index snapshot failed", folder)

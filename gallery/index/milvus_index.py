@@ -24,6 +24,8 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+
+from faceid.gallery.index.backend import BACKENDS, BackendCapabilities
 from faceid.gallery.records import GalleryError
 
 COLLECTION = "faceid_templates"  # the collection of galleries made before each had its own
@@ -50,12 +52,6 @@ def milvus_index_type(index: str) -> str:
     raise ValueError(f"index {index!r} is not available with the milvus backend: give Flat (exact), auto "
                      f"(Milvus AUTOINDEX) or a Milvus index type ({', '.join(INDEX_TYPES)}); FAISS factory "
                      "strings need the faiss backend")
-
-
-def describe_backend(folder: Path, uri: str | None, index: str) -> dict:
-    """The backend description a new Milvus gallery in `folder` stores: where, which collection, which index."""
-    return {"name": "milvus", "uri": uri or str(Path(folder).resolve() / "milvus.db"),
-            "collection": f"faceid_{uuid.uuid4().hex}", "index_type": milvus_index_type(index)}
 
 
 def is_milvus_lite(uri: str) -> bool:
@@ -109,13 +105,14 @@ def set_aside(uri: str, problem) -> str:
     return target
 
 
+@BACKENDS.register("milvus")
 class MilvusIndex:
-    factory = "milvus"
-    exact = False
+    """A `SharedBackend` (`gallery.index.backend`): the gallery's vectors in a Milvus collection of its own."""
 
     def __init__(self, dim: int, uri: str, index_type: str = "FLAT", search_parameters: dict | None = None,
                  collection: str = COLLECTION):
         self.dim, self.uri, self.index_type, self.collection = dim, uri, index_type, collection
+        self.factory = f"Milvus {index_type}"
         self.search_parameters = dict(search_parameters or {})
         self.damage: str | None = None  # why the collection must be rebuilt, when Milvus cannot load it
         self.moved_aside: str | None = None  # the unusable Milvus Lite directory this open replaced, and why
@@ -130,6 +127,26 @@ class MilvusIndex:
             with _lite_lock:
                 _lite_users[uri] = _lite_users.get(uri, 0) + 1
         self._load()
+
+    @classmethod
+    def describe(cls, folder: Path, dim: int, index: str, uri: str | None = None) -> dict:
+        """A new gallery's collection: on the Milvus server `uri`, or (default) in a Milvus Lite directory inside
+        the gallery `folder`; its own collection name; `index` as a Milvus index type (`milvus_index_type`)."""
+        return {"uri": uri or str(Path(folder).resolve() / "milvus.db"), "collection": f"faceid_{uuid.uuid4().hex}",
+                "index_type": milvus_index_type(index)}
+
+    @classmethod
+    def open(cls, dim: int, description: dict, settings, gpu: bool = False) -> "MilvusIndex":
+        if gpu:
+            raise GalleryError("gpu=True is for FAISS galleries: Milvus runs its searches on its own servers")
+        return cls(dim, description["uri"], description.get("index_type", "FLAT"), settings.get("search_parameters"),
+                   description.get("collection", COLLECTION))
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        lite = ("a Milvus Lite directory admits one process at a time (re-create the gallery on a Milvus server "
+                "for several)") if is_milvus_lite(self.uri) else None
+        return BackendCapabilities(snapshots=False, max_results=MAX_RESULTS, single_process=lite)
 
     def _load(self) -> None:
         """Load the collection, if there is one; one Milvus cannot read is recorded in `damage` (`synced` is then
@@ -234,15 +251,10 @@ class MilvusIndex:
             return 0
         return int(self.client.query(self.collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
 
-    @property
-    def max_results(self) -> int:
-        """The most results one search returns (`search` asks for no more): Milvus's limit."""
-        return MAX_RESULTS
-
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids) of the k best per query, k capped at `max_results` (the caller says what that cuts)."""
+        """(scores, ids) of the k best per query, k capped at `MAX_RESULTS` (the caller says what that cuts)."""
         queries = np.asarray(queries, np.float32).reshape(-1, self.dim)
-        k = min(k, len(self), self.max_results)
+        k = min(k, len(self), MAX_RESULTS)
         if k == 0 or not len(queries):
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         hits = self.client.search(self.collection, data=queries.tolist(), limit=k, output_fields=[],

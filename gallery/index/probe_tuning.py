@@ -16,6 +16,8 @@ record's `real_queries` how many it used. Re-embedding the gallery drops them (t
 from pathlib import Path
 
 import numpy as np
+
+from faceid.gallery.index import tuning
 from faceid.gallery.records import GalleryError
 
 SHOWN_ERRORS = 10  # skipped images listed by name (the count is always given)
@@ -64,10 +66,7 @@ def _stored_embeddings(gallery, file: Path) -> np.ndarray:
 def tune_with_probes(gallery, probes: str | Path) -> dict:
     """Embed the probes at `probes`, tune the gallery's index with them (under the writer lock), store the
     probes and the record (a newer version, in a new generation) and return it with the probes used and skipped."""
-    from faceid.gallery.index import tuning
-    from faceid.gallery.index.faiss_index import VectorIndex
-
-    if not isinstance(gallery.index, VectorIndex):
+    if not gallery.index.capabilities.tunes_search:
         raise GalleryError(f"{gallery.path}: the {gallery.backend['name']} backend tunes its own index; "
                            "nothing to tune here")
     _refuse_untunable(gallery)  # before embedding every probe image; again under the lock, where it counts
@@ -77,15 +76,14 @@ def tune_with_probes(gallery, probes: str | Path) -> dict:
         note = (f"{len(queries)} probes given: a seeded sample of {STORED_PROBES} tunes the index and is stored "
                 "for later rebuilds")
         queries = queries[np.sort(np.random.default_rng(0).choice(len(queries), STORED_PROBES, replace=False))]
-    with gallery._writer():
+    with gallery.writing() as write:  # the new generation: other processes take the record at their next replay
         index = _refuse_untunable(gallery)
-        record = index.retune(gallery.store.index_vectors(gallery.policy == "mean")[1], queries)
-        with gallery.store.transaction() as connection:  # other processes take the record at their next replay
-            gallery.store.set_tuning_probes(connection, queries)
-            tuning.save_record(gallery.store, connection, record)
-            gallery.store.audit(connection, "tune", None, {"probes": len(queries), "parameter": record["parameter"],
-                                                           "value": record["value"], "version": record["version"]})
-            gallery.store.bump(connection)
+        record = index.retune(write.store.index_vectors(gallery.policy == "mean")[1], queries)
+        write.set_tuning_probes(queries)
+        tuning.save_record(write, record)
+        write.audit("tune", None, {"probes": len(queries), "parameter": record["parameter"],
+                                   "value": record["value"], "version": record["version"]})
+        write.bump()
     shown = dict(list(skipped.items())[:SHOWN_ERRORS])
     return {"tuning": record, "probes": len(queries), "skipped": len(skipped), "skipped_images": shown,
             **({"note": note} if note else {})}
@@ -93,8 +91,6 @@ def tune_with_probes(gallery, probes: str | Path) -> dict:
 
 def _refuse_untunable(gallery):
     """The gallery's index, if it has a search parameter for the tuner to choose; else a GalleryError saying why."""
-    from faceid.gallery.index import tuning
-
     index = gallery.index
     if index.search_parameters:
         raise GalleryError(f"{gallery.path}: its search parameters are set explicitly "

@@ -1,24 +1,18 @@
 """Approximate search that tunes itself: the `auto` index choice and the nprobe / efSearch tuner.
 
 `choose_factory` picks what `index="auto"` builds. Exact `Flat` while the index holds at most
-`EXACT_MAX_FLOATS` floats (10,000 templates of 512-d, 20 MB): one pass over 20 MB is about 1 ms on an
-idle core (4 ms measured at 10k on the shared 2 cores), and exact search needs no training or tuning
-and is never wrong. Past it exact time grows linearly while a tuned IVF does not: on the bench's
-clustered set, batch-1 queries/s exact vs tuned IVF (recall@1 >= 0.99) were 126 vs 6,877 at 25k and
-111 vs 5,101 at 50k on the same loaded machine. Above it, `IVF{lists},PQ{dim/8}x4fs,RFlat` with lists the power
-of two nearest 2*sqrt(N): the lists hold 4-bit fast-scan PQ codes (32 bytes per 512-d template) and the tuned
-`k_factor` * k best by code are rescored with the full vectors kept beside them (returned scores are the exact
-inner products, compared to the calibrated threshold). At 1M (IVF2048) the scan, not the list choice, was the
-cost: batch-1 queries/s at nprobe 64 (recall@1 1.000 vs exact, same lists) were 115 with full vectors (IVF,Flat;
-397 at its tuned nprobe 52 on a quieter machine), 217 with SQ8 and 1,796 with PQ64x4fs + exact rescoring of 2x5
-candidates, all in one run; PQ training plus adding took 80 s (IVF,Flat 49 s). Dimensions not divisible by 16
-keep `IVF{lists},Flat`. An inverted file (exact scores, 2 KB per 512-d template plus its id),
-supports in-place add and `remove_ids` (an HNSW graph cannot remove, so every removal would rebuild
-it), and trains in about a minute at 1M (k-means on `TRAIN_POINTS_PER_LIST` vectors per list), where
-an HNSW graph over 1M 512-d vectors takes many minutes on a few cores. The coarse quantizer is exact:
-an HNSW one saves part of the centroid scan (2 * sqrt(N) centroids, a few MB at 1M) but misses lists,
-which capped recall@1 at 0.984 on the bench's 100k set even with every list probed. A gallery grown
-past its next size band is rebuilt (and retuned) on the next write: O(1) amortised per template.
+`EXACT_MAX_FLOATS` floats (10,000 templates of 512-d, 20 MB): one pass over them is cheap, and exact search needs
+no training or tuning and is never wrong. Past it exact time grows linearly while a tuned inverted file's does
+not. Above it, `IVF{lists},PQ{dim/8}x4fs,RFlat` with lists the power of two nearest 2*sqrt(N): the lists hold
+4-bit fast-scan PQ codes (32 bytes per 512-d template) and the tuned `k_factor` * k best by code are rescored with
+the full vectors kept beside them, so returned scores are the exact inner products compared to the calibrated
+threshold. Scanning the codes, not choosing the lists, is what costs at a million templates, which is why the
+lists hold compact codes rather than full vectors. Dimensions not divisible by 16 keep `IVF{lists},Flat`. An
+inverted file supports in-place add and `remove_ids` (an HNSW graph cannot remove, so every removal would
+rebuild it) and trains quickly (k-means on `TRAIN_POINTS_PER_LIST` vectors per list). The coarse quantizer is
+exact: an HNSW one saves part of the centroid scan but misses lists, which caps recall. A gallery grown past its
+next size band is rebuilt (and retuned) on the next write: O(1) amortised per template. The measurements behind
+these choices are in docs/gallery.md.
 
 `tune` runs whenever an index with a search parameter is (re)built without explicit parameters: it
 makes held-out self-queries (enrolled vectors plus Gaussian noise scaled so that cos(q, x) is about
@@ -28,8 +22,7 @@ vectors as ground truth, and sweeps nprobe
 (IVF) or efSearch (HNSW) upwards in powers of two, then bisects between the last one short of
 `TUNED_RECALL` and the first to reach it (to within 1/8). The tuner asks 0.995 of its 2,000 self-queries
 so that queries it has not seen reach `TARGET_RECALL`, 0.99: a recall measured on n queries is off by
-sqrt(r(1 - r) / n), 0.0022 here (0.0045 with the 500 queries used before, whose tuned 0.99 gave 0.983 on
-fresh probes at 100k). Search time grows with the parameter, so the
+sqrt(r(1 - r) / n), 0.0022 here. Search time grows with the parameter, so the
 smallest value whose recall@1 reaches the target is the fastest that does; with real probes, recall@1 must
 reach it on the self-queries and on the real probes each (`real_recall_at_1`). A hit is a top-1 score equal to
 the exact best (so duplicate vectors are not misses). A refined index is swept at `K_FACTORS[-1]`, then its
@@ -232,12 +225,12 @@ def newer_record(store, current: dict | None, factory: str) -> dict | None:
     return record
 
 
-def save_record(store, connection, record: dict | None) -> None:
-    """Store the tuning of a snapshot's index, in the transaction that records the snapshot (or `gallery tune`'s),
-    under the writer lock: a reader that rebuilds its own copy in memory writes nothing. Only a record newer than
-    the stored one is written (see the module doc)."""
-    if record is not None and version(record) > version(load_record(store)):
-        store.set(connection, SETTING, record)
+def save_record(write, record: dict | None) -> None:
+    """Store the tuning of a snapshot's index, in the transaction (`StoreWrite`) that records the snapshot (or
+    `gallery tune`'s), under the writer lock: a reader that rebuilds its own copy in memory writes nothing. Only a
+    record newer than the stored one is written (see the module doc)."""
+    if record is not None and version(record) > version(load_record(write.store)):
+        write.set(SETTING, record)
 
 
 def stored_probes(store, dim: int) -> np.ndarray | None:

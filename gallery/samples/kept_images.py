@@ -17,13 +17,13 @@ SETTING = "keep_images"
 
 
 def keeps_images(gallery) -> bool:
-    return bool(gallery.store.get(SETTING, False))
+    return bool(gallery.setting(SETTING, False))
 
 
 def set_keep_images(gallery, on: bool) -> dict:
-    with gallery._writer(), gallery.store.transaction() as connection:
-        gallery.store.set(connection, SETTING, bool(on))
-        gallery.store.audit(connection, "keep_images", None, {"on": bool(on)})
+    with gallery.writing() as write:
+        write.set(SETTING, bool(on))
+        write.audit("keep_images", None, {"on": bool(on)})
     return {SETTING: bool(on)}
 
 

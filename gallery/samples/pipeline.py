@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from multiprocessing import get_context
 from pathlib import Path
 
+from tqdm import tqdm
+
 from faceid.gallery.records import GalleryError, Sample
 from faceid.gallery.samples.resolver import SampleResolver, prepare_faces
-from tqdm import tqdm
 
 CHUNK = 16  # images per worker task
 EMBED_BATCH = 64  # crops gathered before each embedder call

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from faceid.gallery.records import GalleryError, Sample
 
 from faceid.arrays import NORM_EPS, l2_normalize
 from faceid.data.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_rgb, read_bytes
+from faceid.gallery.records import GalleryError, Sample
 
 IMAGE_BATCH = 32  # images decoded and detected together: bounds the memory of decoded photos
 
@@ -24,7 +24,7 @@ IMAGE_BATCH = 32  # images decoded and detected together: bounds the memory of d
 def embedder_fingerprint(embedder) -> dict:
     """What a gallery records about its embedder: vectors from embedders with different fingerprints never mix."""
     return {"fingerprint": embedder.fingerprint, "embedding_dim": int(embedder.embedding_dim),
-            "preprocessing": repr(embedder.preprocessing)}
+            "preprocessing": embedder.model_input.fingerprint_text()}
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse
+
+from faceid.data.images import DEFAULT_MAX_PIXELS
 from faceid.gallery.gallery import Gallery
-from faceid.gallery.index.milvus_index import is_milvus_lite
 from faceid.gallery.names import validate_identity_name
 from faceid.gallery.photos import identify_photo
 from faceid.gallery.records import GalleryError, NotEnrolled
@@ -28,10 +31,6 @@ from faceid.gallery.samples.kept_images import keep_bytes, keeps_images
 from faceid.gallery.service.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, BodyLimits
 from faceid.gallery.service.workers import GalleryWorkers, IdentifyBatcher
 from faceid.gallery.threshold_policy import DEFAULT_POLICY, check_policy, check_threshold
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import JSONResponse
-
-from faceid.data.images import DEFAULT_MAX_PIXELS
 
 SETTINGS_VARIABLE = "FACEID_SERVE_SETTINGS"
 
@@ -76,7 +75,7 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
     async def health(request: Request) -> dict:
         if api_key is None or not key_ok(request):
             return {"status": "ok"}
-        identities, templates = await workers.read(lambda g: g.store.counts())
+        identities, templates = await workers.read(_counts)
         return {"status": "ok", "identities": identities, "templates": templates}
 
     @app.get("/identities", dependencies=guarded)
@@ -118,6 +117,11 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
     return app
 
 
+def _counts(gallery: Gallery) -> tuple[int, int]:
+    with gallery.reading() as store:
+        return store.counts()
+
+
 def app_from_environment() -> FastAPI:
     """The app factory of each `serve(workers=N)` process: settings come from $FACEID_SERVE_SETTINGS."""
     from faceid.gallery.session import open_gallery
@@ -137,10 +141,10 @@ def serve(gallery: Gallery, host: str = "127.0.0.1", port: int = 8000, api_key: 
     if workers <= 1:
         uvicorn.run(create_app(gallery, api_key, max_request_bytes, **options), host=host, port=port)
         return
-    if gallery.backend["name"] == "milvus" and is_milvus_lite(gallery.backend["uri"]):
-        raise GalleryError(f"{gallery.path} keeps its vectors in Milvus Lite, which one process at a time may open: "
-                           "serve it with --workers 1, or re-create it on a Milvus server (--milvus-uri)")
-    opened = {"path": str(gallery.path), "model": gallery.store.get("model"), "aligned": gallery.store.get("aligned"),
+    if (reason := gallery.index.capabilities.single_process) is not None:
+        raise GalleryError(f"{gallery.path} cannot be served by several processes: {reason}; serve it with "
+                           "--workers 1")
+    opened = {"path": str(gallery.path), "model": gallery.setting("model"), "aligned": gallery.setting("aligned"),
               "device": device}
     os.environ[SETTINGS_VARIABLE] = json.dumps({"open": opened, "api_key": api_key,
                                                 "max_request_bytes": max_request_bytes, **options})

@@ -37,8 +37,8 @@ class GalleryWorkers:
         gallery = getattr(self._local, "gallery", None)
         if gallery is None:
             resolver = self.template.resolver
-            gallery = Gallery(self.template.path, resolver.embedder, resolver.preprocessor)
-            gallery.resolver.max_pixels = self.max_pixels or resolver.max_pixels
+            gallery = Gallery(self.template.path, resolver.embedder, resolver.preprocessor,
+                              max_pixels=self.max_pixels or resolver.max_pixels)
             gallery.threshold_override = self.threshold_override or self.template.threshold_override
             self._local.gallery = gallery
             with self._lock:

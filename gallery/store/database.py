@@ -1,60 +1,33 @@
-"""The gallery's metadata store: one SQLite database, the source of truth.
+"""The gallery's metadata store: one SQLite database, the source of truth (its tables: `gallery.store.schema`).
 
-Tables: `meta` (embedder fingerprint, index factory, template policy, threshold, generation, the
-index snapshot's record), `identities`, `templates` (one row per enrolled sample, with its float32
-embedding, source path, file hash and quality; the row id is the vector id in the index), `changes`
-(which templates and identities each generation touched, kept since the snapshot before last: what a
-process replays onto a snapshot or onto its in-memory index, see `gallery.index.live_index`), `tuning_probes` (the
-real probes of `gallery tune`, see `gallery.index.tuning`) and the append-only `audit` log. Every mutation runs in one
-transaction and bumps `generation`.
-
-A new database uses 32 KiB pages: a 2 KB embedding row then shares a page with fourteen others
-instead of taking a 4 KiB page to itself. The write-ahead log is truncated after bulk writes.
+`MetadataStore` owns the connection and every read; every mutation goes through the `StoreWrite` that
+`transaction()` yields (`gallery.store.writes`). The write-ahead log is truncated after bulk writes.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from faceid.arrays import l2_normalize
 from faceid.gallery.names import name_key
 from faceid.gallery.records import GalleryError
 from faceid.gallery.store.database_file import damage_reported, inspect_database_file
+from faceid.gallery.store.schema import PAGE_SIZE, SCHEMA, add_name_keys
+from faceid.gallery.store.writes import StoreWrite
 
-from faceid.arrays import l2_normalize
-
-PAGE_SIZE = 32768
 WAL_LIMIT_BYTES = 64 * 1024 * 1024  # the write-ahead log is checkpointed and truncated beyond this
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS identities (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, metadata TEXT NOT NULL DEFAULT '{}', created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS templates (
-    id INTEGER PRIMARY KEY, identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
-    source TEXT, file_hash TEXT, quality REAL, embedding BLOB NOT NULL, created REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS templates_identity ON templates(identity_id);
-DROP INDEX IF EXISTS templates_hash;
-CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, identity_id INTEGER NOT NULL, template_id INTEGER);
-CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
-CREATE TABLE IF NOT EXISTS tuning_probes (id INTEGER PRIMARY KEY, embedding BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY, time REAL NOT NULL, action TEXT NOT NULL, identity TEXT, detail TEXT NOT NULL);
-CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
-    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
 
 
 class MetadataStore:
     """The one owner of the gallery's SQL: the schema and every query, as named methods.
 
-    Reads go through the store's connection; mutations take the connection yielded by `transaction()`
-    (the same one, inside BEGIN IMMEDIATE), so a caller cannot write outside a transaction by accident.
+    Reads go through the store's connection; mutations through the `StoreWrite` yielded by `transaction()`
+    (the same connection, inside BEGIN IMMEDIATE), so a caller cannot write outside a transaction by accident.
     """
 
     def __init__(self, path: Path, create: bool = False):
@@ -76,7 +49,6 @@ class MetadataStore:
             self.connection.execute("PRAGMA foreign_keys=ON")
             self.connection.executescript(SCHEMA)
             add_name_keys(self.connection)
-        self._pending = None
 
     def close(self) -> None:
         self.connection.close()
@@ -106,16 +78,17 @@ class MetadataStore:
 
     @contextmanager
     def transaction(self):
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: all or nothing."""
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error: all or nothing. Yields the transaction's
+        `StoreWrite`; one that changed what the index holds (or was bumped) commits the next generation."""
         self.connection.execute("BEGIN IMMEDIATE")
-        self._pending = self.generation() + 1  # the generation this transaction's changes are recorded under
+        write = StoreWrite(self, self.connection, self.generation() + 1)
         try:
-            yield self.connection
+            yield write
+            if write.bumped:
+                write.set("generation", write.generation)
         except BaseException:
             self.connection.execute("ROLLBACK")
             raise
-        finally:
-            self._pending = None
         self.connection.execute("COMMIT")
 
     # meta
@@ -123,22 +96,10 @@ class MetadataStore:
         row = self.connection.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
-    def set(self, connection, key: str, value) -> None:
-        connection.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
-                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, json.dumps(value)))
-
     def generation(self) -> int:
         return int(self.get("generation", 0))
 
-    def bump(self, connection) -> int:
-        self.set(connection, "generation", self._pending)
-        return self._pending
-
     # changes: what each generation touched, replayed onto snapshots and in-memory indexes
-    def _changed(self, connection, identity_id: int, template_ids=(None,)) -> None:
-        connection.executemany("INSERT INTO changes(generation, identity_id, template_id) VALUES(?, ?, ?)",
-                               [(self._pending, identity_id, None if t is None else int(t)) for t in template_ids])
-
     def changes_since(self, generation: int) -> tuple[list[int], list[int]]:
         """(template ids, identity ids) touched after `generation`; the caller checks `history_start()`."""
         rows = self.connection.execute("SELECT identity_id, template_id FROM changes WHERE generation > ?",
@@ -152,35 +113,17 @@ class MetadataStore:
     def changes_count(self, generation: int) -> int:
         return self.connection.execute("SELECT COUNT(*) FROM changes WHERE generation > ?", (generation,)).fetchone()[0]
 
-    def record_snapshot(self, connection, record: dict) -> None:
-        """Name the index snapshot of `record['generation']`; forget changes older than the previous one, whose
-        readers can still catch up from it."""
-        previous = (self.get("snapshot") or {}).get("generation", 0)
-        connection.execute("DELETE FROM changes WHERE generation <= ?", (previous,))
-        self.set(connection, "history_start", previous)
-        self.set(connection, "snapshot", record)
-
-    def set_tuning_probes(self, connection, vectors: np.ndarray) -> None:
-        """Replace the stored tuning probes with `vectors` (n, d) (n = 0: none)."""
-        connection.execute("DELETE FROM tuning_probes")
-        connection.executemany("INSERT INTO tuning_probes(embedding) VALUES(?)",
-                               [(row.tobytes(),) for row in np.asarray(vectors, np.float32)])
-
     def tuning_probes(self) -> np.ndarray:
         """The stored tuning probes (n, d) float32, in the order given."""
         return _stacked([r[0] for r in self.connection.execute("SELECT embedding FROM tuning_probes ORDER BY id")])
-
-    def audit(self, connection, action: str, identity: str | None, detail: dict) -> None:
-        connection.execute("INSERT INTO audit(time, action, identity, detail) VALUES(?, ?, ?, ?)",
-                           (time.time(), action, identity, json.dumps(detail)))
 
     def audit_entries(self) -> list[dict]:
         rows = self.connection.execute("SELECT time, action, identity, detail FROM audit ORDER BY id").fetchall()
         return [{"time": t, "action": a, "identity": i, "detail": json.loads(d)} for t, a, i, d in rows]
 
     # identities
-    def identity_id(self, name: str, connection=None) -> int | None:
-        row = (connection or self.connection).execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
+    def identity_id(self, name: str) -> int | None:
+        row = self.connection.execute("SELECT id FROM identities WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
 
     def identity_names(self) -> dict[int, str]:
@@ -189,32 +132,10 @@ class MetadataStore:
     def identity_names_of(self, identity_ids) -> dict[int, str]:
         return dict(self._rows_in("SELECT id, name FROM identities WHERE id IN ({})", identity_ids))
 
-    def add_identity(self, connection, name: str, metadata: dict, created: float) -> int:
-        identity_id = connection.execute(
-            "INSERT INTO identities(name, metadata, created, name_key) VALUES(?, ?, ?, ?)",
-            (name, json.dumps(metadata), created, name_key(name))).lastrowid
-        self._changed(connection, identity_id)
-        return identity_id
-
-    def rename_identity(self, connection, identity_id: int, name: str) -> None:
-        connection.execute("UPDATE identities SET name = ?, name_key = ? WHERE id = ?",
-                           (name, name_key(name), identity_id))
-        self._changed(connection, identity_id)
-
-    def name_taken(self, name: str, connection=None) -> str | None:
+    def name_taken(self, name: str) -> str | None:
         """The enrolled name equal to `name` after case folding, if any."""
-        row = (connection or self.connection).execute("SELECT name FROM identities WHERE name_key = ?",
-                                                      (name_key(name),)).fetchone()
+        row = self.connection.execute("SELECT name FROM identities WHERE name_key = ?", (name_key(name),)).fetchone()
         return row[0] if row else None
-
-    def remove_identity(self, connection, identity_id: int) -> np.ndarray:
-        """Delete the identity and its templates; returns the deleted template ids."""
-        removed = np.array([r[0] for r in connection.execute(
-            "SELECT id FROM templates WHERE identity_id = ? ORDER BY id", (identity_id,))], np.int64)
-        connection.execute("DELETE FROM templates WHERE identity_id = ?", (identity_id,))
-        connection.execute("DELETE FROM identities WHERE id = ?", (identity_id,))
-        self._changed(connection, identity_id, [None, *removed])
-        return removed
 
     def identity_summaries(self) -> list[dict]:
         """Every identity by name: its template count, metadata and creation time."""
@@ -229,31 +150,13 @@ class MetadataStore:
         return identities, self.connection.execute("SELECT COUNT(*) FROM templates").fetchone()[0]
 
     # templates
-    def add_template(self, connection, identity_id: int, sample, created: float) -> int:
-        """Insert one `Sample` (embedding, source, file hash, quality) for `identity_id`; returns its row id."""
-        template_id = connection.execute(
-            "INSERT INTO templates(identity_id, source, file_hash, quality, embedding, created) "
-            "VALUES(?, ?, ?, ?, ?, ?)", (identity_id, sample.source, sample.file_hash, sample.quality,
-                                         np.asarray(sample.embedding, np.float32).tobytes(), created),
-        ).lastrowid
-        self._changed(connection, identity_id, [template_id])
-        return template_id
-
-    def file_hashes(self, connection, identity_id: int) -> set[str]:
-        return {row[0] for row in connection.execute("SELECT file_hash FROM templates WHERE identity_id = ?",
-                                                     (identity_id,))}
+    def file_hashes(self, identity_id: int) -> set[str]:
+        return {row[0] for row in self.connection.execute("SELECT file_hash FROM templates WHERE identity_id = ?",
+                                                          (identity_id,))}
 
     def template_sources(self) -> list[tuple[int, str | None]]:
         """(template id, source image path or None), ordered by template id."""
         return self.connection.execute("SELECT id, source FROM templates ORDER BY id").fetchall()
-
-    def replace_embeddings(self, connection, embeddings: list[tuple[int, np.ndarray]]) -> None:
-        """Overwrite the embedding of each (template id, vector)."""
-        connection.executemany("UPDATE templates SET embedding = ? WHERE id = ?",
-                               [(np.asarray(vector, np.float32).tobytes(), i) for i, vector in embeddings])
-        owners = self.template_owners()
-        for i, _ in embeddings:
-            self._changed(connection, owners[i], [i])
 
     def index_ids(self, per_identity: bool) -> np.ndarray:
         """The template ids, or (`per_identity`) the ids of identities that have templates, ascending."""
@@ -324,27 +227,3 @@ def _means(owners: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.n
     identity_ids, starts = np.unique(owners[order], return_index=True)
     return identity_ids, l2_normalize(np.add.reduceat(embeddings[order], starts, axis=0), axis=1)
 
-
-def add_name_keys(connection) -> None:
-    """Schema addition (issue 12): `identities.name_key`, the case-folded name under a UNIQUE index, so that
-    "Alice" and "alice" cannot both be enrolled. Galleries made before it get the column filled once; names
-    that already collide keep a key no validated name can have (the name, NUL, the row id)."""
-    columns = {row[1] for row in connection.execute("PRAGMA table_info(identities)")}
-    if "name_key" in columns:
-        return
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        columns = {row[1] for row in connection.execute("PRAGMA table_info(identities)")}
-        if "name_key" not in columns:  # another process may have migrated it meanwhile
-            connection.execute("ALTER TABLE identities ADD COLUMN name_key TEXT")
-            seen = set()
-            for identity_id, name in connection.execute("SELECT id, name FROM identities ORDER BY id").fetchall():
-                key = name_key(name)
-                key = key if key not in seen else f"{key}\x00{identity_id}"
-                seen.add(key)
-                connection.execute("UPDATE identities SET name_key = ? WHERE id = ?", (key, identity_id))
-            connection.execute("CREATE UNIQUE INDEX identities_name_key ON identities(name_key)")
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")

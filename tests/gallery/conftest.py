@@ -3,9 +3,10 @@ where several processes share one gallery (Milvus Lite admits one process at a t
 
 import importlib.util
 import logging
-import time
 
 import pytest
+
+from tests.waiting import TIMEOUT, WaitTimeout, wait_for
 
 MILVUS_MISSING = importlib.util.find_spec("milvus_lite") is None
 MILVUS = pytest.param("milvus", marks=pytest.mark.skipif(MILVUS_MISSING, reason="milvus-lite is not installed "
@@ -24,7 +25,7 @@ def backend(request) -> str:
 SERVER_OPTIONS = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20),
                   ("grpc.keepalive_permit_without_calls", 1),
                   ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000), ("grpc.http2.max_ping_strikes", 0)]
-SERVER_READY_SECONDS = 60
+SERVER_READY_SECONDS = TIMEOUT
 
 
 @pytest.fixture(scope="session")
@@ -46,20 +47,25 @@ def milvus_server(tmp_path_factory) -> str:
     milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(database), server)
     uri = f"http://127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
     server.start()
-    deadline, problem = time.monotonic() + SERVER_READY_SECONDS, None
-    while time.monotonic() < deadline:
+    problems = []
+
+    def answers() -> bool:
         try:
             client = MilvusClient(uri, timeout=5)
             client.list_collections()
             client.close()
-            break
+            return True
         except Exception as error:  # not accepting clients yet
-            problem = error
-            time.sleep(0.2)
-    else:
+            problems[:] = [error]
+            return False
+
+    try:
+        wait_for(answers, SERVER_READY_SECONDS, interval=0.2,
+                 what=lambda: f"the test Milvus server at {uri} to accept a client (the last refusal: {problems})")
+    except WaitTimeout:
         server.stop(grace=0)
         database.close()
-        pytest.fail(f"the test Milvus server at {uri} accepted no client within {SERVER_READY_SECONDS} s: {problem}")
+        raise
     yield uri
     server.stop(grace=1)
     database.close()
@@ -77,4 +83,4 @@ def shared_backend(backend, request) -> dict:
     through a server (Milvus Lite admits one process at a time)."""
     if backend == "faiss":
         return {"backend": "faiss"}
-    return {"backend": "milvus", "milvus_uri": request.getfixturevalue("milvus_server")}
+    return {"backend": "milvus", "backend_options": {"uri": request.getfixturevalue("milvus_server")}}

@@ -6,12 +6,13 @@ import io
 import json
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
 
 import uvicorn
+
+from tests.waiting import wait_for
 
 
 def free_port() -> int:
@@ -26,10 +27,10 @@ def running(app):
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
     try:
+        wait_for(lambda: server.started or not thread.is_alive(), what=f"the test server on port {port} to start")
+        if not server.started:
+            raise AssertionError(f"the test server on port {port} stopped before it started (see its log above)")
         yield f"http://127.0.0.1:{port}", port
     finally:
         server.should_exit = True

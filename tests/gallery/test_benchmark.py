@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from faceid.gallery.benchmarks import data as bench_data
 from faceid.gallery.benchmarks import real_faces
 from faceid.gallery.benchmarks import search as benchmark

@@ -1,16 +1,16 @@
-"""Issue 13 part 5: bulk enrolment decodes, detects and embeds in batches, with parallel workers; a
+"""Bulk enrolment decodes, detects and embeds in batches, with parallel workers; a
 corrupt or unreadable image is a per-file error in the summary, never fatal."""
 
 
 import cv2
 import numpy as np
 import pytest
+
 from faceid.gallery.enrollment import enroll_folder, enroll_images
 from faceid.gallery.gallery import Gallery
-
-from faceid.embedding import TorchEmbedder
 from faceid.preprocessing import FacePreprocessor
-from tests.gallery.doubles import RecordingEmbedder, deny_reading
+from faceid.torch_embedder import TorchEmbedder
+from tests.gallery.doubles import RecordingEmbedder, deny_reading, stored
 
 DIM = 16
 
@@ -59,8 +59,8 @@ def test_parallel_workers_give_the_same_templates_as_one_by_one_enrolment(tmp_pa
     parallel = Gallery.create(tmp_path / "parallel", embedder, backend=backend)
     summary = enroll_images(parallel, "alice", sorted((tree / "alice").iterdir()), workers=2, progress=False)
     assert summary["enrolled_samples"] == 3 and list(summary["failures"]) == [str(tree / "alice" / "corrupt.jpg")]
-    _, _, expected = one_by_one.store.all_templates()
-    _, _, batched = parallel.store.all_templates()
+    _, _, expected = stored(one_by_one, "all_templates")
+    _, _, batched = stored(parallel, "all_templates")
     assert np.allclose(expected, batched, atol=1e-5)
     assert parallel.check()["consistent"] and parallel.identify(expected[1], k=1).candidates[0][0] == "alice"
     one_by_one.close()
@@ -83,8 +83,8 @@ def test_enroll_many_on_photos_detects_and_embeds_in_one_batch(tmp_path, shared_
     batched = Gallery.create(tmp_path / "batched", counting, preprocessor=preprocessor, backend=backend)
     batched.enroll_many(photos)
     assert calls == [2, 2] and counting.batches == [2, 2]  # each identity's photos detected and embedded together
-    _, owners_single, expected = single.store.all_templates()
-    _, owners_batched, got = batched.store.all_templates()
+    _, owners_single, expected = stored(single, "all_templates")
+    _, owners_batched, got = stored(batched, "all_templates")
     assert np.array_equal(owners_single, owners_batched)
     assert np.allclose(expected, got, atol=1e-4)
     single.close()

@@ -1,7 +1,8 @@
 import json
 
+from faceid.checkpoint import save_backbone_checkpoint
 from faceid.cli import main
-from faceid.embedding import TorchEmbedder, save_backbone_checkpoint
+from faceid.torch_embedder import TorchEmbedder
 
 
 def test_enroll_calibrate_identify_verify_and_manage(small_synthetic, tmp_path, capsys, backend):
@@ -37,3 +38,63 @@ def test_enroll_calibrate_identify_verify_and_manage(small_synthetic, tmp_path, 
     assert main(["gallery", "export", gallery, str(tmp_path / "g.npz")]) == 0
     assert main(["identify", str(tmp_path / "missing"), str(aligned / "id_00004" / "002.png")]) == 1
     assert "is not a gallery" in capsys.readouterr().err
+
+
+def _count_opens_and_closes(monkeypatch) -> dict:
+    from faceid.gallery.gallery import Gallery
+
+    counts = {"opened": 0, "closed": 0}
+    opening, closing = Gallery.__init__, Gallery.close
+
+    def opened(self, *args, **kwargs):
+        opening(self, *args, **kwargs)
+        counts["opened"] += 1
+
+    def closed(self):
+        counts["closed"] += 1
+        closing(self)
+
+    monkeypatch.setattr(Gallery, "__init__", opened)
+    monkeypatch.setattr(Gallery, "close", closed)
+    return counts
+
+
+def test_commands_close_the_gallery_they_open_also_on_error(small_synthetic, tmp_path, capsys, monkeypatch):
+    embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
+    save_backbone_checkpoint(tmp_path / "model.pt", embedder.model, "small_cnn", 16, 64)
+    gallery, probe = str(tmp_path / "g"), str(small_synthetic / "aligned" / "id_00004" / "002.png")
+    assert main(["enroll", gallery, "--model", str(tmp_path / "model.pt"), "--aligned", "--identity", "a", probe]) == 0
+    counts = _count_opens_and_closes(monkeypatch)
+    calls = [["identify", gallery, probe], ["verify", gallery, probe, "--identity", "a"],
+             ["verify", gallery, probe, "--identity", "nobody"],  # fails inside the open gallery
+             ["gallery", "rename", gallery, "a", "unknown"], ["gallery", "stats", gallery],
+             ["gallery", "list", gallery], ["gallery", "check", gallery], ["enroll", gallery, "--identity", "b", probe]]
+    for call in calls:
+        main(call)
+        assert counts["opened"] == counts["closed"], f"`faceid {' '.join(call[:2])}` left its gallery open"
+    assert counts["opened"] == len(calls)
+    capsys.readouterr()
+
+
+def test_fifty_enrolments_leave_a_snapshot_so_an_open_replays_fewer_than_fifty_changes(small_synthetic, tmp_path,
+                                                                                      capsys):
+    import threading
+
+    from faceid.gallery.gallery import Gallery
+
+    embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
+    save_backbone_checkpoint(tmp_path / "model.pt", embedder.model, "small_cnn", 16, 64)
+    images = sorted((small_synthetic / "aligned").rglob("*.png"))
+    gallery = str(tmp_path / "g")
+    for number in range(50):
+        options = ["--model", str(tmp_path / "model.pt"), "--aligned"] if number == 0 else []
+        image = str(images[number % len(images)])
+        assert main(["enroll", gallery, *options, "--identity", f"person{number}", image]) == 0
+        snapshotting = [thread for thread in threading.enumerate() if thread.name == "gallery-snapshot"]
+        assert not snapshotting  # the command joined its background snapshot before returning
+    capsys.readouterr()
+    assert list((tmp_path / "g").glob("index.*.faiss"))
+    with Gallery(tmp_path / "g") as reopened:
+        state = reopened.stats()["index"]
+        assert state["rebuilt_reason"] is None and state["snapshot_generation"] > 0
+        assert state["replayed_changes"] < 50 and len(reopened.index) == 50

@@ -2,20 +2,22 @@ import functools
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
-from faceid.gallery.gallery import Gallery, GalleryError
 
 from faceid.arrays import l2_normalize
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
-from faceid.embedding import TorchEmbedder
-from tests.gallery.doubles import embeddings_gallery, synthetic_people
+from faceid.gallery.gallery import Gallery, GalleryError
+from faceid.gallery.transfer import export_gallery, import_gallery, reembed_gallery
+from faceid.torch_embedder import TorchEmbedder
+from tests.gallery.doubles import embeddings_gallery, stored, synthetic_people
+from tests.waiting import printed, read_until, wait_for, wait_for_exit
 
 DIM = 16
 _people = functools.partial(synthetic_people, per_person=3, spread=0.35, prefix="person", dtype=np.float64)
@@ -104,8 +106,10 @@ def test_remove_rename_duplicates_and_audit(tmp_path, backend):
     assert all(c[0] != "person002" for c in gallery.identify(people["person002"][0], k=3).candidates)
     actions = [entry["action"] for entry in gallery.audit_log()]
     assert actions[0] == "create" and actions[-2:] == ["remove", "rename"]
+    database = sqlite3.connect(gallery.path / "gallery.db", isolation_level=None)  # autocommit: no lock is kept
     with pytest.raises(Exception, match="append-only"):
-        gallery.store.connection.execute("DELETE FROM audit")
+        database.execute("DELETE FROM audit")
+    database.close()
     with pytest.raises(GalleryError, match="not enrolled"):
         gallery.remove("nobody")
     with pytest.raises(GalleryError, match="already exists"):
@@ -162,7 +166,7 @@ def test_a_different_embedder_is_refused_and_reembed_migrates(tmp_path, small_sy
     with pytest.raises(GalleryError, match="Use `reembed` to migrate"):
         Gallery(tmp_path / "g", second)
     with Gallery(tmp_path / "g", first) as old:
-        assert old.reembed(second)["templates"] == 6
+        assert reembed_gallery(old, second)["templates"] == 6
     reopened = Gallery(tmp_path / "g", second)
     assert reopened.check()["consistent"] and reopened.check()["vectors_compared"]
     probe = second.embed([read_rgb(images[4])])[0]
@@ -173,15 +177,15 @@ def test_export_and_import(tmp_path, backend):
     people, _ = _people(5)
     gallery = embeddings_gallery(tmp_path / "g", backend)
     gallery.enroll_many(people, {"person001": {"badge": 7}})
-    gallery.export(tmp_path / "g.npz")
+    export_gallery(gallery, tmp_path / "g.npz")
     other = embeddings_gallery(tmp_path / "h", backend)
-    other.import_(tmp_path / "g.npz")
+    import_gallery(other, tmp_path / "g.npz")
     assert other.stats()["templates"] == 15
     assert {i["identity"]: i["metadata"] for i in other.list()}["person001"] == {"badge": 7}
-    assert other.import_(tmp_path / "g.npz")["person000"]["added"] == 0  # duplicates are skipped
+    assert import_gallery(other, tmp_path / "g.npz")["person000"]["added"] == 0  # duplicates are skipped
     stranger = embeddings_gallery(tmp_path / "x", backend, fingerprint="other")
     with pytest.raises(GalleryError, match="was made with embedder test-embedder"):
-        stranger.import_(tmp_path / "g.npz")
+        import_gallery(stranger, tmp_path / "g.npz")
 
 
 # FAISS factory strings; the Milvus index types have their own test (test_milvus.py)
@@ -245,11 +249,13 @@ def test_killing_a_writer_mid_enrolment_loses_nothing_committed(tmp_path, backen
     embeddings_gallery(tmp_path / "g", backend).close()
     for attempt in range(3):
         process = subprocess.Popen([sys.executable, "-c", CRASH_WRITER.format(dim=DIM), str(tmp_path / "g"),
-                                    str(attempt)], stdout=subprocess.PIPE, text=True)
-        time.sleep(1.5 + 0.37 * attempt)
+                                    str(attempt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # killed as soon as it has reported its 1st, 5th, 9th enrolment, while it goes on with the next
+        kill_after = 4 * attempt
+        read_until(process, rf"^{kill_after}$", what=f"the writer to report enrolment {kill_after} (it reports each)")
         os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        reported = len(process.stdout.read().split())
+        lines, _ = wait_for_exit(process)
+        reported = len(lines)
         gallery = Gallery(tmp_path / "g")
         committed = [e for e in gallery.audit_log()
                      if e["action"] == "enroll" and e["identity"].startswith(f"{attempt}-")]
@@ -258,23 +264,26 @@ def test_killing_a_writer_mid_enrolment_loses_nothing_committed(tmp_path, backen
         assert {e["identity"] for e in committed} <= names
         assert len(gallery.index) == gallery.stats()["templates"] and gallery.check()["consistent"]
         last = committed[-1]["identity"]
-        vectors = gallery.store.templates_of(gallery.store.identity_id(last))
+        vectors = stored(gallery, "templates_of", stored(gallery, "identity_id", last))
         assert gallery.identify(vectors[0], k=1).candidates[0][0] == last
         gallery.close()
 
 
 READER = """
-import sys, time, numpy as np
+import os, sys, numpy as np
 from faceid.gallery.gallery import Gallery
 g = Gallery(sys.argv[1])
 probe = np.ones({dim}) / np.sqrt({dim})
+assert g.identify(probe, k=3).candidates, "empty result"
+print("ready", flush=True)
 count = 0
-deadline = time.time() + 3
-while time.time() < deadline:
+while not os.path.exists(sys.argv[2]):  # the test's writer has finished
     result = g.identify(probe, k=3)
     assert result.candidates, "empty result"
     count += 1
-print(count)
+    if count % 10 == 0:
+        print(count, flush=True)
+print("done", count, flush=True)
 """
 
 
@@ -282,16 +291,29 @@ print(count)
 def test_readers_keep_working_while_one_writer_enrolls(tmp_path, shared_backend):
     gallery = embeddings_gallery(tmp_path / "g", **shared_backend)
     gallery.enroll("seed", [np.ones(DIM) / np.sqrt(DIM)])
-    readers = [subprocess.Popen([sys.executable, "-c", READER.format(dim=DIM), str(tmp_path / "g")],
+    stop = tmp_path / "writer-finished"
+    readers = [subprocess.Popen([sys.executable, "-c", READER.format(dim=DIM), str(tmp_path / "g"), str(stop)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for reader in readers:  # both readers are querying before the writer starts
+        read_until(reader, "^ready$", what="a reader to open the gallery and answer a first query")
+    before = [len(printed(reader)) for reader in readers]
     rng = np.random.default_rng(0)
-    deadline = time.time() + 2.5
     enrolled = 0
-    while time.time() < deadline:
+
+    def enrol_while_readers_answer():  # one more enrolment; enough once each reader answered over 10 queries meanwhile
+        nonlocal enrolled
+        for reader in readers:
+            if reader.poll() is not None:
+                raise AssertionError(f"a reader failed while the writer enrolled: {wait_for_exit(reader)[1]}")
         gallery.enroll(f"w{enrolled}", [l2_normalize(rng.normal(size=DIM))])
         enrolled += 1
+        return enrolled > 5 and all(len(printed(r)) >= start + 2 for r, start in zip(readers, before, strict=True))
+
+    wait_for(enrol_while_readers_answer, what="both readers to answer over 10 queries while the writer enrolls",
+             interval=0)
+    stop.touch()
     for reader in readers:
-        out, err = reader.communicate(timeout=30)
+        lines, err = wait_for_exit(reader)
         assert reader.returncode == 0, err
-        assert int(out) > 10
-    assert enrolled > 5 and gallery.stats()["identities"] == enrolled + 1
+        assert lines[-1].startswith("done") and int(lines[-1].split()[1]) > 10
+    assert gallery.stats()["identities"] == enrolled + 1

@@ -1,4 +1,4 @@
-"""Issue 12, outside HTTP: names, thresholds and JSON in the CLI, unreadable files, reembed and kept images."""
+"""Gallery hardening outside HTTP: names, thresholds and JSON in the CLI, unreadable files, reembed and kept images."""
 
 import json
 import sqlite3
@@ -6,13 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from faceid.checkpoint import save_backbone_checkpoint
+from faceid.cli import main
+from faceid.commands.options import print_json
 from faceid.gallery.enrollment import enroll_folder
 from faceid.gallery.gallery import Gallery
 from faceid.gallery.records import GalleryError, NotEnrolled
-
-from faceid.cli import main
-from faceid.commands.options import print_json
-from faceid.embedding import TorchEmbedder, save_backbone_checkpoint
+from faceid.gallery.transfer import import_gallery
+from faceid.torch_embedder import TorchEmbedder
 from tests.gallery.doubles import deny_reading, embeddings_gallery
 
 DIM = 8
@@ -43,7 +45,7 @@ def test_import_refuses_a_hostile_name(tmp_path, backend):
              settings=np.array(json.dumps({"embedder": {"fingerprint": "test", "embedding_dim": DIM}})))
     gallery = _gallery(tmp_path / "g", backend)
     with pytest.raises(GalleryError, match="bidi override"):
-        gallery.import_(source)
+        import_gallery(gallery, source)
 
 
 def test_names_equal_after_case_folding_are_one_person(tmp_path, backend):
@@ -60,7 +62,7 @@ def test_names_equal_after_case_folding_are_one_person(tmp_path, backend):
 
 def test_an_old_gallery_gets_name_keys_and_keeps_working(tmp_path, backend):
     _gallery(tmp_path / "g", backend).close()
-    with sqlite3.connect(tmp_path / "g" / "gallery.db") as connection:  # as galleries were before issue 12
+    with sqlite3.connect(tmp_path / "g" / "gallery.db") as connection:  # as galleries were before name keys
         connection.execute("DROP INDEX identities_name_key")
         connection.execute("ALTER TABLE identities DROP COLUMN name_key")
         for name in ("Carol", "carol"):

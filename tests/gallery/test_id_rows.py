@@ -3,11 +3,11 @@ indexes through random enrol/remove sequences against a brute-force reference.""
 
 import numpy as np
 import pytest
+
+from faceid.arrays import l2_normalize
 from faceid.gallery.index import id_rows, tuning
 from faceid.gallery.index.faiss_index import VectorIndex
 from faceid.gallery.index.id_rows import IdRows
-
-from faceid.arrays import l2_normalize
 
 
 def _apply_removal(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -7,11 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+
 from faceid.gallery.gallery import Gallery
 from faceid.gallery.index.milvus_index import MilvusIndex
-
 from tests.gallery.conftest import MILVUS_MISSING
-from tests.gallery.doubles import embeddings_gallery, synthetic_people, unit32
+from tests.gallery.doubles import embeddings_gallery, stored, synthetic_people, unit32
+from tests.waiting import TIMEOUT
 
 pytestmark = pytest.mark.skipif(MILVUS_MISSING, reason="milvus-lite is not installed (pip install -e '.[milvus]')")
 DIM = 16
@@ -38,8 +39,8 @@ def test_closing_one_gallery_leaves_the_others_on_the_same_milvus_lite_directory
 def test_galleries_sharing_a_milvus_server_keep_their_own_templates(tmp_path, milvus_server):
     first, _ = synthetic_people(5, seed=1)
     second, _ = synthetic_people(5, seed=2)
-    one = embeddings_gallery(tmp_path / "one", "milvus", milvus_uri=milvus_server)
-    other = embeddings_gallery(tmp_path / "other", "milvus", milvus_uri=milvus_server)
+    one = embeddings_gallery(tmp_path / "one", "milvus", backend_options={"uri": milvus_server})
+    other = embeddings_gallery(tmp_path / "other", "milvus", backend_options={"uri": milvus_server})
     one.enroll_many(first)
     other.enroll_many({f"other-{name}": vectors for name, vectors in second.items()})
     assert one.backend["collection"] != other.backend["collection"]
@@ -147,8 +148,9 @@ def test_serving_a_milvus_lite_gallery_from_several_processes_is_refused_clearly
     from faceid.gallery.service.app import serve
 
     gallery = embeddings_gallery(tmp_path / "g", "milvus")
-    with pytest.raises(GalleryError, match="Milvus Lite, which one process at a time may open: serve it with "
-                                          "--workers 1, or re-create it on a Milvus server"):
+    with pytest.raises(GalleryError, match="cannot be served by several processes: a Milvus Lite directory admits "
+                                          r"one process at a time \(re-create the gallery on a Milvus server for "
+                                          r"several\); serve it with --workers 1"):
         serve(gallery, workers=2)
     gallery.close()
 
@@ -166,14 +168,14 @@ def test_the_change_history_stays_bounded_and_a_dead_writer_is_still_repaired_by
     for cycle in range(30):  # 6 changes a cycle
         writer.enroll(f"passing{cycle}", list(synthetic_people(1, seed=cycle)[0].values())[0])
         writer.remove(f"passing{cycle}")
-        sizes.append(writer.store.changes_count(-1))
-    assert max(sizes) <= 2 * 12 + 6 and writer.store.history_start() > 0
+        sizes.append(stored(writer, "changes_count", -1))
+    assert max(sizes) <= 2 * 12 + 6 and stored(writer, "history_start") > 0
     assert reader.identify(centres[1], k=3).identity == "p001" and reader.check()["consistent"]
     with monkeypatch.context() as patch:
         _fail_collection_writes(patch)
         with pytest.raises(OSError):
             writer.enroll("late", [centres[0] + centres[2]])  # committed; the collection never gets it
-    assert writer.index.synced() >= writer.store.history_start()  # the changes it lacks are all kept
+    assert writer.index.synced() >= stored(writer, "history_start")  # the changes it lacks are all kept
     reader.close()
     writer.close()
     reopened = Gallery(tmp_path / "g")
@@ -232,13 +234,13 @@ def test_a_reader_repairs_a_collection_left_behind_by_a_dead_writer_but_never_wa
 
     holder = threading.Thread(target=live_writer)
     holder.start()
-    locked.wait(30)
     try:
+        assert locked.wait(TIMEOUT), f"the other writer did not take the writer lock within {TIMEOUT:g} s"
         assert reader.identify(newcomer, k=1).identity != "late"  # answered at once, without the new template
     finally:
         release.set()
         holder.join()
     assert reader.identify(newcomer, k=1).candidates[0] == ("late", pytest.approx(1.0, abs=1e-5))
-    assert reader.index.synced() == reader.store.generation() and reader.check()["consistent"]
+    assert reader.index.synced() == stored(reader, "generation") and reader.check()["consistent"]
     reader.close()
     writer.close()

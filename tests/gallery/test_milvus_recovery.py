@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from faceid.gallery.gallery import Gallery
 
+from faceid.gallery.gallery import Gallery
 from tests.gallery.conftest import MILVUS_MISSING
 from tests.gallery.doubles import embeddings_gallery, synthetic_people
 from tests.gallery.test_milvus import DIM
@@ -73,12 +73,13 @@ def _refuse(*args, **kwargs):
 
 def test_a_damaged_collection_on_a_milvus_server_is_rebuilt_and_nothing_else_is_touched(tmp_path, monkeypatch,
                                                                                        milvus_server):
-    from faceid.gallery.records import GalleryError
     from pymilvus import MilvusClient
 
-    neighbour = embeddings_gallery(tmp_path / "other", "milvus", milvus_uri=milvus_server)
+    from faceid.gallery.records import GalleryError
+
+    neighbour = embeddings_gallery(tmp_path / "other", "milvus", backend_options={"uri": milvus_server})
     neighbour.enroll("neighbour", [np.ones(DIM) / np.sqrt(DIM)])
-    backend, centres = _enrolled(tmp_path / "g", milvus_uri=milvus_server)
+    backend, centres = _enrolled(tmp_path / "g", backend_options={"uri": milvus_server})
     load, drop, dropped = MilvusClient.load_collection, MilvusClient.drop_collection, []
     with monkeypatch.context() as patch:  # the collection is damaged until it is dropped
         patch.setattr(MilvusClient, "load_collection", lambda self, name, **k: _refuse() if name ==
@@ -98,11 +99,12 @@ def test_a_damaged_collection_on_a_milvus_server_is_rebuilt_and_nothing_else_is_
 
 def test_opening_retries_a_refused_connect_then_names_the_uri(tmp_path, monkeypatch, milvus_server):
     import pymilvus
+
     from faceid.gallery.index import milvus_index
     from faceid.gallery.records import GalleryError
 
     monkeypatch.setattr(milvus_index, "CONNECT_BACKOFF", 0.01)
-    backend, centres = _enrolled(tmp_path / "g", milvus_uri=milvus_server)
+    backend, centres = _enrolled(tmp_path / "g", backend_options={"uri": milvus_server})
     real, attempts = pymilvus.MilvusClient, []
 
     def flaky(uri, **kwargs):

@@ -3,6 +3,7 @@
 import unicodedata
 
 import pytest
+
 from faceid.gallery.names import MAX_NAME_LENGTH, name_key, validate_identity_name
 from faceid.gallery.records import GalleryError
 

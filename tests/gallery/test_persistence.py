@@ -1,4 +1,4 @@
-"""Issues 12 and 13: snapshots + replay, crash safety at each step, checksums, damaged databases, housekeeping.
+"""Gallery persistence: snapshots + replay, crash safety at each step, checksums, damaged databases, housekeeping.
 
 Tests taking `backend` run on FAISS and Milvus; the others are about FAISS itself — its snapshot files and their
 checksums, an HNSW factory that cannot remove in place, the FAISS write benchmark (Milvus keeps its own index:
@@ -10,17 +10,20 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from faceid.gallery.gallery import Gallery, GalleryError
-from faceid.gallery.store import database as store_module
 
 from faceid.cli import main
+from faceid.gallery.gallery import Gallery, GalleryError
+from faceid.gallery.store import database as store_module
 from tests.gallery.conftest import MILVUS
 from tests.gallery.doubles import embeddings_gallery, synthetic_people, unit32
+from tests.waiting import read_until, wait_for, wait_for_exit
 
 DIM = 16
+ROOT = Path(__file__).resolve().parents[2]  # the repository: tests.waiting for the child processes
 
 
 
@@ -61,20 +64,22 @@ def test_another_process_sees_a_write_within_a_second_by_replaying_it(tmp_path, 
     probe = unit32(np.ones(DIM))
     reader = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import json, sys, time, numpy as np
+        sys.path.insert(0, {str(ROOT)!r})
+        from tests.waiting import wait_for
         from faceid.gallery.gallery import Gallery
         g = Gallery({str(tmp_path / 'g')!r})
         probe = np.array({probe.tolist()}, np.float32)
         print("ready", flush=True)
-        deadline = time.time() + 20
-        while g.identify(probe, k=1).candidates[0][0] != "newcomer" and time.time() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: g.identify(probe, k=1).candidates[0][0] == "newcomer", interval=0.01,
+                 what="the newcomer to be this process's best candidate")
         print(json.dumps({{"seen": time.time(), "index": g.stats()["index"]}}), flush=True)
-    """)], stdout=subprocess.PIPE, text=True)
-    assert reader.stdout.readline().strip() == "ready"
+    """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    read_until(reader, "^ready$", what="the reader to open the gallery")
     gallery.enroll("newcomer", [probe])
     written = time.time()
-    report = json.loads(reader.stdout.readline())
-    reader.wait(timeout=30)
+    report = json.loads(read_until(reader, "^{", what="the reader to find the newcomer").string)
+    _, err = wait_for_exit(reader)
+    assert reader.returncode == 0, err
     assert report["seen"] - written < 1.0
     assert report["index"]["replayed_changes"] >= 1 and report["index"]["rebuilt_reason"] is None
 
@@ -83,7 +88,7 @@ CRASHING_WRITER = """
 import os, sys, numpy as np
 from faceid.gallery import gallery
 from faceid.gallery.index import live_index
-from faceid.gallery.store import database as store
+from faceid.gallery.store import writes
 step = sys.argv[2]
 g = gallery.Gallery(sys.argv[1])
 if step == "after-commit":  # the transaction committed; the process dies before its in-memory index follows
@@ -91,7 +96,7 @@ if step == "after-commit":  # the transaction committed; the process dies before
 if step == "snapshot-write":  # the temporary snapshot is written, the process dies before its fsync and rename
     os.fsync = lambda descriptor: os._exit(9)
 if step == "before-record":  # the snapshot is durable, the process dies before its checksum is recorded
-    store.MetadataStore.record_snapshot = lambda *arguments: os._exit(9)
+    writes.StoreWrite.record_snapshot = lambda *arguments: os._exit(9)
 g.enroll("crash", [np.ones({dim}, np.float32)])
 g.snapshot()
 """
@@ -251,6 +256,6 @@ def test_a_snapshot_is_written_in_the_background_once_enough_changed(tmp_path, m
     gallery = embeddings_gallery(tmp_path / "g")
     first = _snapshots(tmp_path / "g")
     gallery.enroll_many(people)  # 8 identities + 16 templates changed
-    gallery.live.wait()
+    wait_for(lambda: gallery.setting("snapshot")["generation"] == gallery.stats()["generation"],
+             what="the background snapshot of the newest generation")
     assert _snapshots(tmp_path / "g") != first
-    assert gallery.store.get("snapshot")["generation"] == gallery.stats()["generation"]

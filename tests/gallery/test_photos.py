@@ -1,16 +1,16 @@
-"""Issue 13 part 6: every face of a photo identified (`identify_photo`), `faceid identify --all-faces`
+"""Every face of a photo identified (`identify_photo`), `faceid identify --all-faces`
 and `--annotate`, on the six-face photo of the shared data."""
 
 import json
 
 import numpy as np
 import pytest
-from faceid.gallery.gallery import Gallery, GalleryError
-from faceid.gallery.photos import FaceMatch, identify_photo
-from faceid.gallery.session import open_gallery
 
 from faceid.cli import main
 from faceid.data.images import read_rgb
+from faceid.gallery.gallery import Gallery, GalleryError
+from faceid.gallery.photos import FaceMatch, identify_photo
+from faceid.gallery.session import open_gallery
 from tests.gallery.conftest import MILVUS
 
 THRESHOLD = 0.9  # raw-pixel cosine: a face against itself ~1, against another face of the photo < 0.8
@@ -109,7 +109,6 @@ def test_annotate_needs_exactly_one_photo(enrolled, photo, tmp_path, capsys):
 
 def test_http_identify_all_faces_returns_every_face(enrolled, photo):
     from faceid.gallery.service.app import create_app
-
     from tests.gallery.http_client import call, running
 
     gallery, matches, _ = enrolled

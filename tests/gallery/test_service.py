@@ -7,12 +7,12 @@ import urllib.request
 
 import numpy as np
 import pytest
-from faceid.gallery.gallery import Gallery
-from faceid.gallery.service.app import create_app
 from PIL import Image
 
 from faceid.data.folder import list_identity_folder
-from faceid.embedding import TorchEmbedder
+from faceid.gallery.gallery import Gallery
+from faceid.gallery.service.app import create_app
+from faceid.torch_embedder import TorchEmbedder
 from tests.gallery.conftest import MILVUS
 from tests.gallery.http_client import call, running
 

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+
 from faceid.gallery.records import GalleryError
 from faceid.gallery.threshold_policy import check_threshold, decide_threshold
 

@@ -1,14 +1,15 @@
-"""Issue 13: `index="auto"` picks exact or IVF by size, tunes nprobe to recall@1 0.99, keeps the choice; mid-size
-batches search exactly. FAISS only: this is the FAISS tuner (with Milvus, auto means AUTOINDEX: test_milvus.py)."""
+"""Index tuning: `index="auto"` picks exact or IVF by size, tunes nprobe to recall@1 0.99, keeps the choice;
+mid-size batches search exactly. FAISS only: this is the FAISS tuner (with Milvus, auto means AUTOINDEX:
+test_milvus.py)."""
 
 import faiss
 import numpy as np
 import pytest
+
+from faceid.arrays import l2_normalize
 from faceid.gallery.gallery import Gallery
 from faceid.gallery.index import tuning
 from faceid.gallery.index.faiss_index import VectorIndex
-
-from faceid.arrays import l2_normalize
 
 
 def _clustered(identities: int, per_identity: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -189,8 +190,9 @@ def test_gallery_tune_takes_probe_images_or_embeddings_and_names_what_is_wrong(s
     import json
     import shutil
 
+    from faceid.checkpoint import save_backbone_checkpoint
     from faceid.cli import main
-    from faceid.embedding import TorchEmbedder, save_backbone_checkpoint
+    from faceid.torch_embedder import TorchEmbedder
 
     embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
     save_backbone_checkpoint(tmp_path / "model.pt", embedder.model, "small_cnn", 16, 64)
@@ -256,13 +258,14 @@ def test_a_process_opened_before_gallery_tune_takes_the_new_record_and_never_wri
     import sys
 
     from faceid.gallery.index.probe_tuning import tune_with_probes
+    from tests.waiting import read_until, wait_for_exit
 
     tuner, vectors = _auto_gallery(tmp_path / "g", monkeypatch)
     serving = Gallery(tmp_path / "g")  # e.g. `faceid serve`, opened before the tune
     server = subprocess.Popen([sys.executable, "-c", STALE_SERVER, str(tmp_path / "g")], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     old = serving.stats()["index"]["tuning"]
-    assert json.loads(server.stdout.readline()) == old
+    assert json.loads(read_until(server, "^{", what="the other process's tuning record").string) == old
     new = tune_with_probes(tuner, _hard_probes(vectors, tmp_path / "probes.npy"))["tuning"]
     assert new["real_queries"] == 200 and new["real_recall_at_1"] >= tuning.TARGET_RECALL
     serving.identify(vectors[0], k=1)  # its next query replays the change log: the new parameters are applied
@@ -271,14 +274,16 @@ def test_a_process_opened_before_gallery_tune_takes_the_new_record_and_never_wri
     assert serving.index.k_factor == new["k_factor"]
     server.stdin.write("tuned\n")
     server.stdin.flush()
-    assert json.loads(server.stdout.readline()) == {"tuning": new, "nprobe": new["value"]}  # another process too
-    assert server.wait(timeout=60) == 0
+    applied = json.loads(read_until(server, "^{", what="the other process's tuning after the tune").string)
+    assert applied == {"tuning": new, "nprobe": new["value"]}  # another process too
+    _, err = wait_for_exit(server)
+    assert server.returncode == 0, err
     serving.enroll("late", [vectors[0]])
     serving.snapshot()  # a snapshot by the process that was opened before keeps the newer record
-    assert tuning.load_record(serving.store) == new and new["version"] > old["version"]
-    with serving.store.transaction() as connection:  # an older record is never written over a newer one
-        tuning.save_record(serving.store, connection, old)
-    assert tuning.load_record(serving.store) == new
+    assert serving.setting(tuning.SETTING) == new and new["version"] > old["version"]
+    with serving.writing() as write:  # an older record is never written over a newer one
+        tuning.save_record(write, old)
+    assert serving.setting(tuning.SETTING) == new
     serving.close()
     tuner.close()
     reopened = Gallery(tmp_path / "g")
@@ -297,8 +302,8 @@ def test_a_rebuild_tunes_again_with_the_stored_probes(tmp_path, monkeypatch):
     record = gallery.stats()["index"]["tuning"]
     assert record["factory"] == "IVF128,PQ8x4fs,RFlat" and record["size"] == 2_200
     assert record["real_queries"] == 200 and record["real_recall_at_1"] >= tuning.TARGET_RECALL
-    assert tuning.load_record(gallery.store) == record
-    snapshot = tmp_path / "g" / gallery.store.get("snapshot")["file"]
+    assert gallery.setting(tuning.SETTING) == record
+    snapshot = tmp_path / "g" / gallery.setting("snapshot")["file"]
     gallery.close()
     snapshot.unlink()  # rebuilt from SQLite on the next open
     reopened = Gallery(tmp_path / "g")
@@ -320,10 +325,10 @@ def test_stored_probes_are_bounded_and_a_set_of_another_dimension_is_dropped_wit
     assert result["probes"] == 50 and result["tuning"]["real_queries"] == 50
     assert "80 probes given: a seeded sample of 50" in result["note"]
     assert gallery.stats()["index"]["stored_probes"] == 50
-    with gallery.store.transaction() as connection:  # e.g. left behind by another model's embeddings
-        gallery.store.set_tuning_probes(connection, np.ones((5, 32), np.float32))
+    with gallery.writing() as write:  # e.g. left behind by another model's embeddings
+        write.set_tuning_probes(np.ones((5, 32), np.float32))
     with caplog.at_level(logging.WARNING, logger="faceid.gallery"):
-        gallery.live.rebuild("a test")
+        gallery.rebuild_index("a test")
     assert gallery.index.tuning["real_queries"] == 0 and gallery.index.tuning["real_recall_at_1"] is None
     assert "5 stored tuning probes are 32-d, the gallery holds 16-d vectors: not used" in caplog.text
     gallery.close()
