@@ -15,6 +15,18 @@ from faceid.data.images import ImageReadError, read_rgb
 from faceid.embedder import Embedder
 from faceid.files import atomic_write
 
+NO_FACE = "no face found"
+MISSING = "no such file"
+
+
+def failure_counts(failures: dict) -> dict:
+    """How many images failed for each reason: no face found, missing, or unreadable (anything else)."""
+    counts = {NO_FACE: 0, "missing": 0, "unreadable": 0}
+    for message in failures.values():
+        kind = NO_FACE if message.endswith(NO_FACE) else "missing" if message.endswith(MISSING) else "unreadable"
+        counts[kind] += 1
+    return counts
+
 
 def _stamp(path: Path) -> str:
     stat = path.stat()
@@ -48,7 +60,7 @@ def embed_images(paths: list[Path], embedder: Embedder, cache_dir: Path | None =
     for path in paths:
         key = str(Path(path).resolve())
         if not Path(path).is_file():
-            failures[path] = f"{path}: no such file"
+            failures[path] = f"{path}: {MISSING}"
         elif key in cache and cache[key][0] == _stamp(Path(path)):
             embeddings[path] = cache[key][1]
         else:
@@ -65,7 +77,7 @@ def embed_images(paths: list[Path], embedder: Embedder, cache_dir: Path | None =
             if preprocessor is not None:
                 faces = preprocessor(crop)
                 if not faces:
-                    failures[path] = f"{path}: no face found"
+                    failures[path] = f"{path}: {NO_FACE}"
                     continue
                 crop = faces[0].crop
             crops.append(crop)

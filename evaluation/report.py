@@ -76,12 +76,18 @@ def _percent(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
 
 
+def _failure_reasons(counts: dict) -> str:
+    reasons = [f"{kind}: {count}" for kind, count in counts.items() if count]
+    return f" ({', '.join(reasons)})" if reasons else ""
+
+
 def markdown(report: dict) -> str:
     lines = [f"# faceid evaluation: {report['protocol']}", "",
              f"- model: `{report['model']}`", f"- data: `{report['data']}`",
-             f"- images embedded: {report['images_embedded']}, failed: {report['images_failed']}"]
+             f"- images embedded: {report['images_embedded']}, failed: {report['images_failed']}"
+             + _failure_reasons(report.get("images_failed_by_reason", {}))]
     if report.get("pairs_skipped"):
-        lines.append(f"- pairs skipped (missing or unreadable images): {report['pairs_skipped']}")
+        lines.append(f"- pairs skipped (an image of the pair failed): {report['pairs_skipped']}")
     if "verification" in report:
         v = report["verification"]
         lines += ["", "## Verification", "",

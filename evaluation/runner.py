@@ -6,7 +6,7 @@ import numpy as np
 
 from faceid.data.protocols import IdentificationProtocol, PairProtocol
 from faceid.embedder import Embedder
-from faceid.evaluation.embeddings import embed_images, load_external_embeddings
+from faceid.evaluation.embeddings import embed_images, failure_counts, load_external_embeddings
 from faceid.evaluation.identification import identification_report
 from faceid.evaluation.quality import quality_report
 from faceid.evaluation.report import plot_cmc, plot_roc, plot_score_histograms, write_report
@@ -37,6 +37,7 @@ def evaluate_pairs(protocol: PairProtocol, out: Path, model_name: str, data: Pat
     verification = verification_report(scores, is_same, folds=folds, seed=seed)
     report = {"protocol": "verification", "model": model_name, "data": str(data),
               "images_embedded": len(embeddings), "images_failed": len(failures),
+              "images_failed_by_reason": failure_counts(failures),
               "pairs_skipped": int((~keep).sum()) + len(protocol.skipped), "failures": sorted(failures.values()),
               "verification": verification}
     out.mkdir(parents=True, exist_ok=True)
@@ -61,7 +62,8 @@ def evaluate_identification(protocol: IdentificationProtocol, out: Path, model_n
                                            [i.identity for i in probes])
     everything = gallery + probes
     report = {"protocol": "identification", "model": model_name, "data": str(data),
-              "images_embedded": len(embeddings), "images_failed": len(failures), "failures": sorted(failures.values()),
+              "images_embedded": len(embeddings), "images_failed": len(failures),
+              "images_failed_by_reason": failure_counts(failures), "failures": sorted(failures.values()),
               "identification": identification,
               "quality": quality_report(np.stack([embeddings[i.path] for i in everything]),
                                         [i.identity for i in everything])}

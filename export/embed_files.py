@@ -5,17 +5,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from faceid.data.folder import is_image_file
+from faceid.data.folder import expand_images
 from faceid.data.images import ImageReadError, read_rgb
 from faceid.export.embedder import load_embedder
-
-
-def expand(inputs: list[Path]) -> list[Path]:
-    paths = []
-    for item in inputs:
-        item = Path(item)
-        paths.extend(sorted(p for p in item.rglob("*") if is_image_file(p)) if item.is_dir() else [item])
-    return paths
 
 
 def embed_files(inputs: list[Path], model: str, out: Path, aligned: bool = False, select: str = "largest",
@@ -28,7 +20,7 @@ def embed_files(inputs: list[Path], model: str, out: Path, aligned: bool = False
         preprocessor = FacePreprocessor(select=select, device=device,
                                         size=embedder.model_input.crop_template())
     paths, crops, failures = [], [], {}
-    for path in tqdm(expand(inputs), desc="faces", unit="img"):
+    for path in tqdm(expand_images(inputs), desc="faces", unit="img"):
         try:
             if aligned:
                 crops.append(read_rgb(path))

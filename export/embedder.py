@@ -12,6 +12,7 @@ faceid's own ONNX models describe their input (`faceid.model_input.ModelInput`) 
 or the same keys as keyword arguments. A missing or inconsistent description is an error.
 """
 
+import difflib
 import hashlib
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from faceid.arrays import l2_normalize
 from faceid.embedder import Embedder, PixelEmbedder
 from faceid.model_input import MODEL_INPUT_KEYS, ModelInput
 from faceid.torch_embedder import TorchEmbedder
-from faceid.zoo import is_model_name
+from faceid.zoo import is_model_name, known_models
 from faceid.zoo import resolve as resolve_model
 
 
@@ -117,6 +118,16 @@ def load_embedder(model: str | Path, device: str = "auto", batch_size: int = 32,
         parts = text.split(":")
         return TorchEmbedder.untrained(parts[1], int(parts[2]) if len(parts) > 2 else 128, device=device,
                                        batch_size=batch_size)
+    if not Path(text).exists():
+        raise FileNotFoundError(_no_such_model(text))
     if text.lower().endswith(".onnx"):
         return OnnxEmbedder(text, device, batch_size, threads, preprocessing)
     return TorchEmbedder.from_checkpoint(text, device, batch_size)
+
+
+def _no_such_model(text: str) -> str:
+    close = difflib.get_close_matches(text, [entry.name for entry in known_models()], n=1)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    return (f"model {text!r} is neither a known model name nor an existing file.{hint} Known models: "
+            f"{', '.join(entry.name for entry in known_models())} (`faceid models list`); a file is a faceid "
+            "checkpoint (.pt) or an ONNX model (.onnx); or untrained:<backbone>, or pixels")

@@ -32,7 +32,14 @@ from faceid.gallery.samples.resolver import SampleResolver, embedder_fingerprint
 from faceid.gallery.search import top_identities
 from faceid.gallery.store.database import MetadataStore
 from faceid.gallery.store.writer_lock import writer_lock
-from faceid.gallery.threshold_policy import DEFAULT_POLICY, decide_threshold
+from faceid.gallery.threshold_policy import (
+    DEFAULT_POLICY,
+    DEFAULT_TARGET_FAR,
+    check_far_measurable,
+    check_target_far,
+    decide_threshold,
+    threshold_in_force,
+)
 
 TEMPLATE_POLICIES = ("all", "mean")
 
@@ -270,19 +277,22 @@ class Gallery:
             score = float(embedding @ l2_normalize(templates.mean(0)))
         else:
             score = float((templates @ embedding).max())
-        value, source = self._threshold(threshold)
+        value, source = self.decision_threshold(threshold)
         return Decision(identity, score, value, None if value is None else score >= value, source)
 
-    def identify(self, probe, k: int = 5, threshold: float | None = None) -> IdentifyResult:
-        return self.identify_many([probe], k, threshold)[0]
+    def identify(self, probe, k: int = 5, threshold: float | None = None, closed_set: bool = False) -> IdentifyResult:
+        return self.identify_many([probe], k, threshold, closed_set)[0]
 
-    def identify_many(self, probes, k: int = 5, threshold: float | None = None) -> list[IdentifyResult]:
-        """1:N open set, batched: top-k identities per probe (identity score = best template)."""
+    def identify_many(self, probes, k: int = 5, threshold: float | None = None,
+                      closed_set: bool = False) -> list[IdentifyResult]:
+        """1:N open set, batched: top-k identities per probe (identity score = best template). The threshold is
+        `threshold` (under `threshold_override`) or the gallery's; with none, it is refused (`NoThreshold`) unless
+        `closed_set` asks for the best candidate whoever it is."""
         if k < 1:
             raise GalleryError(f"k must be >= 1, got {k}")
         self._refresh()
+        value, source = self.decision_threshold(threshold, closed_set)
         queries = np.stack([s.embedding for s in self.resolve(probes)]) if len(probes) else np.zeros((0, self.dim))
-        value, source = self._threshold(threshold)
         candidates, cut = top_identities(self.index, queries, k, self.policy == "mean", self._live.owner,
                                          self._live.names)
         if any(cut):
@@ -297,26 +307,28 @@ class Gallery:
         return results
 
     # ----- thresholds ----------------------------------------------------------------------------
-    def _threshold(self, threshold: float | None) -> tuple[float | None, dict]:
-        """The request's threshold under `threshold_override` (gallery.threshold_policy), or the calibrated one."""
-        return decide_threshold(threshold, self._store.get("threshold") or None, self.threshold_override)
+    def decision_threshold(self, threshold: float | None = None,
+                           closed_set: bool = False) -> tuple[float | None, dict]:
+        """The request's threshold under `threshold_override` (gallery.threshold_policy), or the gallery's."""
+        return decide_threshold(threshold, self._store.get("threshold") or None, self.threshold_override, closed_set,
+                                str(self.path))
 
     def set_threshold(self, threshold: float, source: dict) -> None:
         with self.writing() as write:
             write.set("threshold", {"threshold": float(threshold), **source})
             write.audit("threshold", None, {"threshold": float(threshold), **source})
 
-    def calibrate(self, scores, is_same, target_far: float = 1e-3, description: str = "") -> dict:
-        """Set the decision threshold from genuine/impostor pair scores (e.g. an evaluation run):
-        the most permissive threshold whose FAR does not exceed `target_far`."""
+    def calibrate(self, scores, is_same, target_far: float = DEFAULT_TARGET_FAR, description: str = "",
+                  people: int | None = None) -> dict:
+        """Set the decision threshold from genuine/impostor pair scores (e.g. an evaluation run) of `people`
+        identities: the most permissive threshold whose FAR does not exceed `target_far`."""
         from faceid.evaluation.verification import threshold_at_far
 
+        check_target_far(target_far)
+        check_far_measurable(int((~np.asarray(is_same, bool)).sum()), target_far, "the calibration pairs")
         result = threshold_at_far(scores, is_same, target_far)
-        if not np.isfinite(result["threshold"]):
-            raise GalleryError(f"{int((~np.asarray(is_same, bool)).sum())} impostor pairs cannot measure FAR "
-                               f"{target_far}: at least {int(np.ceil(1 / target_far))} are needed")
         source = {"source": "calibrate", "target_far": target_far, "far": result["far"], "tar": result["tar"],
-                  "pairs": int(len(is_same)), "description": description, "time": time.time()}
+                  "pairs": int(len(is_same)), "people": people, "description": description, "time": time.time()}
         self.set_threshold(result["threshold"], source)
         return {"threshold": result["threshold"], **source}
 
@@ -333,7 +345,7 @@ class Gallery:
         return {"identities": identities, "templates": templates, "indexed_vectors": len(self.index),
                 "embedding_dim": self.dim, "template_policy": self.policy, "index_factory": self.index.factory,
                 "backend": self.backend["name"],
-                "embedder": self.fingerprint["fingerprint"], "threshold": self._store.get("threshold"),
+                "embedder": self.fingerprint["fingerprint"], **threshold_in_force(self._store.get("threshold")),
                 "generation": self._store.generation(), "bytes_on_disk": size,
                 "bytes_per_identity": size / identities if identities else None,
                 "bytes_per_template": size / templates if templates else None,

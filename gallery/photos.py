@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from faceid.gallery.gallery import UNKNOWN, Gallery
-from faceid.gallery.records import GalleryError
+from faceid.gallery.records import GalleryError, candidate_dicts
 from faceid.gallery.samples.resolver import read_image
 
 
@@ -38,25 +38,27 @@ class FaceMatch:
         return {"box": [round(float(v), 2) for v in self.box],
                 "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
                 "score": round(float(self.score), 5), "identity": self.identity,
-                "candidates": [{"identity": name, "score": float(score)} for name, score in self.candidates],
+                "candidates": candidate_dicts(self.candidates),
                 "threshold": self.threshold, "threshold_source": self.threshold_source}
 
 
 def identify_photo(gallery: Gallery, image, k: int = 5, threshold: float | None = None,
-                   name: str | None = None) -> list[FaceMatch]:
+                   name: str | None = None, closed_set: bool = False) -> list[FaceMatch]:
     """Every face of `image` (a path, encoded bytes or an RGB array), left to right; [] when none is found.
 
-    `threshold` defaults to the gallery's calibrated one; `name` labels errors (default: the path)."""
+    `threshold` defaults to the gallery's (see `Gallery.identify_many`, also for `closed_set`); `name` labels
+    errors (default: the path)."""
     name = name or (str(image) if not isinstance(image, (bytes, np.ndarray)) else "photo")
     preprocessor, embedder = gallery.resolver.preprocessor, gallery.resolver.embedder
     if preprocessor is None or embedder is None:
         raise GalleryError(f"{name}: finding every face of a photo needs a gallery opened with an embedder and a "
                            "face detector (not one of aligned crops)")
     rgb = read_image(image, name, gallery.resolver.max_pixels)[0]
+    gallery.decision_threshold(threshold, closed_set)  # refused before any work when there is none
     faces = sorted(preprocessor.selecting("all").many([rgb])[0], key=lambda f: (f.face.box[0], f.face.box[1]))
     if not faces:
         return []
-    results = gallery.identify_many(list(embedder.embed([face.crop for face in faces])), k, threshold)
+    results = gallery.identify_many(list(embedder.embed([face.crop for face in faces])), k, threshold, closed_set)
     return [FaceMatch(face.face.box, face.face.landmarks, face.face.score, result.identity, result.candidates,
                       result.threshold, result.threshold_source)
             for face, result in zip(faces, results, strict=True)]

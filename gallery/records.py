@@ -36,6 +36,10 @@ class Decision:
     accepted: bool | None
     threshold_source: dict = field(default_factory=dict)
 
+    def to_dict(self) -> dict:
+        return {"identity": self.identity, "score": self.score, "threshold": self.threshold,
+                "accepted": self.accepted, "threshold_source": self.threshold_source}
+
 
 @dataclass(frozen=True)
 class IdentifyResult:
@@ -48,3 +52,13 @@ class IdentifyResult:
     threshold: float | None
     threshold_source: dict = field(default_factory=dict)
     complete: bool = True
+
+    def to_dict(self) -> dict:
+        """JSON-ready, with the candidate schema the CLI and HTTP share: [{identity, score}]."""
+        return {"identity": self.identity, "candidates": candidate_dicts(self.candidates),
+                "threshold": self.threshold, "threshold_source": self.threshold_source, "complete": self.complete}
+
+
+def candidate_dicts(candidates: list[tuple[str, float]]) -> list[dict]:
+    """The one candidate schema of every output: [{"identity": name, "score": cosine}], best first."""
+    return [{"identity": name, "score": float(score)} for name, score in candidates]

@@ -5,6 +5,8 @@ are aligned crops (no detection) or photos (detect + align with the shared FaceP
 later commands only name the gallery.
 """
 
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 from faceid.export.embedder import load_embedder
@@ -13,6 +15,7 @@ from faceid.gallery.index.backend import DEFAULT_BACKEND
 from faceid.gallery.samples.kept_images import SETTING as KEEP_IMAGES
 from faceid.gallery.store.database import MetadataStore
 from faceid.gallery.transfer import reembed_gallery
+from faceid.zoo import is_model_name, model_info
 
 
 def open_gallery(path: str | Path, model: str | None = None, aligned: bool | None = None, device: str = "auto",
@@ -27,11 +30,16 @@ def open_gallery(path: str | Path, model: str | None = None, aligned: bool | Non
         raise GalleryError(f"{path} is not a gallery (create one with `faceid enroll {path} --model MODEL ...`)")
     if exists:
         store = MetadataStore(path / "gallery.db")
-        model = model or store.get("model")
-        aligned = store.get("aligned", False) if aligned is None else aligned
-        store.close()
+        try:
+            stored = store.get("model")
+            if model is not None and stored is not None and _model_reference(model) != stored:
+                raise GalleryError(_other_model(path, stored, model, store))  # before anything is loaded or fetched
+            model = stored or model
+            aligned = store.get("aligned", False) if aligned is None else aligned
+        finally:
+            store.close()
     if model is None:
-        raise GalleryError(f"{path}: name the embedding model with --model")
+        raise GalleryError(f"{path}: name the embedding model with --model (`faceid models list` shows the known ones)")
     embedder = load_embedder(model, device)
     preprocessor = preprocessor_for(embedder, aligned, device)
     if exists:
@@ -43,7 +51,64 @@ def open_gallery(path: str | Path, model: str | None = None, aligned: bool | Non
         write.set("model", _model_reference(model))
         write.set("aligned", bool(aligned))
         write.set(KEEP_IMAGES, bool(keep_images))
+        write.set("threshold", model_default_threshold(model))
     return gallery
+
+
+def model_default_threshold(model: str) -> dict | None:
+    """The stored threshold a gallery of `model` starts with: the zoo model's default, or None (calibrate)."""
+    return model_info(model).default_threshold() if is_model_name(model) and not Path(model).exists() else None
+
+
+class NewGallery:
+    """What `removed_unless_kept` yields: call `keep()` once the new gallery holds what it was made for."""
+
+    def __init__(self):
+        self.kept = False
+
+    def keep(self) -> None:
+        self.kept = True
+
+
+@contextmanager
+def removed_unless_kept(path: str | Path):
+    """A gallery that the block creates at `path` is removed again, with every file it added, unless the block
+    calls `keep()`: a failed enrolment leaves nothing half-made. An existing gallery is never touched."""
+    path = Path(path)
+    new = NewGallery()
+    if (path / "gallery.db").exists():
+        new.keep()
+    before = set(path.iterdir()) if path.is_dir() else None
+    try:
+        yield new
+    finally:
+        if not new.kept:
+            _remove_new_files(path, before)
+
+
+def _remove_new_files(path: Path, before: set | None) -> None:
+    if before is None:
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    for entry in set(path.iterdir()) - before if path.is_dir() else ():
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
+def _other_model(path: Path, stored: str, model: str, store: MetadataStore) -> str:
+    """Why `model` cannot open a gallery enrolled with `stored`, and what will work."""
+    sources = store.template_sources()
+    missing = sum(1 for _, source in sources if not source or not Path(source).is_file())
+    head = (f"{path} was enrolled with model {stored}; --model {model} is another model, whose embeddings cannot be "
+            f"compared with the gallery's. Leave --model out to use {stored}")
+    if not sources or missing == 0:
+        return (f"{head}, or move the gallery to {model} with `faceid gallery reembed {path} --model {model}` "
+                f"(every one of its {len(sources)} templates still has its image)")
+    return (f"{head}. It cannot be moved to {model}: {missing} of its {len(sources)} templates have no image left "
+            f"to embed again (the gallery keeps no copies). Enroll into a new gallery with --model {model} "
+            "--keep-images, so that a later move works")
 
 
 def reembed_to(path: str | Path, model: str, device: str = "auto") -> dict:
@@ -58,6 +123,9 @@ def reembed_to(path: str | Path, model: str, device: str = "auto") -> dict:
         result = reembed_gallery(gallery, embedder, preprocessor)
         with gallery.writing() as write:
             write.set("model", _model_reference(model))
+            if (default := model_default_threshold(model)) is not None:
+                write.set("threshold", default)
+                result["threshold"] = default
     return result
 
 

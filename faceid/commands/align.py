@@ -3,7 +3,8 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_device_option, add_workers_option, positive_count, print_json
+from faceid.commands.options import add_device_option, add_workers_option, positive_count
+from faceid.commands.output import report
 
 SUMMARY = "detect and align faces of an identity-folder tree"
 
@@ -46,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
     summary = align_tree(args.source, args.destination, workers=args.workers, overwrite=args.overwrite,
                          select=args.select, size=_template(args), device=args.device, min_face_size=args.min_face_size,
                          min_score=args.min_score, max_side=args.max_side)
-    print_json(summary)
+    report(args, summary)
     nothing_done = summary["processed"] > 0 and summary["ok"] == 0
     return 1 if nothing_done else 0

@@ -3,14 +3,15 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_device_option, positive_count, print_json
+from faceid.commands.options import MODEL_HELP, add_device_option, positive_count
+from faceid.commands.output import report
 
 SUMMARY = "embed images with a model"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", type=Path, help="image files or folders")
-    parser.add_argument("--model", required=True, help="an ONNX model or a faceid checkpoint")
+    parser.add_argument("--model", required=True, help=MODEL_HELP)
     parser.add_argument("--out", type=Path, required=True,
                         help="embeddings.npy (rows in the order of <out>.paths.txt) or .npz (arrays paths, embeddings)")
     parser.add_argument("--aligned", action="store_true", help="inputs are aligned crops already: skip detection")
@@ -25,5 +26,5 @@ def run(args: argparse.Namespace) -> int:
 
     summary = embed_files(args.images, args.model, args.out, aligned=args.aligned, select=args.select,
                           preprocessing=args.preprocessing, device=args.device, batch_size=args.batch_size)
-    print_json(summary)
+    report(args, summary)
     return 0 if summary["embedded"] else 1

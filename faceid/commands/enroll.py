@@ -1,16 +1,18 @@
-"""`faceid enroll`: enroll images of one identity, or a whole identity-folder tree, into a gallery."""
+"""`faceid enroll`: enroll images of one identity, or a whole identity-folder tree, into a gallery (created on first
+use). A failed enrolment into a new gallery leaves no gallery behind."""
 
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_gallery_options, add_workers_option, open_gallery_from, print_json
+from faceid.commands.options import add_gallery_options, add_workers_option, open_gallery_from
+from faceid.commands.output import report
 
 SUMMARY = "enroll identities into a gallery"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_gallery_options(parser)
-    parser.add_argument("images", nargs="*", type=Path, help="images of --identity")
+    add_gallery_options(parser, creates=True)
+    parser.add_argument("images", nargs="*", type=Path, help="images of --identity, or folders of them")
     parser.add_argument("--identity", help="the identity the images belong to")
     parser.add_argument("--from-folder", type=Path, help="an identity-folder tree: one identity per sub-folder")
     parser.add_argument("--index", default="Flat", help="FAISS factory string for a new gallery (default Flat: exact), "
@@ -31,14 +33,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from faceid.data.folder import expand_images, list_identity_folder
     from faceid.gallery.enrollment import enroll_folder, enroll_images
+    from faceid.gallery.session import removed_unless_kept
 
     if bool(args.identity) == bool(args.from_folder):
         raise ValueError("give either --identity NAME IMAGES... or --from-folder DIR")
-    with open_gallery_from(args, index_factory=args.index, template_policy=args.policy, create=True,
-                           keep_images=args.keep_images, backend=args.backend,
-                           backend_options={"uri": args.milvus_uri} if args.milvus_uri else None) as gallery:
-        summary = (enroll_folder(gallery, args.from_folder, args.workers) if args.from_folder
-                   else enroll_images(gallery, args.identity, args.images, args.workers))
-    print_json(summary)
+    if args.from_folder:
+        list_identity_folder(args.from_folder)  # a missing or empty tree is refused before any gallery is made
+        images = None
+    else:
+        images = expand_images(args.images)
+        if not images:
+            raise ValueError("no images to enroll: name them after --identity NAME")
+    with removed_unless_kept(args.gallery) as new_gallery:
+        with open_gallery_from(args, index_factory=args.index, template_policy=args.policy, create=True,
+                               keep_images=args.keep_images, backend=args.backend,
+                               backend_options={"uri": args.milvus_uri} if args.milvus_uri else None) as gallery:
+            summary = (enroll_folder(gallery, args.from_folder, args.workers) if args.from_folder
+                       else enroll_images(gallery, args.identity, images, args.workers))
+        if summary["enrolled_samples"]:
+            new_gallery.keep()
+        elif not new_gallery.kept:
+            summary["gallery"] = f"not created: no image of {args.from_folder or args.identity} could be enrolled"
+    report(args, summary, _summary_text)
     return 0 if summary["enrolled_samples"] or summary["duplicates"] else 1
+
+
+def _summary_text(summary: dict) -> str:
+    lines = [f"enrolled {summary['enrolled_samples']} image(s) of {summary['identities']} identit"
+             f"{'y' if summary['identities'] == 1 else 'ies'} ({summary['images']} given, {summary['duplicates']} "
+             f"duplicate(s) skipped, {summary['failed']} failed)"]
+    lines += [f"  failed: {path}: {reason}" for path, reason in summary["failures"].items()]
+    if "gallery" in summary:
+        lines.append(f"gallery {summary['gallery']}")
+    return "\n".join(lines)

@@ -4,7 +4,7 @@ import argparse
 import os
 from pathlib import Path
 
-from faceid.commands.options import add_device_option, positive_count
+from faceid.commands.options import MODEL_HELP, add_device_option, positive_count
 
 SUMMARY = "evaluate a model on a verification or identification protocol"
 
@@ -16,8 +16,7 @@ def default_cache_dir() -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="an ONNX model, a faceid checkpoint (.pt); baselines: "
-                        "untrained:<backbone>[:<dim>], pixels")
+    source.add_argument("--model", help=f"{MODEL_HELP}; baselines: untrained:<backbone>[:<dim>], pixels")
     source.add_argument("--embeddings", type=Path, help="an .npz with arrays 'paths' and 'embeddings' from any system")
     parser.add_argument("--data", type=Path, required=True, help="root of the aligned images (identity folders)")
     parser.add_argument("--pairs", type=Path,

@@ -3,7 +3,9 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_gallery_options, open_gallery_from, print_json
+from faceid.commands.options import add_gallery_options, open_gallery_from
+from faceid.commands.output import report
+from faceid.gallery.threshold_policy import DEFAULT_TARGET_FAR
 
 SUMMARY = "list, inspect, calibrate or edit a gallery"
 
@@ -17,21 +19,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         return sub
 
     action("list", "enrolled identities")
-    action("stats", "counts, sizes, threshold")
+    action("stats", "counts, sizes, and the threshold in force with where it came from")
     action("audit", "the append-only audit log")
-    action("remove", "remove an identity").add_argument("identity")
+    action("remove", "remove an identity").add_argument("identity", help="the identity to remove")
     rename = action("rename", "rename an identity")
-    rename.add_argument("identity")
-    rename.add_argument("new_name")
+    rename.add_argument("identity", help="its current name")
+    rename.add_argument("new_name", help="its new name")
     calibrate = action("calibrate", "set the threshold from genuine/impostor pairs at a target FAR")
-    calibrate.add_argument("--data", type=Path, required=True, help="identity-folder tree of calibration identities")
-    calibrate.add_argument("--pairs", type=Path, default=None, help="LFW pairs.txt or CSV (default: built from --data)")
-    calibrate.add_argument("--target-far", type=float, default=1e-3)
-    action("export", "write the gallery to one .npz").add_argument("file", type=Path)
-    action("import", "merge an exported .npz into the gallery").add_argument("file", type=Path)
+    calibrate.add_argument("--data", type=Path, required=True,
+                           help="identity-folder tree of calibration people (not the enrolled ones): every pair of "
+                                "its images is used; a target FAR its pairs cannot measure is refused before any "
+                                "embedding, with the smallest one they can")
+    calibrate.add_argument("--pairs", type=Path, default=None,
+                           help="LFW pairs.txt or CSV: use only these pairs (default: every pair of --data)")
+    calibrate.add_argument("--target-far", type=float, default=DEFAULT_TARGET_FAR,
+                           help="the false accept rate to hold: the threshold is the lowest whose FAR on the "
+                                "calibration impostor pairs is at most this; needs at least 1/FAR impostor pairs")
+    action("set-threshold", "set the decision threshold by hand").add_argument(
+        "threshold", type=float, help="a cosine in [-1, 1]: higher accepts fewer strangers and fewer genuine probes")
+    action("export", "write the gallery to one .npz").add_argument("file", type=Path, help="the .npz to write")
+    action("import", "merge an exported .npz into the gallery").add_argument("file", type=Path,
+                                                                            help="the .npz to merge")
     action("reembed", "migrate every template to the --model embedder (needs each template's image)")
     action("keep-images", "keep a copy of every enrolled image inside the gallery (so it can be re-embedded)"
-           ).add_argument("setting", choices=["on", "off"])
+           ).add_argument("setting", choices=["on", "off"], help="on: keep copies of images enrolled from now")
     action("check", "verify the index and its snapshot against gallery.db vector by vector (exit 1 if not)")
     action("tune", "tune an approximate index (nprobe...) again with real probe faces to recall@1 0.99").add_argument(
         "--probes", type=Path, required=True,
@@ -41,28 +52,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "check":
-        return _check(args.gallery)
+        return _check(args)
     if args.action == "reembed":  # opened without its old model, which may be gone
         from faceid.gallery.session import reembed_to
 
         if not args.model:
             raise ValueError("name the model to migrate to with --model")
-        print_json(reembed_to(args.gallery, args.model, args.device))
+        report(args, reembed_to(args.gallery, args.model, args.device))
         return 0
     with open_gallery_from(args) as gallery:
         result = _ACTIONS[args.action](gallery, args)
-    print_json(result, default=str)
+    report(args, result)
     return 0
 
 
-def _check(path: Path) -> int:
+def _check(args: argparse.Namespace) -> int:
     """No embedder is needed to compare stored vectors: the gallery is opened on its own."""
     from faceid.gallery.gallery import Gallery
 
-    with Gallery(path) as gallery:
-        report = gallery.check()
-    print_json(report, default=str)
-    return 0 if report["consistent"] else 1
+    with Gallery(args.gallery) as gallery:
+        result = gallery.check()
+    report(args, result)
+    return 0 if result["consistent"] else 1
 
 
 def _remove(gallery, args) -> dict:
@@ -78,6 +89,13 @@ def _calibrate(gallery, args) -> dict:
     from faceid.gallery.enrollment import calibrate_from_folder
 
     return calibrate_from_folder(gallery, args.data, args.pairs, args.target_far)
+
+
+def _set_threshold(gallery, args) -> dict:
+    from faceid.gallery.threshold_policy import check_threshold, threshold_in_force
+
+    gallery.set_threshold(check_threshold(args.threshold), {"source": "set by hand"})
+    return threshold_in_force(gallery.setting("threshold"))
 
 
 def _tune(gallery, args) -> dict:
@@ -111,6 +129,7 @@ _ACTIONS = {
     "remove": _remove,
     "rename": _rename,
     "calibrate": _calibrate,
+    "set-threshold": _set_threshold,
     "export": _export,
     "import": _import,
     "keep-images": _keep_images,

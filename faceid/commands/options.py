@@ -1,17 +1,18 @@
 """Options and output shared by several `faceid` subcommands, each written once."""
 
 import argparse
-import json
-import math
 from pathlib import Path
 
 from faceid.gallery.threshold_policy import DEFAULT_POLICY, OVERRIDE_POLICIES
 
 DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_MODEL = "dlib_resnet_v1"  # public domain, installed with the `pretrained` extra: nothing to download
+MODEL_HELP = ("a model-zoo name (see `faceid models list`), a faceid checkpoint (.pt) or an ONNX model (.onnx)")
 
 
 def add_device_option(parser: argparse.ArgumentParser, default: str = "auto") -> None:
-    parser.add_argument("--device", default=default, choices=DEVICES)
+    parser.add_argument("--device", default=default, choices=DEVICES,
+                        help="where models run: auto picks CUDA when available")
 
 
 def add_config_options(parser: argparse.ArgumentParser, config_help: str, default: Path | None = None,
@@ -22,19 +23,28 @@ def add_config_options(parser: argparse.ArgumentParser, config_help: str, defaul
                         help=f"override a configuration key, e.g. --set {example}")
 
 
-def add_gallery_options(parser: argparse.ArgumentParser) -> None:
-    """What every gallery-facing command takes to open a gallery (see gallery.session.open_gallery)."""
+def add_gallery_options(parser: argparse.ArgumentParser, creates: bool = False) -> None:
+    """What every gallery-facing command takes to open a gallery (see gallery.session.open_gallery); `creates`:
+    the command makes the gallery when it does not exist yet."""
     parser.add_argument("gallery", type=Path, help="gallery directory")
-    parser.add_argument("--model", default=None, help="embedding model (needed when the gallery is created)")
-    parser.add_argument("--aligned", action="store_true", default=None,
-                        help="images are aligned crops: skip detection (remembered by a new gallery)")
+    if creates:
+        parser.add_argument("--model", default=None, help=f"embedding model of a new gallery: {MODEL_HELP} "
+                            f"(default {DEFAULT_MODEL}); an existing gallery keeps its own")
+        parser.add_argument("--aligned", action="store_true", default=None,
+                            help="a new gallery's images are aligned crops: skip detection (remembered)")
+    else:
+        parser.add_argument("--model", default=None, help="the gallery's own model is used; naming another one is "
+                            "refused before anything loads (move the gallery with `faceid gallery reembed`)")
+        parser.add_argument("--aligned", action="store_true", default=None,
+                            help="the images are aligned crops: skip detection (default: as the gallery says)")
     add_device_option(parser)
 
 
 def add_threshold_option(parser: argparse.ArgumentParser) -> None:
     """--threshold (a finite cosine in [-1, 1]) and --threshold-override (see gallery.threshold_policy)."""
     parser.add_argument("--threshold", type=_threshold, default=None,
-                        help="decision threshold, a cosine in [-1, 1] (default: the gallery's calibrated one)")
+                        help="decision threshold, a cosine in [-1, 1] (default: the gallery's: its model's default, "
+                             "calibrated, or set by hand)")
     add_threshold_override_option(parser)
 
 
@@ -71,26 +81,9 @@ def open_gallery_from(args: argparse.Namespace, **create_options):
     """The gallery named by the options of `add_gallery_options`."""
     from faceid.gallery.session import open_gallery
 
-    gallery = open_gallery(args.gallery, args.model, args.aligned, args.device, **create_options)
+    model = args.model
+    if create_options.get("create") and model is None and not (args.gallery / "gallery.db").exists():
+        model = DEFAULT_MODEL
+    gallery = open_gallery(args.gallery, model, args.aligned, args.device, **create_options)
     gallery.threshold_override = getattr(args, "threshold_override", gallery.threshold_override)
     return gallery
-
-
-def print_json(value, default=None) -> None:
-    """Valid JSON, always: a NaN or infinite number becomes null, with `KEY_reason` beside it in a mapping."""
-    print(json.dumps(_finite(value), indent=2, default=default, allow_nan=False))
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        finite = {}
-        for key, item in value.items():
-            finite[key] = _finite(item)
-            if isinstance(item, float) and not math.isfinite(item):
-                finite[f"{key}_reason"] = f"not a finite number ({item})"
-        return finite
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value

@@ -3,7 +3,8 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_workers_option, print_json
+from faceid.commands.options import add_workers_option
+from faceid.commands.output import report
 
 SUMMARY = "decode aligned crops once into a memory-mapped cache for training (data.cache: OUT)"
 
@@ -20,5 +21,5 @@ def run(args: argparse.Namespace) -> int:
     summary = prepare_cache(args.source, args.out, workers=args.workers)
     for item in summary["skipped"]:
         print(f"skipped {item['reason']}")
-    print_json({**summary, "skipped": len(summary["skipped"])})
+    report(args, {**summary, "skipped": len(summary["skipped"])})
     return 0

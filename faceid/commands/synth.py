@@ -3,7 +3,8 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import positive_count, print_json
+from faceid.commands.options import positive_count
+from faceid.commands.output import report
 
 SUMMARY = "generate a synthetic identity-labelled face dataset (raw + aligned)"
 
@@ -21,6 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from faceid.data.synthetic import generate_dataset
 
-    print_json(generate_dataset(args.out, args.identities, args.images_per_identity, args.seed, args.canvas_size,
+    report(args, generate_dataset(args.out, args.identities, args.images_per_identity, args.seed, args.canvas_size,
                                 args.aligned_size))
     return 0

