@@ -7,3 +7,19 @@ The stages install beneath it as `faceid.training`, `faceid.gallery`, `faceid.ex
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Face", "FaceAnalysis", "__version__", "compare", "find", "represent"]
+
+
+def __getattr__(name: str):
+    """The Python API (`faceid.compare`, `represent`, `find`, `FaceAnalysis`), imported on first use, so that
+    `import faceid` stays light and the core imports no stage."""
+    if name in ("compare", "represent", "find"):
+        from faceid import api
+
+        return getattr(api, name)
+    if name in ("FaceAnalysis", "Face"):
+        from faceid import analysis
+
+        return getattr(analysis, name)
+    raise AttributeError(f"module 'faceid' has no attribute {name!r}")

@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def sub_actions(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
-    return [choice for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    """The parsers of `parser`'s actions (`faceid gallery list`...): a subparsers action's choices map names to them."""
+    return [choice for action in parser._actions if isinstance(action.choices, dict)
             for choice in action.choices.values()]
 
 

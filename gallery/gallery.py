@@ -291,8 +291,8 @@ class Gallery:
         if k < 1:
             raise GalleryError(f"k must be >= 1, got {k}")
         self._refresh()
-        value, source = self.decision_threshold(threshold, closed_set)
         queries = np.stack([s.embedding for s in self.resolve(probes)]) if len(probes) else np.zeros((0, self.dim))
+        value, source = self.decision_threshold(threshold, closed_set)
         candidates, cut = top_identities(self.index, queries, k, self.policy == "mean", self._live.owner,
                                          self._live.names)
         if any(cut):

@@ -22,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or fine-tune (see docs/alignment.md)")
     parser.add_argument("--size", type=positive_count, default=None,
                         help="side of the aligned crops (default: the template's)")
-    parser.add_argument("--min-face-size", type=positive_count, default=20)
-    parser.add_argument("--min-score", type=float, default=0.9)
+    parser.add_argument("--min-face-size", type=positive_count, default=20,
+                        help="smallest face side, in pixels, the detector looks for")
+    parser.add_argument("--min-score", type=float, default=0.9, help="lowest detector confidence kept")
     parser.add_argument("--max-side", type=positive_count, default=1280,
                         help="larger images are downscaled for detection")
     add_device_option(parser, default="cpu")

@@ -15,10 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True,
                         help="embeddings.npy (rows in the order of <out>.paths.txt) or .npz (arrays paths, embeddings)")
     parser.add_argument("--aligned", action="store_true", help="inputs are aligned crops already: skip detection")
-    parser.add_argument("--select", choices=["largest", "best", "center"], default="largest")
+    parser.add_argument("--select", choices=["largest", "best", "center"], default="largest",
+                        help="which face of a photo with several to embed")
     parser.add_argument("--preprocessing", type=Path, default=None, help="YAML for a third-party ONNX model")
     add_device_option(parser)
-    parser.add_argument("--batch-size", type=positive_count, default=32)
+    parser.add_argument("--batch-size", type=positive_count, default=32, help="crops per embedder call")
 
 
 def run(args: argparse.Namespace) -> int:

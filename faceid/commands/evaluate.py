@@ -24,15 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=["verification", "identification"], default="verification",
                         help="protocol built from the --data tree when no --pairs file is given")
     parser.add_argument("--out", type=Path, required=True, help="report directory")
-    parser.add_argument("--folds", type=positive_count, default=10)
-    parser.add_argument("--pairs-per-fold", type=positive_count, default=300)
+    parser.add_argument("--folds", type=positive_count, default=10, help="cross-validation folds of the built protocol")
+    parser.add_argument("--pairs-per-fold", type=positive_count, default=300,
+                        help="pairs per fold of the built protocol (half genuine, half impostor)")
     parser.add_argument("--unknown-fraction", type=float, default=0.3,
                         help="share of identities left out of the gallery")
-    parser.add_argument("--gallery-per-identity", type=positive_count, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gallery-per-identity", type=positive_count, default=1,
+                        help="images per identity enrolled in the identification protocol's gallery")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the built protocol")
     parser.add_argument("--skip-missing", action="store_true", help="skip pairs whose images are missing")
     add_device_option(parser)
-    parser.add_argument("--batch-size", type=positive_count, default=64)
+    parser.add_argument("--batch-size", type=positive_count, default=64, help="crops per embedder call")
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="embedding cache (default ~/.cache/faceid/embeddings)")
     parser.add_argument("--preprocessing", type=Path, default=None,

@@ -42,7 +42,7 @@ def add_gallery_options(parser: argparse.ArgumentParser, creates: bool = False) 
 
 def add_threshold_option(parser: argparse.ArgumentParser) -> None:
     """--threshold (a finite cosine in [-1, 1]) and --threshold-override (see gallery.threshold_policy)."""
-    parser.add_argument("--threshold", type=_threshold, default=None,
+    parser.add_argument("--threshold", type=threshold_value, default=None,
                         help="decision threshold, a cosine in [-1, 1] (default: the gallery's: its model's default, "
                              "calibrated, or set by hand)")
     add_threshold_override_option(parser)
@@ -68,7 +68,7 @@ def positive_count(text: str) -> int:
     return value
 
 
-def _threshold(text: str) -> float:
+def threshold_value(text: str) -> float:
     from faceid.gallery.threshold_policy import check_threshold
 
     try:

@@ -16,8 +16,8 @@ SUMMARY = "serve a gallery over HTTP"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_gallery_options(parser)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     parser.add_argument("--api-key", default=None,
                         help="require this X-API-Key header (default: $FACEID_API_KEY if set)")
     parser.add_argument("--max-request-mb", type=float, default=20.0, help="largest accepted request body")

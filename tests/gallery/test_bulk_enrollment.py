@@ -62,7 +62,8 @@ def test_parallel_workers_give_the_same_templates_as_one_by_one_enrolment(tmp_pa
     _, _, expected = stored(one_by_one, "all_templates")
     _, _, batched = stored(parallel, "all_templates")
     assert np.allclose(expected, batched, atol=1e-5)
-    assert parallel.check()["consistent"] and parallel.identify(expected[1], k=1).candidates[0][0] == "alice"
+    assert parallel.check()["consistent"]
+    assert parallel.identify(expected[1], k=1, closed_set=True).candidates[0][0] == "alice"
     one_by_one.close()
     parallel.close()
 

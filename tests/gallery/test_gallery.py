@@ -31,7 +31,7 @@ def test_identify_matches_a_brute_force_reference(tmp_path, backend):
     matrix = np.concatenate(list(people.values()))
     rng = np.random.default_rng(1)
     probes = l2_normalize(centres[rng.integers(0, 40, 25)] + 0.4 * rng.normal(size=(25, DIM))).astype(np.float32)
-    for probe, result in zip(probes, gallery.identify_many(list(probes), k=5), strict=True):
+    for probe, result in zip(probes, gallery.identify_many(list(probes), k=5, closed_set=True), strict=True):
         scores = matrix @ probe
         best = {}
         for name, score in sorted(zip(names, scores, strict=True), key=lambda t: -t[1]):
@@ -86,7 +86,7 @@ def test_persistence_across_processes(tmp_path, backend):
         import json, numpy as np
         from faceid.gallery.gallery import Gallery
         g = Gallery({str(tmp_path / 'g')!r})
-        top = g.identify(np.array({people['person004'][1].tolist()}), k=1).candidates[0][0]
+        top = g.identify(np.array({people['person004'][1].tolist()}), k=1, closed_set=True).candidates[0][0]
         print(json.dumps({{"stats": g.stats()["templates"], "top": top}}))
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
@@ -102,8 +102,8 @@ def test_remove_rename_duplicates_and_audit(tmp_path, backend):
     assert gallery.remove("person002") == 3
     gallery.rename("person003", "alice")
     assert [i["identity"] for i in gallery.list()] == ["alice", "person000", "person001"]
-    assert gallery.identify(people["person003"][0], k=1).candidates[0][0] == "alice"
-    assert all(c[0] != "person002" for c in gallery.identify(people["person002"][0], k=3).candidates)
+    assert gallery.identify(people["person003"][0], k=1, closed_set=True).candidates[0][0] == "alice"
+    assert all(c[0] != "person002" for c in gallery.identify(people["person002"][0], k=3, closed_set=True).candidates)
     actions = [entry["action"] for entry in gallery.audit_log()]
     assert actions[0] == "create" and actions[-2:] == ["remove", "rename"]
     database = sqlite3.connect(gallery.path / "gallery.db", isolation_level=None)  # autocommit: no lock is kept
@@ -142,7 +142,7 @@ def test_images_through_the_embedder_and_preprocessor_errors(tmp_path, small_syn
     result = gallery.enroll("id0", [i.path for i in images if i.identity == "id_00000"][:3])
     assert result["added"] == 3
     probe = [i.path for i in images if i.identity == "id_00000"][3]
-    assert gallery.identify(probe, k=1).candidates[0][0] == "id0"
+    assert gallery.identify(probe, k=1, closed_set=True).candidates[0][0] == "id0"
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(GalleryError, match=r"broken.png: not a readable image"):
         gallery.enroll("id1", [images[5].path, tmp_path / "broken.png"])
@@ -170,7 +170,7 @@ def test_a_different_embedder_is_refused_and_reembed_migrates(tmp_path, small_sy
     reopened = Gallery(tmp_path / "g", second)
     assert reopened.check()["consistent"] and reopened.check()["vectors_compared"]
     probe = second.embed([read_rgb(images[4])])[0]
-    assert reopened.identify(probe, k=1).candidates[0] == ("b", pytest.approx(1.0, abs=1e-5))
+    assert reopened.identify(probe, k=1, closed_set=True).candidates[0] == ("b", pytest.approx(1.0, abs=1e-5))
 
 
 def test_export_and_import(tmp_path, backend):
@@ -197,8 +197,8 @@ def test_approximate_indexes_recall_and_removal(tmp_path, factory, parameters):
     exact = embeddings_gallery(tmp_path / "exact")
     exact.enroll_many(people)
     probes = list(l2_normalize(centres[:100] + 0.3 * np.random.default_rng(2).normal(size=(100, DIM))))
-    approximate_top = [r.candidates[0][0] for r in gallery.identify_many(probes, k=1)]
-    exact_top = [r.candidates[0][0] for r in exact.identify_many(probes, k=1)]
+    approximate_top = [r.candidates[0][0] for r in gallery.identify_many(probes, k=1, closed_set=True)]
+    exact_top = [r.candidates[0][0] for r in exact.identify_many(probes, k=1, closed_set=True)]
     assert np.mean([a == b for a, b in zip(approximate_top, exact_top, strict=True)]) >= 0.9
     gallery.remove("person000")
     assert len(gallery.index) == 598
@@ -218,7 +218,7 @@ def test_a_crash_between_commit_and_index_write_is_repaired_on_open(tmp_path, mo
     monkeypatch.setattr(index_type, "add", original_add)
     gallery.close()
     reopened = Gallery(tmp_path / "g")
-    assert reopened.identify(l2_normalize(np.ones(DIM)), k=1).candidates[0][0] == "late"
+    assert reopened.identify(l2_normalize(np.ones(DIM)), k=1, closed_set=True).candidates[0][0] == "late"
     assert len(reopened.index) == 10
 
 
@@ -265,7 +265,7 @@ def test_killing_a_writer_mid_enrolment_loses_nothing_committed(tmp_path, backen
         assert len(gallery.index) == gallery.stats()["templates"] and gallery.check()["consistent"]
         last = committed[-1]["identity"]
         vectors = stored(gallery, "templates_of", stored(gallery, "identity_id", last))
-        assert gallery.identify(vectors[0], k=1).candidates[0][0] == last
+        assert gallery.identify(vectors[0], k=1, closed_set=True).candidates[0][0] == last
         gallery.close()
 
 
@@ -274,11 +274,11 @@ import os, sys, numpy as np
 from faceid.gallery.gallery import Gallery
 g = Gallery(sys.argv[1])
 probe = np.ones({dim}) / np.sqrt({dim})
-assert g.identify(probe, k=3).candidates, "empty result"
+assert g.identify(probe, k=3, closed_set=True).candidates, "empty result"
 print("ready", flush=True)
 count = 0
 while not os.path.exists(sys.argv[2]):  # the test's writer has finished
-    result = g.identify(probe, k=3)
+    result = g.identify(probe, k=3, closed_set=True)
     assert result.candidates, "empty result"
     count += 1
     if count % 10 == 0:

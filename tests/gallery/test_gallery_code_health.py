@@ -49,7 +49,8 @@ def enrolled(tmp_path, small_synthetic, backend):
 
 def test_reembed_failing_mid_way_leaves_the_gallery_exactly_as_it_was(enrolled):
     gallery, first, second, probe = enrolled
-    before = (gallery.setting("embedder"), stored(gallery, "all_templates"), gallery.identify(probe, k=2),
+    before = (gallery.setting("embedder"), stored(gallery, "all_templates"),
+              gallery.identify(probe, k=2, closed_set=True),
               gallery.stats()["generation"], len(gallery.audit_log()))
     index_before = gallery.index
 
@@ -64,10 +65,10 @@ def test_reembed_failing_mid_way_leaves_the_gallery_exactly_as_it_was(enrolled):
     ids, owners, embeddings = stored(gallery, "all_templates")
     assert np.array_equal(ids, before[1][0]) and np.array_equal(owners, before[1][1])
     assert np.array_equal(embeddings, before[1][2])
-    assert gallery.identify(probe, k=2) == before[2]  # the probe still goes through the first embedder
+    assert gallery.identify(probe, k=2, closed_set=True) == before[2]  # the probe still goes through the first embedder
     assert (gallery.stats()["generation"], len(gallery.audit_log())) == (before[3], before[4])
     reopened = Gallery(gallery.path, first)  # the first embedder still opens it
-    assert reopened.identify(probe, k=2) == before[2]
+    assert reopened.identify(probe, k=2, closed_set=True) == before[2]
     reopened.close()
 
 
@@ -167,4 +168,4 @@ def test_reembed_closes_the_index_it_replaces(enrolled, monkeypatch):
         from faceid.gallery.index.milvus_index import _lite_users
 
         assert _lite_users[gallery.backend["uri"]] == 1  # only the new index holds the Milvus Lite server
-    assert gallery.identify(probe, k=2).candidates and gallery.check()["consistent"]
+    assert gallery.identify(probe, k=2, closed_set=True).candidates and gallery.check()["consistent"]

@@ -9,7 +9,7 @@ import pytest
 
 from faceid.checkpoint import save_backbone_checkpoint
 from faceid.cli import main
-from faceid.commands.options import print_json
+from faceid.commands.output import print_json
 from faceid.gallery.enrollment import enroll_folder
 from faceid.gallery.gallery import Gallery
 from faceid.gallery.records import GalleryError, NotEnrolled

@@ -31,7 +31,7 @@ def test_closing_one_gallery_leaves_the_others_on_the_same_milvus_lite_directory
     writer = embeddings_gallery(tmp_path / "g", "milvus")
     writer.enroll_many(people)
     Gallery(tmp_path / "g").close()  # e.g. one reader thread of the service finishing
-    assert writer.identify(centres[1], k=1).identity == "p001"
+    assert writer.identify(centres[1], k=1, closed_set=True).identity == "p001"
     writer.enroll("late", [centres[0]])
     writer.close()
 
@@ -46,7 +46,8 @@ def test_galleries_sharing_a_milvus_server_keep_their_own_templates(tmp_path, mi
     assert one.backend["collection"] != other.backend["collection"]
     assert one.index.client.describe_collection(one.backend["collection"])["consistency_level_name"] == "Strong"
     assert len(one.index) == len(other.index) == 10
-    assert all(not name.startswith("other-") for name, _ in one.identify(second["p000"][0], k=5).candidates)
+    found = one.identify(second["p000"][0], k=5, closed_set=True).candidates
+    assert all(not name.startswith("other-") for name, _ in found)
     one.close()
     reopened = Gallery(tmp_path / "one")
     assert reopened.stats()["index"]["rebuilt_reason"] is None and reopened.check()["consistent"]
@@ -67,7 +68,7 @@ def test_the_index_option_maps_to_a_milvus_index_that_answers_like_brute_force(t
     assert reopened.backend["index_type"] == index_type
     assert reopened.index.client.describe_index(reopened.backend["collection"], "vector")["index_type"] == index_type
     probes = list(unit32(centres + 0.2 * np.random.default_rng(3).normal(size=centres.shape)))
-    found = [r.candidates[0][0] for r in reopened.identify_many(probes, k=1)]
+    found = [r.candidates[0][0] for r in reopened.identify_many(probes, k=1, closed_set=True)]
     assert np.mean([a == b for a, b in zip(found, _brute_force_top(people, probes), strict=True)]) >= recall
     reopened.close()
 
@@ -88,7 +89,7 @@ def test_a_missing_collection_is_rebuilt_on_open(tmp_path):
         gallery.index.client.drop_collection(gallery.backend["collection"])
     reopened = Gallery(tmp_path / "g")
     assert "does not hold the store's templates" in reopened.stats()["index"]["rebuilt_reason"]
-    assert len(reopened.index) == 8 and reopened.identify(centres[2], k=1).identity == "p002"
+    assert len(reopened.index) == 8 and reopened.identify(centres[2], k=1, closed_set=True).identity == "p002"
     reopened.close()
 
 
@@ -106,9 +107,9 @@ def test_readers_stay_right_while_the_collection_is_behind_a_failed_write(tmp_pa
         _fail_collection_writes(patch)
         with pytest.raises(OSError):
             writer.remove("p002")  # committed to SQLite; the collection still holds p002's templates
-    assert "p002" not in [name for name, _ in reader.identify(centres[2], k=3).candidates]
+    assert "p002" not in [name for name, _ in reader.identify(centres[2], k=3, closed_set=True).candidates]
     writer.enroll("late", [centres[0]])  # the next write first brings the collection up to date
-    assert reader.identify(centres[2], k=1).identity != "p002" and len(reader.index) == 11
+    assert reader.identify(centres[2], k=1, closed_set=True).identity != "p002" and len(reader.index) == 11
     assert reader.check()["consistent"]
     reader.close()
     writer.close()
@@ -138,7 +139,7 @@ def test_a_writer_dying_after_its_commit_leaves_a_collection_that_is_repaired_on
     reopened = Gallery(tmp_path / "g")
     expected = np.concatenate([people["p001"], [new_sample]])
     score = float(unit32(expected.mean(0)) @ new_sample) if policy == "mean" else 1.0
-    assert reopened.identify(new_sample, k=1).candidates[0] == ("p001", pytest.approx(score, abs=1e-5))
+    assert reopened.identify(new_sample, k=1, closed_set=True).candidates[0] == ("p001", pytest.approx(score, abs=1e-5))
     assert reopened.check()["consistent"]
     reopened.close()
 
@@ -170,7 +171,7 @@ def test_the_change_history_stays_bounded_and_a_dead_writer_is_still_repaired_by
         writer.remove(f"passing{cycle}")
         sizes.append(stored(writer, "changes_count", -1))
     assert max(sizes) <= 2 * 12 + 6 and stored(writer, "history_start") > 0
-    assert reader.identify(centres[1], k=3).identity == "p001" and reader.check()["consistent"]
+    assert reader.identify(centres[1], k=3, closed_set=True).identity == "p001" and reader.check()["consistent"]
     with monkeypatch.context() as patch:
         _fail_collection_writes(patch)
         with pytest.raises(OSError):
@@ -180,7 +181,7 @@ def test_the_change_history_stays_bounded_and_a_dead_writer_is_still_repaired_by
     writer.close()
     reopened = Gallery(tmp_path / "g")
     assert reopened.stats()["index"]["rebuilt_reason"] is None  # replayed, not rebuilt
-    assert reopened.identify(unit32(centres[0] + centres[2]), k=1).identity == "late"
+    assert reopened.identify(unit32(centres[0] + centres[2]), k=1, closed_set=True).identity == "late"
     assert reopened.check()["consistent"]
     reopened.close()
 
@@ -201,12 +202,12 @@ def test_identify_beyond_the_milvus_result_cap_says_it_lists_fewer_than_k(tmp_pa
     people["crowd"] = unit32(centres[0] + 0.05 * np.random.default_rng(4).normal(size=(12, DIM)))  # 12 > the cap
     gallery = embeddings_gallery(tmp_path / "g", "milvus")
     gallery.enroll_many(people)
-    crowded, clear = gallery.identify_many([centres[0], centres[2]], k=3)
+    crowded, clear = gallery.identify_many([centres[0], centres[2]], k=3, closed_set=True)
     expected = float((people["crowd"] @ centres[0]).max())
     assert crowded.identity == "crowd" and crowded.candidates == [("crowd", pytest.approx(expected, abs=1e-5))]
     assert not crowded.complete and "fewer than k=3 identities for 1 probe(s)" in caplog.text
     assert clear.complete and len(clear.candidates) == 3 and clear.identity == "p002"
-    assert gallery.identify(centres[0], k=1).complete
+    assert gallery.identify(centres[0], k=1, closed_set=True).complete
     gallery.close()
 
 
@@ -236,11 +237,12 @@ def test_a_reader_repairs_a_collection_left_behind_by_a_dead_writer_but_never_wa
     holder.start()
     try:
         assert locked.wait(TIMEOUT), f"the other writer did not take the writer lock within {TIMEOUT:g} s"
-        assert reader.identify(newcomer, k=1).identity != "late"  # answered at once, without the new template
+        # answered at once, without the new template
+        assert reader.identify(newcomer, k=1, closed_set=True).identity != "late"
     finally:
         release.set()
         holder.join()
-    assert reader.identify(newcomer, k=1).candidates[0] == ("late", pytest.approx(1.0, abs=1e-5))
+    assert reader.identify(newcomer, k=1, closed_set=True).candidates[0] == ("late", pytest.approx(1.0, abs=1e-5))
     assert reader.index.synced() == stored(reader, "generation") and reader.check()["consistent"]
     reader.close()
     writer.close()

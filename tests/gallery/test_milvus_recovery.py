@@ -26,7 +26,8 @@ def _enrolled(path, **options):
 def _all_found(path, centres):
     reopened = Gallery(path)
     try:
-        assert [reopened.identify(c, k=1).identity for c in centres] == [f"p{i:03d}" for i in range(len(centres))]
+        found = [reopened.identify(c, k=1, closed_set=True).identity for c in centres]
+        assert found == [f"p{i:03d}" for i in range(len(centres))]
         assert len(reopened.index) == 10 and reopened.check()["consistent"]
         return reopened.stats()["index"]["rebuilt_reason"]
     finally:
@@ -92,7 +93,7 @@ def test_a_damaged_collection_on_a_milvus_server_is_rebuilt_and_nothing_else_is_
         with pytest.raises(GalleryError, match=f"collection {backend['collection']} at {milvus_server} cannot be "
                                                "loaded or dropped"):
             Gallery(tmp_path / "g")
-    assert neighbour.identify(np.ones(DIM), k=1).identity == "neighbour" and len(neighbour.index) == 1
+    assert neighbour.identify(np.ones(DIM), k=1, closed_set=True).identity == "neighbour" and len(neighbour.index) == 1
     neighbour.close()
     assert _all_found(tmp_path / "g", centres) is None and not list(tmp_path.glob("**/*.damaged-*"))
 

@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository: tests.waiting for 
 
 
 def _answers(gallery, probes):
-    return [(r.identity, [(n, round(s, 5)) for n, s in r.candidates]) for r in gallery.identify_many(probes, k=3)]
+    return [(r.identity, [(n, round(s, 5)) for n, s in r.candidates])
+            for r in gallery.identify_many(probes, k=3, closed_set=True)]
 
 
 def _snapshots(folder):
@@ -70,7 +71,7 @@ def test_another_process_sees_a_write_within_a_second_by_replaying_it(tmp_path, 
         g = Gallery({str(tmp_path / 'g')!r})
         probe = np.array({probe.tolist()}, np.float32)
         print("ready", flush=True)
-        wait_for(lambda: g.identify(probe, k=1).candidates[0][0] == "newcomer", interval=0.01,
+        wait_for(lambda: g.identify(probe, k=1, closed_set=True).candidates[0][0] == "newcomer", interval=0.01,
                  what="the newcomer to be this process's best candidate")
         print(json.dumps({{"seen": time.time(), "index": g.stats()["index"]}}), flush=True)
     """)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -114,7 +115,8 @@ def test_a_writer_killed_at_each_step_of_a_write_or_snapshot_loses_nothing(tmp_p
     process = subprocess.run([sys.executable, "-c", CRASHING_WRITER.format(dim=DIM), str(tmp_path / "g"), step])
     assert process.returncode == 9
     reopened = Gallery(tmp_path / "g")
-    assert reopened.identify(np.ones(DIM), k=1).candidates[0] == ("crash", pytest.approx(1.0, abs=1e-5))
+    best = reopened.identify(np.ones(DIM), k=1, closed_set=True).candidates[0]
+    assert best == ("crash", pytest.approx(1.0, abs=1e-5))
     reopened.remove("crash")
     assert _answers(reopened, list(centres)) == expected
     assert reopened.check()["consistent"] and len(reopened.index) == reopened.stats()["templates"]
@@ -161,7 +163,7 @@ def test_a_float_planted_in_the_snapshot_is_caught_and_reported(tmp_path):
     assert not report_of_check["consistent"] and "damaged" in report_of_check["snapshot"]
     reopened = Gallery(tmp_path / "g")
     assert "damaged" in reopened.stats()["index"]["rebuilt_reason"]
-    assert reopened.identify(centres[4], k=1).candidates[0][0] == "p004"
+    assert reopened.identify(centres[4], k=1, closed_set=True).candidates[0][0] == "p004"
     reopened.enroll("x", [centres[0]])  # the first write replaces the damaged snapshot
     assert Gallery(tmp_path / "g").stats()["index"]["rebuilt_reason"] is None
 

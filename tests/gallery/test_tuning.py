@@ -139,8 +139,8 @@ def test_auto_gallery_switches_to_ann_above_the_threshold_and_keeps_its_tuning_a
     assert reopened.index.k_factor == record["k_factor"] and reopened.index.built_factory == record["factory"]
     after = reopened.index.search(vectors[:50], 3)
     assert np.array_equal(before[1], after[1]) and np.allclose(before[0], after[0])
-    assert reopened.identify(vectors[10], k=1).candidates[0][0] == "p005"
-    assert "p000" not in {name for name, *_ in reopened.identify(vectors[0], k=3).candidates}
+    assert reopened.identify(vectors[10], k=1, closed_set=True).candidates[0][0] == "p005"
+    assert "p000" not in {name for name, *_ in reopened.identify(vectors[0], k=3, closed_set=True).candidates}
     reopened.close()
 
 
@@ -244,7 +244,7 @@ tuning.EXACT_MAX_FLOATS = 400 * 16
 g = Gallery(sys.argv[1])
 print(json.dumps(g.stats()["index"]["tuning"]), flush=True)
 sys.stdin.readline()  # `gallery tune` ran in the test's process
-g.identify(np.ones(16, np.float32), k=1)  # the next query replays the change log
+g.identify(np.ones(16, np.float32), k=1, closed_set=True)  # the next query replays the change log
 nprobe = faiss.extract_index_ivf(g.index.index).nprobe
 print(json.dumps({"tuning": g.stats()["index"]["tuning"], "nprobe": nprobe}), flush=True)
 g.close()
@@ -268,7 +268,7 @@ def test_a_process_opened_before_gallery_tune_takes_the_new_record_and_never_wri
     assert json.loads(read_until(server, "^{", what="the other process's tuning record").string) == old
     new = tune_with_probes(tuner, _hard_probes(vectors, tmp_path / "probes.npy"))["tuning"]
     assert new["real_queries"] == 200 and new["real_recall_at_1"] >= tuning.TARGET_RECALL
-    serving.identify(vectors[0], k=1)  # its next query replays the change log: the new parameters are applied
+    serving.identify(vectors[0], k=1, closed_set=True)  # its next query replays the change log: the new parameters
     assert serving.stats()["index"]["tuning"] == new
     assert faiss.extract_index_ivf(serving.index.index).nprobe == new["value"]
     assert serving.index.k_factor == new["k_factor"]
