@@ -56,14 +56,14 @@ def test_counts_below_one_or_not_whole_are_refused_naming_the_option(command, op
 
 
 def test_synth_writes_the_tree(tmp_path, capsys):
-    assert main(["synth", "--identities", "2", "--images-per-identity", "3", "--out", str(tmp_path)]) == 0
+    assert main(["synth", "--json", "--identities", "2", "--images-per-identity", "3", "--out", str(tmp_path)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == 6
     assert len(list((tmp_path / "aligned").rglob("*.png"))) == 6
 
 
 def test_demo_reports_a_config_error(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--set", "synth.identitis=3"]) == 1
+    assert main(["demo", "--out", str(tmp_path), "--set", "synth.identitis=3"]) == 2
     assert "synth.identitis: unknown key" in capsys.readouterr().err
 
 

@@ -32,7 +32,7 @@ def test_unconfigured_is_a_clear_error(monkeypatch, value):
 @pytest.mark.parametrize("target", ["detect", "enroll", "train"])
 def test_bench_commands_report_missing_data_without_a_traceback(monkeypatch, capsys, target):
     monkeypatch.delenv(ENVIRONMENT, raising=False)
-    assert main(["bench", target, "--device", "cpu", "--quick"]) == 1
+    assert main(["bench", target, "--device", "cpu", "--quick"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("faceid bench: error: no folder given for the ") and "set FACEID_DATA" in error
     assert "Traceback" not in error

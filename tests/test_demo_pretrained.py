@@ -63,7 +63,7 @@ def test_demo_leaves_the_pretrained_model_out_without_the_extra(tmp_path, monkey
 def test_demo_data_must_be_a_folder(tmp_path, capsys):
     from faceid.cli import main
 
-    assert main(["demo", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 1
+    assert main(["demo", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out")]) == 2
     assert "missing is not a directory" in capsys.readouterr().err
 
 

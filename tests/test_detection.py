@@ -170,7 +170,7 @@ def test_align_command_is_complete_resumable_and_leaves_source_untouched(shared_
     (source / "s2" / "broken.jpg").write_text("not an image")
     before = _tree_digest(source)
     destination = tmp_path / "aligned"
-    assert main(["align", str(source), str(destination), "--workers", "2"]) == 0
+    assert main(["align", "--json", str(source), str(destination), "--workers", "2"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["processed"] == 5 and summary["ok"] == 4 and summary["error"] == 1
     assert summary["failures_by_reason"] == {"not a readable image": 1}
@@ -179,19 +179,19 @@ def test_align_command_is_complete_resumable_and_leaves_source_untouched(shared_
     assert all(r["status"] == "ok" and r["faces"] == 1 and r["score"] > 0.9
                for r in records if "broken" not in r["source"])
     assert (destination / "s1" / "1.png").is_file()
-    assert main(["align", str(source), str(destination)]) == 0
+    assert main(["align", "--json", str(source), str(destination)]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["processed"] == 0 and again["skipped_already_done"] == 5
     assert _tree_digest(source) == before
-    assert main(["align", str(source), str(destination), "--overwrite"]) == 0
+    assert main(["align", "--json", str(source), str(destination), "--overwrite"]) == 0
     assert json.loads(capsys.readouterr().out)["processed"] == 5
 
 
 def test_align_fails_only_when_nothing_could_be_processed(tmp_path, capsys):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.jpg").write_text("nope")
-    assert main(["align", str(tmp_path / "src"), str(tmp_path / "out")]) == 1
-    assert main(["align", str(tmp_path / "src"), str(tmp_path / "src" / "inside")]) == 1
+    assert main(["align", "--json", str(tmp_path / "src"), str(tmp_path / "out")]) == 1
+    assert main(["align", "--json", str(tmp_path / "src"), str(tmp_path / "src" / "inside")]) == 2
     assert "must lie outside" in capsys.readouterr().err
 
 
@@ -200,10 +200,10 @@ def test_align_accepts_a_flat_folder_and_a_list_file(shared_data, tmp_path, caps
     flat.mkdir()
     for k in (1, 2):
         (flat / f"{k}.pgm").write_bytes((shared_data / "orl" / "s3" / f"{k}.pgm").read_bytes())
-    assert main(["align", str(flat), str(tmp_path / "a")]) == 0
+    assert main(["align", "--json", str(flat), str(tmp_path / "a")]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] == 2 and (tmp_path / "a" / "1.png").is_file()
     listing = tmp_path / "images.txt"
     listing.write_text(f"{shared_data / 'orl' / 's4' / '1.pgm'}\n\n{shared_data / 'photos' / 'kate_siegel.jpg'}\n")
-    assert main(["align", str(listing), str(tmp_path / "b")]) == 0
+    assert main(["align", "--json", str(listing), str(tmp_path / "b")]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] == 2
     assert (tmp_path / "b" / "s4" / "1.png").is_file() and (tmp_path / "b" / "photos" / "kate_siegel.png").is_file()

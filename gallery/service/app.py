@@ -103,15 +103,15 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
 
     @app.post("/identify", dependencies=guarded)
     async def identify(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1, le=100)] = 5,
-                       threshold: Annotated[float | None, Form()] = None, all_faces: bool = False) -> dict | list:
+                       threshold: Annotated[float | None, Form()] = None, all_faces: bool = False,
+                       closed_set: Annotated[bool, Form()] = False) -> dict | list:
         threshold = None if threshold is None else check_threshold(threshold)
         if all_faces:  # every face of the photo: [{box, landmarks, score, identity, candidates, threshold...}]
             data, name = await file.read(), file.filename or "upload"
-            matches = await workers.read(lambda g: identify_photo(g, data, k, threshold, name))
+            matches = await workers.read(lambda g: identify_photo(g, data, k, threshold, name, closed_set))
             return [match.to_dict() for match in matches]
-        result = await batcher.identify(await prepared(file), k, threshold)
-        return {"identity": result.identity, "candidates": [{"identity": n, "score": s} for n, s in result.candidates],
-                "threshold": result.threshold, "threshold_source": result.threshold_source}
+        result = await batcher.identify(await prepared(file), k, threshold, closed_set)
+        return result.to_dict()
 
     app.add_middleware(BodyLimits, max_bytes=max_request_bytes, read_timeout_s=read_timeout_s)
     return app

@@ -9,7 +9,7 @@ one writer thread per process and are serialised across processes by the gallery
 `IdentifyBatcher` gathers concurrent /identify requests: each request's image is decoded and its
 face aligned on its own (a bad image fails only its request), then up to `batch_size` requests, or
 those that arrive within `batch_wait_ms` of the first, are embedded in one embedder batch and
-searched with one `identify_many` per distinct (k, threshold). While `max_batches` batches are
+searched with one `identify_many` per distinct (k, threshold, closed set). While `max_batches` batches are
 running, requests queue up and the next batch is larger: throughput grows with load.
 """
 
@@ -71,14 +71,14 @@ class IdentifyBatcher:
         self._collector: asyncio.Task | None = None
         self.batch_sizes: list[int] = []  # for tests and the benchmark: how requests were grouped
 
-    async def identify(self, prepared: PreparedFace, k: int, threshold: float | None):
+    async def identify(self, prepared: PreparedFace, k: int, threshold: float | None, closed_set: bool = False):
         """The `IdentifyResult` of one prepared probe, computed in a batch with its neighbours in time."""
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._collector is None or self._collector.done():
             self._collector = asyncio.get_running_loop().create_task(self._collect())
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put((prepared, k, threshold, future))
+        await self._queue.put((prepared, k, threshold, closed_set, future))
         return await future
 
     async def _collect(self) -> None:
@@ -100,7 +100,7 @@ class IdentifyBatcher:
 
     async def _answer(self, batch: list, slots: asyncio.Semaphore) -> None:
         try:
-            outcomes = await self.workers.read(_identify_batch, [item[:3] for item in batch])
+            outcomes = await self.workers.read(_identify_batch, [item[:4] for item in batch])
         except Exception as error:  # the whole batch failed (e.g. the embedder): every request hears why
             outcomes = [error] * len(batch)
         finally:
@@ -114,21 +114,22 @@ class IdentifyBatcher:
                 future.set_result(outcome)
 
 
-def _identify_batch(gallery: Gallery, requests: list[tuple[PreparedFace, int, float | None]]) -> list:
-    """One embedder batch for all the probes, then one search per distinct (k, threshold); per-request errors."""
-    prepared = [p for p, _, _ in requests]
+def _identify_batch(gallery: Gallery, requests: list[tuple[PreparedFace, int, float | None, bool]]) -> list:
+    """One embedder batch for all the probes, then one search per distinct (k, threshold, closed set); per-request
+    errors."""
+    prepared = [request[0] for request in requests]
     try:
         samples: list = gallery.resolver.embed_prepared(prepared)
     except GalleryError:  # one bad embedding: find which, the others still get answers
         samples = [_embed_one(gallery, p) for p in prepared]
     outcomes: list = [sample if isinstance(sample, Exception) else None for sample in samples]
     groups: dict[tuple, list[int]] = {}
-    for position, (_, k, threshold) in enumerate(requests):
+    for position, (_, *search) in enumerate(requests):
         if outcomes[position] is None:
-            groups.setdefault((k, threshold), []).append(position)
-    for (k, threshold), positions in groups.items():
+            groups.setdefault(tuple(search), []).append(position)
+    for (k, threshold, closed_set), positions in groups.items():
         try:
-            results = gallery.identify_many([samples[p] for p in positions], k, threshold)
+            results = gallery.identify_many([samples[p] for p in positions], k, threshold, closed_set)
         except GalleryError as error:
             results = [error] * len(positions)
         for position, result in zip(positions, results, strict=True):

@@ -90,11 +90,11 @@ def test_compare_embedders_reports_each_against_the_first(small_synthetic, tmp_p
 def test_bad_model_and_embeddings_give_clear_errors(small_synthetic, tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     assert main(["evaluate", "--model", str(tmp_path / "junk.pt"), "--data", str(small_synthetic / "aligned"),
-                 "--out", str(tmp_path / "x")]) == 1
+                 "--out", str(tmp_path / "x")]) == 2
     assert "not a readable PyTorch checkpoint" in capsys.readouterr().err
     np.savez(tmp_path / "bad.npz", vectors=np.zeros((2, 3)))
     assert main(["evaluate", "--embeddings", str(tmp_path / "bad.npz"), "--data", str(small_synthetic / "aligned"),
-                 "--folds", "4", "--out", str(tmp_path / "y")]) == 1
+                 "--folds", "4", "--out", str(tmp_path / "y")]) == 2
     assert "must hold arrays 'paths' and 'embeddings'" in capsys.readouterr().err
 
 

@@ -105,7 +105,7 @@ def cli_gallery(tmp_path, small_synthetic, backend):
     embedder = TorchEmbedder.untrained("small_cnn", 16, 64, device="cpu")
     save_backbone_checkpoint(tmp_path / "model.pt", embedder.model, "small_cnn", 16, 64)
     gallery, aligned = str(tmp_path / "g"), small_synthetic / "aligned"
-    assert main(["enroll", gallery, "--model", str(tmp_path / "model.pt"), "--aligned", "--backend", backend,
+    assert main(["enroll", "--json", gallery, "--model", str(tmp_path / "model.pt"), "--aligned", "--backend", backend,
                  "--identity", "alice", str(aligned / "id_00001" / "000.png")]) == 0
     return gallery, aligned / "id_00001" / "001.png"
 
@@ -114,7 +114,7 @@ def cli_gallery(tmp_path, small_synthetic, backend):
 def test_the_cli_refuses_a_threshold_that_is_not_a_cosine(cli_gallery, capsys, threshold):
     gallery, probe = cli_gallery
     with pytest.raises(SystemExit):
-        main(["identify", gallery, str(probe), "--json", f"--threshold={threshold}"])
+        main(["identify", "--json", gallery, str(probe), "--json", f"--threshold={threshold}"])
     assert "threshold must be a finite number in [-1, 1]" in capsys.readouterr().err
 
 
@@ -122,9 +122,9 @@ def test_the_cli_may_not_lower_a_calibrated_threshold_by_default(cli_gallery, ca
     gallery, probe = cli_gallery
     Gallery(Path(gallery)).set_threshold(0.5, {"source": "test"})
     capsys.readouterr()
-    assert main(["verify", gallery, str(probe), "--identity", "alice", "--threshold", "-0.9"]) == 1
-    assert "below the calibrated" in capsys.readouterr().err
-    assert main(["verify", gallery, str(probe), "--identity", "alice", "--threshold", "-0.9",
+    assert main(["verify", "--json", gallery, str(probe), "--identity", "alice", "--threshold", "-0.9"]) == 2
+    assert "below the gallery's" in capsys.readouterr().err
+    assert main(["verify", "--json", gallery, str(probe), "--identity", "alice", "--threshold", "-0.9",
                  "--threshold-override", "any"]) == 0
     assert json.loads(capsys.readouterr().out)["accepted"] is True
 
@@ -137,17 +137,17 @@ def test_reembed_command_and_kept_images(tmp_path, small_synthetic, capsys, back
     original = tmp_path / "face.png"
     original.write_bytes((small_synthetic / "aligned" / "id_00002" / "000.png").read_bytes())
     gallery = str(tmp_path / "g")
-    assert main(["enroll", gallery, "--model", str(tmp_path / "one.pt"), "--aligned", "--keep-images",
+    assert main(["enroll", "--json", gallery, "--model", str(tmp_path / "one.pt"), "--aligned", "--keep-images",
                  "--backend", backend, "--identity", "dora", str(original)]) == 0
     Gallery(Path(gallery)).enroll("eve", [np.ones(16)])  # an embedding: no image to keep
     original.unlink()  # the kept copy is what reembed reads
     capsys.readouterr()
-    assert main(["gallery", "reembed", gallery, "--model", str(tmp_path / "two.pt")]) == 1
+    assert main(["gallery", "reembed", "--json", gallery, "--model", str(tmp_path / "two.pt")]) == 2
     assert "1 template(s) cannot be migrated" in capsys.readouterr().err
-    assert main(["gallery", "remove", gallery, "eve"]) == 0
-    assert main(["gallery", "reembed", gallery, "--model", str(tmp_path / "two.pt")]) == 0
+    assert main(["gallery", "remove", "--json", gallery, "eve"]) == 0
+    assert main(["gallery", "reembed", "--json", gallery, "--model", str(tmp_path / "two.pt")]) == 0
     capsys.readouterr()
     kept = list((tmp_path / "g" / "images").rglob("*.png"))
     assert len(kept) == 1 and kept[0].parent.name == kept[0].name[:2]
-    assert main(["gallery", "keep-images", gallery, "off"]) == 0
+    assert main(["gallery", "keep-images", "--json", gallery, "off"]) == 0
     assert json.loads(capsys.readouterr().out) == {"keep_images": False}

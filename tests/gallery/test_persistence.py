@@ -172,7 +172,7 @@ def test_check_compares_the_index_with_the_store_vector_by_vector(tmp_path, caps
     people, _ = synthetic_people(5)
     with embeddings_gallery(tmp_path / "g", backend) as gallery:
         gallery.enroll_many(people)
-    assert main(["gallery", "check", str(tmp_path / "g")]) == 0
+    assert main(["gallery", "check", "--json", str(tmp_path / "g")]) == 0
     assert json.loads(capsys.readouterr().out)["consistent"] is True
     gallery = Gallery(tmp_path / "g")
     ids, vectors = gallery.index.content()
@@ -205,7 +205,7 @@ def test_a_damaged_or_foreign_gallery_db_is_a_clear_error(tmp_path, capsys, dama
         foreign.close()
     with pytest.raises(GalleryError, match=f"gallery.db {message}"):
         Gallery(tmp_path / "g")
-    assert main(["gallery", "stats", str(tmp_path / "g")]) == 1
+    assert main(["gallery", "stats", "--json", str(tmp_path / "g")]) == 2
     error = capsys.readouterr().err
     assert "gallery.db" in error and "Traceback" not in error
     if damage in ("garbage", "truncated"):

@@ -103,7 +103,7 @@ def test_errors_name_the_photo(enrolled, tmp_path):
 
 def test_annotate_needs_exactly_one_photo(enrolled, photo, tmp_path, capsys):
     gallery, _, _ = enrolled
-    assert main(["identify", str(gallery.path), str(photo), str(photo), "--annotate", str(tmp_path / "a.jpg")]) == 1
+    assert main(["identify", str(gallery.path), str(photo), str(photo), "--annotate", str(tmp_path / "a.jpg")]) == 2
     assert "--annotate draws one photo; 2 were given" in capsys.readouterr().err
 
 

@@ -37,7 +37,8 @@ def test_enroll_identify_verify_remove_round_trip(server):
     call(f"{base}/identities/bob", "POST", files=[("files", *photo("id_00002/000.png"))])
     status, body = call(f"{base}/identities")
     assert status == 200 and [i["identity"] for i in body] == ["alice", "bob"]
-    status, body = call(f"{base}/identify", "POST", fields={"k": 2}, files=[("file", *photo("id_00001/001.png"))])
+    status, body = call(f"{base}/identify", "POST", fields={"k": 2, "closed_set": "true"},
+                        files=[("file", *photo("id_00001/001.png"))])
     assert status == 200 and body["candidates"][0] == {"identity": "alice", "score": pytest.approx(1.0, abs=1e-5)}
     status, body = call(f"{base}/verify", "POST", fields={"identity": "bob", "threshold": 0.5},
                          files=[("file", *photo("id_00002/000.png"))])

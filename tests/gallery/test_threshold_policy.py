@@ -5,7 +5,7 @@ import math
 import pytest
 
 from faceid.gallery.records import GalleryError
-from faceid.gallery.threshold_policy import check_threshold, decide_threshold
+from faceid.gallery.threshold_policy import NoThreshold, check_threshold, decide_threshold
 
 CALIBRATED = {"threshold": 0.4, "target_far": 1e-3}
 
@@ -26,7 +26,9 @@ def test_no_request_uses_the_calibrated_threshold_under_every_policy():
     for policy in ("none", "stricter", "any"):
         value, source = decide_threshold(None, CALIBRATED, policy)
         assert value == 0.4 and source == {"target_far": 1e-3}
-    assert decide_threshold(None, None)[0] is None
+    with pytest.raises(NoThreshold, match="gallery calibrate"):
+        decide_threshold(None, None)
+    assert decide_threshold(None, None, closed_set=True) == (None, {"source": "closed set"})
 
 
 def test_stricter_lets_a_client_raise_but_never_lower():

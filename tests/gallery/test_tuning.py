@@ -198,26 +198,26 @@ def test_gallery_tune_takes_probe_images_or_embeddings_and_names_what_is_wrong(s
     save_backbone_checkpoint(tmp_path / "model.pt", embedder.model, "small_cnn", 16, 64)
     aligned = small_synthetic / "aligned"
     for name, index in (("ivf", "IVF4,Flat"), ("exact", "Flat")):
-        assert main(["enroll", str(tmp_path / name), "--model", str(tmp_path / "model.pt"), "--aligned",
+        assert main(["enroll", "--json", str(tmp_path / name), "--model", str(tmp_path / "model.pt"), "--aligned",
                      "--index", index, "--from-folder", str(aligned)]) == 0
     probes = tmp_path / "probes"
     shutil.copytree(aligned / "id_00001", probes / "id_00001")
     (probes / "broken.png").write_bytes(b"not an image")
     capsys.readouterr()
-    assert main(["gallery", "tune", str(tmp_path / "ivf"), "--probes", str(probes)]) == 0
+    assert main(["gallery", "tune", "--json", str(tmp_path / "ivf"), "--probes", str(probes)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["probes"] == 4 and result["skipped"] == 1 and "broken.png" in next(iter(result["skipped_images"]))
     assert result["tuning"]["real_queries"] == 4 and result["tuning"]["parameter"] == "nprobe"
-    assert main(["gallery", "stats", str(tmp_path / "ivf")]) == 0
+    assert main(["gallery", "stats", "--json", str(tmp_path / "ivf")]) == 0
     assert json.loads(capsys.readouterr().out)["index"]["tuning"]["real_queries"] == 4  # stored, shown on reopen
-    assert main(["gallery", "tune", str(tmp_path / "exact"), "--probes", str(probes)]) == 1
+    assert main(["gallery", "tune", "--json", str(tmp_path / "exact"), "--probes", str(probes)]) == 2
     assert "the index is exact (Flat); nothing to tune" in capsys.readouterr().err
     np.save(tmp_path / "wrong.npy", np.ones((3, 32), np.float32))
-    assert main(["gallery", "tune", str(tmp_path / "ivf"), "--probes", str(tmp_path / "wrong.npy")]) == 1
+    assert main(["gallery", "tune", "--json", str(tmp_path / "ivf"), "--probes", str(tmp_path / "wrong.npy")]) == 2
     assert "wrong.npy: probe embeddings have shape (3, 32), the gallery holds 16-d vectors" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "broken.png").write_bytes(b"not an image")
-    assert main(["gallery", "tune", str(tmp_path / "ivf"), "--probes", str(tmp_path / "empty")]) == 1
+    assert main(["gallery", "tune", "--json", str(tmp_path / "ivf"), "--probes", str(tmp_path / "empty")]) == 2
     assert "no face found in any of its 1 images" in capsys.readouterr().err
 
 

@@ -77,7 +77,7 @@ def test_enroll_identify_and_serve_with_a_model_name(faces, tmp_path, capsys, mo
     capsys.readouterr()
     assert main(["identify", str(gallery), str(faces[2]), "--json", "--device", "cpu"]) == 0  # the name is stored
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["candidates"][0][0] == "anna"
+    assert row["candidates"][0]["identity"] == "anna"
     served = {}
     monkeypatch.setattr("faceid.gallery.service.app.serve",
                         lambda opened, *args, **kwargs: served.setdefault("g", opened))
@@ -117,7 +117,7 @@ def test_export_refuses_an_onnx_zoo_model_by_name(tmp_path, capsys):
     onnx_model.parent.mkdir(parents=True, exist_ok=True)
     onnx_model.write_bytes(b"stand-in")
     try:
-        assert main(["export", "sface", "--out", str(tmp_path / "x.onnx")]) == 1
+        assert main(["export", "sface", "--out", str(tmp_path / "x.onnx")]) == 2
     finally:
         onnx_model.unlink()
     assert "model sface is an ONNX model already" in capsys.readouterr().err

@@ -27,6 +27,6 @@ def test_quick_train_benchmark_prints_every_row(tmp_path, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_cuda_is_refused_clearly_without_a_gpu(capsys):
-    assert main(["bench", "train", "--device", "cuda", "--quick"]) == 1
+    assert main(["bench", "train", "--device", "cuda", "--quick"]) == 2
     error = capsys.readouterr().err
     assert "faceid bench: error: device 'cuda'" in error and "torch.cuda.is_available() is False" in error
