@@ -229,7 +229,8 @@ def test_several_worker_processes_serve_one_gallery_and_keep_uploads(tmp_path, s
                                                        f"output:\n{log.read_text()[-3000:]}")
         status, body = call(f"{base}/identities/alice", "POST", files=[("files", "a.png", image.read_bytes())])
         assert status == 200 and body["added"] == 1
-        answers = [call(f"{base}/identify", "POST", files=[("file", "p.png", image.read_bytes())])
+        answers = [call(f"{base}/identify", "POST", fields={"closed_set": "true"},
+                        files=[("file", "p.png", image.read_bytes())])
                    for _ in range(8)]
         assert all(status == 200 and body["identity"] == "alice" for status, body in answers), answers
     finally:
