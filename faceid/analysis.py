@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from faceid.data.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_rgb
-
-DEFAULT_MODEL = "dlib_resnet_v1"
+from faceid.zoo.catalog import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from faceid.analysis import DEFAULT_MODEL, FaceAnalysis, image_name
+from faceid.analysis import FaceAnalysis, image_name
+from faceid.zoo.catalog import DEFAULT_MODEL
 
 _ANALYSERS: dict[tuple[str, str], FaceAnalysis] = {}
 
@@ -34,11 +35,11 @@ def analyser_for(model: str = DEFAULT_MODEL, device: str = "auto") -> FaceAnalys
 def model_threshold(model: str, threshold: float | None = None) -> tuple[float, dict]:
     """(threshold, where it came from): the one given, else the zoo model's default."""
     from faceid.gallery.threshold_policy import check_threshold
-    from faceid.zoo import is_model_name, model_info
+    from faceid.zoo import default_threshold_of
 
     if threshold is not None:
         return check_threshold(threshold), {"source": "request"}
-    default = model_info(model).default_threshold() if is_model_name(model) and not Path(model).exists() else None
+    default = default_threshold_of(model)
     if default is None:
         raise ValueError(f"model {model} has no default threshold: give one (threshold=..., or --threshold T), "
                          "for example measured with `faceid gallery calibrate` on people like yours")
@@ -101,7 +102,6 @@ def _folder_faces(analyser: FaceAnalysis, cache, paths: list[Path], progress: bo
     known = cache.get_many(sorted(set(contents.values())))
     todo = [path for path, content in contents.items() if content not in known]
     pending: dict[str, CachedFace] = {}
-    embedded = 0
     for path in tqdm(todo, desc="embedding", unit="photo", disable=not progress or not todo):
         try:
             found = analyser.faces(path)
@@ -110,7 +110,6 @@ def _folder_faces(analyser: FaceAnalysis, cache, paths: list[Path], progress: bo
         else:
             pending[contents[path]] = (CachedFace(found[0].embedding, found[0].to_dict()["box"]) if found
                                        else CachedFace(None, None, "no face found"))
-        embedded += 1
         if len(pending) == 64:  # committed as it goes: an interrupted search keeps what it embedded
             cache.put_many(pending)
             known.update(pending)
@@ -126,4 +125,4 @@ def _folder_faces(analyser: FaceAnalysis, cache, paths: list[Path], progress: bo
             skipped[str(path)] = face.problem
         else:
             faces[path] = face
-    return faces, skipped, embedded, len(contents) - len(todo)
+    return faces, skipped, len(todo), len(contents) - len(todo)

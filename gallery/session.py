@@ -15,7 +15,7 @@ from faceid.gallery.index.backend import DEFAULT_BACKEND
 from faceid.gallery.samples.kept_images import SETTING as KEEP_IMAGES
 from faceid.gallery.store.database import MetadataStore
 from faceid.gallery.transfer import reembed_gallery
-from faceid.zoo import is_model_name, model_info
+from faceid.zoo import default_threshold_of
 
 
 def open_gallery(path: str | Path, model: str | None = None, aligned: bool | None = None, device: str = "auto",
@@ -51,13 +51,8 @@ def open_gallery(path: str | Path, model: str | None = None, aligned: bool | Non
         write.set("model", _model_reference(model))
         write.set("aligned", bool(aligned))
         write.set(KEEP_IMAGES, bool(keep_images))
-        write.set("threshold", model_default_threshold(model))
+        write.set("threshold", default_threshold_of(model))  # None: calibrate before identifying
     return gallery
-
-
-def model_default_threshold(model: str) -> dict | None:
-    """The stored threshold a gallery of `model` starts with: the zoo model's default, or None (calibrate)."""
-    return model_info(model).default_threshold() if is_model_name(model) and not Path(model).exists() else None
 
 
 class NewGallery:
@@ -123,7 +118,7 @@ def reembed_to(path: str | Path, model: str, device: str = "auto") -> dict:
         result = reembed_gallery(gallery, embedder, preprocessor)
         with gallery.writing() as write:
             write.set("model", _model_reference(model))
-            if (default := model_default_threshold(model)) is not None:
+            if (default := default_threshold_of(model)) is not None:
                 write.set("threshold", default)
                 result["threshold"] = default
     return result

@@ -18,7 +18,7 @@ def test_the_threshold_is_the_most_permissive_one_holding_the_far(target):
     rng = np.random.default_rng(0)
     scores = np.r_[rng.normal(0.7, 0.1, 300), rng.normal(0.2, 0.1, 3000)].round(3)  # ties, as cosines have
     is_same = np.r_[np.ones(300, bool), np.zeros(3000, bool)]
-    threshold = tool.threshold_at_far(scores, is_same, target)
+    threshold = tool.threshold_at_far(scores, is_same, target)["threshold"]
     measured = tool.rates(scores, is_same, threshold)
     far, tar, _ = roc_curve(is_same, scores, drop_intermediate=False)
     best = np.flatnonzero(far <= target).max()  # sklearn's most permissive cut within the target

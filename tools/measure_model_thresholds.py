@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from faceid.evaluation.verification import threshold_at_far
+
 SETS = ("celeba_wild", "orl", "yale", "essex_grimace", "essex_faces94")
 
 
@@ -22,13 +24,6 @@ def pair_scores(embeddings: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
     """Cosine scores and same-identity flags of every pair (i < j) of unit embeddings."""
     upper = np.triu_indices(len(labels), 1)
     return (embeddings @ embeddings.T)[upper], (labels[:, None] == labels[None, :])[upper]
-
-
-def threshold_at_far(scores: np.ndarray, is_same: np.ndarray, target_far: float) -> float:
-    """The lowest threshold t (accept: score >= t) whose FAR, the share of impostor scores >= t, is <= target."""
-    impostors = np.sort(scores[~is_same])[::-1]
-    allowed = int(np.floor(target_far * len(impostors)))  # false accepts the target admits
-    return float(np.nextafter(impostors[allowed], np.inf)) if allowed < len(impostors) else float(impostors[-1])
 
 
 def rates(scores: np.ndarray, is_same: np.ndarray, threshold: float) -> dict:
@@ -60,7 +55,7 @@ def measure(model: str, data: Path, cache: Path, target_far: float, seed: int, d
     choose = np.isin(labels, people[: len(people) // 2])
     halves = {"celeba_wild (choose half)": choose, "celeba_wild (held-out half)": ~choose}
     scored = {name: pair_scores(embeddings[mask], labels[mask]) for name, mask in halves.items()}
-    threshold = threshold_at_far(*scored["celeba_wild (choose half)"], target_far)
+    threshold = threshold_at_far(*scored["celeba_wild (choose half)"], target_far)["threshold"]
     scored.update({name: pair_scores(*sets[name][:2]) for name in sets if name != "celeba_wild"})
     rows = {name: {**rates(*pair, threshold), "no_face": sets.get(name, (None, None, 0))[2]}
             for name, pair in scored.items()}

@@ -4,8 +4,9 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import DEFAULT_MODEL, MODEL_HELP, add_device_option, threshold_value
+from faceid.commands.options import MODEL_HELP, add_device_option, threshold_value
 from faceid.commands.output import report
+from faceid.zoo.catalog import DEFAULT_MODEL
 
 SUMMARY = "1:1: are the largest faces of two photos the same person (exit 0 same, 1 different, 2 error)"
 

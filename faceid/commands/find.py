@@ -4,8 +4,9 @@ Each photo's embedding is cached by its content, so a second search of the same 
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import DEFAULT_MODEL, MODEL_HELP, add_device_option, positive_count, threshold_value
+from faceid.commands.options import MODEL_HELP, add_device_option, positive_count, threshold_value
 from faceid.commands.output import report, table
+from faceid.zoo.catalog import DEFAULT_MODEL
 
 SUMMARY = "rank a folder's photos by similarity to a probe photo (embeddings cached by content)"
 

@@ -4,9 +4,9 @@ import argparse
 from pathlib import Path
 
 from faceid.gallery.threshold_policy import DEFAULT_POLICY, OVERRIDE_POLICIES
+from faceid.zoo.catalog import DEFAULT_MODEL
 
 DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_MODEL = "dlib_resnet_v1"  # public domain, installed with the `pretrained` extra: nothing to download
 MODEL_HELP = ("a model-zoo name (see `faceid models list`), a faceid checkpoint (.pt) or an ONNX model (.onnx)")
 
 

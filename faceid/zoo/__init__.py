@@ -9,8 +9,16 @@ description (`.yaml`, faceid's third-party format plus the alignment template) l
 See docs/models.md.
 """
 
-from faceid.zoo.catalog import ModelEntry, ZooError, is_model_name, known_models, model_info
+from faceid.zoo.catalog import (
+    DEFAULT_MODEL,
+    ModelEntry,
+    ZooError,
+    default_threshold_of,
+    is_model_name,
+    known_models,
+    model_info,
+)
 from faceid.zoo.store import cached_path, faceid_home, import_model, pull, remove_model, resolve
 
-__all__ = ["ModelEntry", "ZooError", "cached_path", "faceid_home", "import_model", "is_model_name", "known_models",
-           "model_info", "pull", "remove_model", "resolve"]
+__all__ = ["DEFAULT_MODEL", "ModelEntry", "ZooError", "cached_path", "default_threshold_of", "faceid_home",
+           "import_model", "is_model_name", "known_models", "model_info", "pull", "remove_model", "resolve"]

@@ -10,6 +10,7 @@ aligned crop to `input_size` and ordering its channels as `channel_order`.
 from dataclasses import dataclass
 
 ALIGNMENTS = ("arcface_112", "facenet_160", "dlib_150")
+DEFAULT_MODEL = "dlib_resnet_v1"  # public domain, installed with the `pretrained` extra: nothing to download
 
 # How `pull`/`import` turn the obtained file into the cached model file.
 KINDS = {
@@ -157,3 +158,11 @@ def model_info(name: str) -> ModelEntry:
 
 def is_model_name(text: str) -> bool:
     return str(text) in CATALOG
+
+
+def default_threshold_of(model) -> dict | None:
+    """The stored form of `model`'s default threshold: a zoo model's (`ModelEntry.default_threshold`), None for a
+    model file (a file named like a zoo model is a file) or a zoo model with none."""
+    from pathlib import Path
+
+    return model_info(str(model)).default_threshold() if is_model_name(model) and not Path(model).exists() else None
