@@ -210,16 +210,19 @@ class Gallery:
         """Images (paths or RGB arrays) or embeddings -> validated samples; the first bad one raises."""
         return self._resolver.resolve(items, names)
 
-    def enroll(self, identity: str, items, metadata: dict | None = None) -> dict:
+    def enroll(self, identity: str, items, metadata: dict | None = None, labels: list[str] | None = None) -> dict:
         """Add samples (images or embeddings) to `identity`, creating it if new. Re-enrolling appends;
-        a sample whose file (or embedding) hash the identity already has is reported and skipped."""
+        a sample whose file (or embedding) hash the identity already has is reported and skipped. `labels` name
+        the items in errors and duplicates (default: a sample's source, else its hash's first 12 digits)."""
         name = validate_identity_name(identity)
-        return self.enroll_many({name: list(items)}, {name: metadata or {}})[name]
+        return self.enroll_many({name: list(items)}, {name: metadata or {}}, {name: labels} if labels else None)[name]
 
-    def enroll_many(self, batches: dict[str, list], metadata: dict[str, dict] | None = None) -> dict[str, dict]:
-        """Several identities in one transaction and one index write."""
-        names = {identity: validate_identity_name(identity) for identity in batches}
-        resolved = {identity: keep_images(self, self.resolve(items)) for identity, items in batches.items()}
+    def enroll_many(self, batches: dict[str, list], metadata: dict[str, dict] | None = None,
+                    labels: dict[str, list[str]] | None = None) -> dict[str, dict]:
+        """Several identities in one transaction and one index write; `labels`: each batch's, as `enroll` takes."""
+        names, labels = {identity: validate_identity_name(identity) for identity in batches}, labels or {}
+        resolved = {identity: keep_images(self, self.resolve(items, labels.get(identity)))
+                    for identity, items in batches.items()}
         results = {}
         with self.writing() as write:
             now = time.time()
@@ -229,10 +232,10 @@ class Gallery:
                     refuse_name_clash(self._store, names[identity])
                     identity_id = write.add_identity(names[identity], (metadata or {}).get(identity, {}), now)
                 known = self._store.file_hashes(identity_id)
-                added, duplicates = 0, []
-                for sample in samples:
+                added, duplicates, named = 0, [], labels.get(identity)
+                for position, sample in enumerate(samples):
                     if sample.file_hash in known:
-                        duplicates.append(sample.source or sample.file_hash[:12])
+                        duplicates.append(named[position] if named else sample.source or sample.file_hash[:12])
                         continue
                     known.add(sample.file_hash)
                     write.add_template(identity_id, sample, now)
@@ -335,6 +338,12 @@ class Gallery:
     # ----- listing and stats ---------------------------------------------------------------------
     def list(self) -> list[dict]:
         return self._store.identity_summaries()
+
+    def identity(self, name: str) -> dict:
+        """One identity as `list()` gives it, with its templates oldest first under "samples" (template id, source,
+        file hash, quality, created); raises `NotEnrolled` for an unknown name."""
+        with self.reading() as store:
+            return store.identity_record(self._require(name))
 
     def audit_log(self) -> list[dict]:
         return self._store.audit_entries()

@@ -27,6 +27,11 @@ def set_keep_images(gallery, on: bool) -> dict:
     return {SETTING: bool(on)}
 
 
+def is_kept(gallery, source: str | None) -> bool:
+    """Whether `source` is an image kept inside the gallery."""
+    return bool(source) and (gallery.path / "images").resolve() in Path(source).resolve().parents
+
+
 def keep_bytes(gallery, data: bytes, file_hash: str, suffix: str = "") -> str:
     """Store `data` under its hash inside the gallery (once); returns the kept path."""
     folder = gallery.path / "images" / file_hash[:2]
@@ -43,11 +48,10 @@ def keep_images(gallery, samples: list) -> list:
     gone, or no longer matches its hash, cannot be kept: its template keeps pointing at it."""
     if not keeps_images(gallery):
         return samples
-    kept_root = (gallery.path / "images").resolve()
     kept = []
     for sample in samples:
         source = getattr(sample, "source", None)
-        if source and sample.file_hash and kept_root not in Path(source).resolve().parents:
+        if source and sample.file_hash and not is_kept(gallery, source):
             try:
                 data = read_bytes(source)
             except ImageReadError:  # e.g. an imported template whose image is gone: `reembed` will name it

@@ -137,12 +137,20 @@ class MetadataStore:
         row = self.connection.execute("SELECT name FROM identities WHERE name_key = ?", (name_key(name),)).fetchone()
         return row[0] if row else None
 
-    def identity_summaries(self) -> list[dict]:
-        """Every identity by name: its template count, metadata and creation time."""
+    def identity_summaries(self, identity_id: int | None = None) -> list[dict]:
+        """Every identity (or the one of `identity_id`) by name: its template count, metadata and creation time."""
+        where, parameters = ("WHERE i.id = ?", (identity_id,)) if identity_id is not None else ("", ())
         rows = self.connection.execute(
             "SELECT i.name, COUNT(t.id), i.metadata, i.created FROM identities i LEFT JOIN templates t "
-            "ON t.identity_id = i.id GROUP BY i.id ORDER BY i.name").fetchall()
+            f"ON t.identity_id = i.id {where} GROUP BY i.id ORDER BY i.name", parameters).fetchall()
         return [{"identity": n, "templates": c, "metadata": json.loads(m), "created": t} for n, c, m, t in rows]
+
+    def identity_record(self, identity_id: int) -> dict:
+        """One identity's summary with its templates, oldest first ("samples": id, source, hash, quality, created)."""
+        rows = self.connection.execute("SELECT id, source, file_hash, quality, created FROM templates "
+                                       "WHERE identity_id = ? ORDER BY id", (identity_id,)).fetchall()
+        samples = [{"template": i, "source": s, "file_hash": h, "quality": q, "created": c} for i, s, h, q, c in rows]
+        return {**self.identity_summaries(identity_id)[0], "samples": samples}
 
     def counts(self) -> tuple[int, int]:
         """(identities, templates)."""

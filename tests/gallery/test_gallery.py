@@ -116,6 +116,24 @@ def test_remove_rename_duplicates_and_audit(tmp_path, backend):
         gallery.rename("alice", "person000")
 
 
+def test_identity_gives_the_summary_and_its_templates_and_labels_name_duplicates(tmp_path):
+    people, _ = _people(2)
+    gallery = embeddings_gallery(tmp_path / "g")
+    gallery.enroll("person000", people["person000"], {"team": "a"})
+    again = gallery.enroll("person000", [people["person000"][1], people["person001"][0]], labels=["x.png", "y.png"])
+    assert again == {"added": 1, "duplicates": ["x.png"]}
+    record = gallery.identity("person000")
+    assert {key: record[key] for key in ("identity", "templates", "metadata")} == {
+        "identity": "person000", "templates": 4, "metadata": {"team": "a"}}
+    assert record["created"] == gallery.list()[0]["created"]
+    samples = record["samples"]
+    assert [s["template"] for s in samples] == sorted(s["template"] for s in samples) and len(samples) == 4
+    assert set(samples[0]) == {"template", "source", "file_hash", "quality", "created"}
+    assert samples[0]["source"] is None and len(samples[0]["file_hash"]) == 64  # an embedding has no file
+    with pytest.raises(GalleryError, match="'nobody' is not enrolled"):
+        gallery.identity("nobody")
+
+
 def test_bad_input_names_the_input_and_writes_nothing(tmp_path, backend):
     people, _ = _people(2)
     gallery = embeddings_gallery(tmp_path / "g", backend)
