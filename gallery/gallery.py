@@ -349,6 +349,8 @@ class Gallery:
         return self._store.audit_entries()
 
     def stats(self) -> dict:
+        """Counts, sizes, the index's state and the threshold in force, at the store's newest generation."""
+        self._refresh()
         identities, templates = self._store.counts()
         size, wal = sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()), self.path / "gallery.db-wal"
         return {"identities": identities, "templates": templates, "indexed_vectors": len(self.index),

@@ -1,14 +1,22 @@
 """`faceid serve GALLERY`: the gallery over HTTP (FastAPI + uvicorn).
 
-Endpoints: GET /health, GET /identities, POST /identities/{name} (enroll images), DELETE
-/identities/{name}, POST /verify, POST /identify; the OpenAPI spec is at /openapi.json and the
-interactive docs at /docs. With an API key set, every endpoint needs the header `X-API-Key`, except
-/health, which without it says only `{"status": "ok"}`.
+Endpoints, each answering the model of `gallery.service.schemas` that the spec names:
+- GET /health: liveness; with the API key also the counts and the threshold in force (value and source);
+- GET /stats: `Gallery.stats()`, the threshold in force included;
+- GET /identities: every identity's summary; GET /identities/{name}: one identity with its templates (with a
+  thumbnail of each image the gallery keeps); POST /identities/{name}: enroll uploaded images (duplicates are named
+  by their upload's file name); DELETE /identities/{name};
+- POST /verify (1:1) and POST /identify (1:N; `all_faces=true`: every face of a photo).
+
+The OpenAPI spec is at /openapi.json. The interactive docs, /docs (Swagger UI) and /redoc, work offline: their
+scripts and styles come from the installed `fastapi-offline` package, served by the app under /static-offline-docs.
+With an API key set, every endpoint needs the header `X-API-Key` (the spec's `APIKeyHeader` security scheme, so the
+docs' Authorize button sends it), except /health, which without it says only `{"status": "ok"}`.
 
 The event loop only parses requests: decoding, detection, embedding and search run in worker
 threads (`gallery.service.workers`), concurrent identifications are batched, and writers queue for
-the gallery's writer lock. Bad input answers 4xx with the reason, never 500: 404 for an identity
-that is not enrolled, 408 for a body that stalls, 413 for a body (or image, in pixels) too large,
+the gallery's writer lock. Bad input answers 4xx with the reason, never 500: 401 for a missing or wrong key, 404
+for an identity that is not enrolled, 408 for a body that stalls, 413 for a body (or image, in pixels) too large,
 422 for anything else wrong with the request. `serve(..., workers=N)` runs N processes on one gallery.
 """
 
@@ -19,8 +27,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Security, UploadFile
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
 
 from faceid.data.images import DEFAULT_MAX_PIXELS
 from faceid.gallery.gallery import Gallery
@@ -29,10 +39,24 @@ from faceid.gallery.photos import identify_photo
 from faceid.gallery.records import GalleryError, NotEnrolled
 from faceid.gallery.samples.kept_images import keep_bytes, keeps_images
 from faceid.gallery.service.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, BodyLimits
+from faceid.gallery.service.schemas import (
+    Enrolment,
+    Health,
+    IdentifyAnswer,
+    IdentityDetail,
+    IdentityList,
+    Removal,
+    Stats,
+    Verification,
+)
+from faceid.gallery.service.views import identity_detail
 from faceid.gallery.service.workers import GalleryWorkers, IdentifyBatcher
-from faceid.gallery.threshold_policy import DEFAULT_POLICY, check_policy, check_threshold
+from faceid.gallery.threshold_policy import DEFAULT_POLICY, check_policy, check_threshold, threshold_in_force
 
 SETTINGS_VARIABLE = "FACEID_SERVE_SETTINGS"
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="APIKeyHeader",
+                              description="The service's API key, when it was started with one (--api-key).")
+NOT_ENROLLED = {404: {"description": "The identity is not enrolled"}}
 
 
 def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -43,15 +67,16 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
     check_policy(threshold_override)
     workers = GalleryWorkers(gallery, threads, max_pixels, threshold_override)
     batcher = IdentifyBatcher(workers, batch_size, batch_wait_ms)
-    app = FastAPI(title="faceid gallery", version="1", on_shutdown=[workers.close],
-                  description="Enroll identities, verify (1:1) and identify (1:N).")
+    app = FastAPIOffline(title="faceid gallery", version="1", on_shutdown=[workers.close],
+                         description="Enroll identities, verify (1:1) and identify (1:N).",
+                         swagger_ui_parameters={"validatorUrl": None})  # no badge fetched from swagger.io
     app.state.workers, app.state.batcher = workers, batcher
 
-    def key_ok(request: Request) -> bool:
-        return api_key is None or hmac.compare_digest(request.headers.get("x-api-key", ""), api_key)
+    def key_ok(key: str | None) -> bool:
+        return api_key is None or hmac.compare_digest((key or "").encode(), api_key.encode())
 
-    def authorised(request: Request) -> None:
-        if not key_ok(request):
+    def authorised(key: Annotated[str | None, Security(API_KEY_HEADER)]) -> None:
+        if not key_ok(key):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
     async def prepared(upload: UploadFile, number: int = 0, keep: bool = False):
@@ -71,42 +96,70 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
 
     guarded = [Depends(authorised)]
 
-    @app.get("/health")
-    async def health(request: Request) -> dict:
-        if api_key is None or not key_ok(request):
+    @app.get("/health", response_model=Health, response_model_exclude_unset=True, summary="Is the service up")
+    async def health(key: Annotated[str | None, Security(API_KEY_HEADER)]) -> dict:
+        """Always `{"status": "ok"}` while the service answers. With the API key (when one is set) also the number
+        of identities and templates, and which threshold is in force and where it came from."""
+        if api_key is None or not key_ok(key):
             return {"status": "ok"}
-        identities, templates = await workers.read(_counts)
-        return {"status": "ok", "identities": identities, "templates": templates}
+        return {"status": "ok", **await workers.read(_health)}
 
-    @app.get("/identities", dependencies=guarded)
+    @app.get("/stats", dependencies=guarded, response_model=Stats, summary="The gallery's statistics")
+    async def stats() -> dict:
+        """Counts, sizes on disk, the index and its snapshot state, the embedder's fingerprint, and the threshold in
+        force with its source (as `faceid gallery stats` shows them)."""
+        return await workers.read(lambda g: g.stats())
+
+    @app.get("/identities", dependencies=guarded, response_model=IdentityList,
+             summary="List the enrolled identities")
     async def identities() -> list[dict]:
+        """Every identity by name, with its number of templates, metadata and creation time."""
         return await workers.read(lambda g: g.list())
 
-    @app.post("/identities/{name}", dependencies=guarded)
+    @app.get("/identities/{name}", dependencies=guarded, response_model=IdentityDetail, responses=NOT_ENROLLED,
+             summary="One identity and its templates")
+    async def identity(name: str) -> dict:
+        """The identity's summary and each of its templates (id, source file name, file hash, face quality,
+        creation time); when the gallery keeps the enrolled images, a thumbnail of each as a JPEG data URI."""
+        return await workers.read(identity_detail, name)
+
+    @app.post("/identities/{name}", dependencies=guarded, response_model=Enrolment, summary="Enroll face images")
     async def enroll(name: str, files: Annotated[list[UploadFile], File(description="face images")]) -> dict:
+        """Adds one template per uploaded image to `name`, creating the identity if new. An image whose content the
+        identity already has (or that repeats an earlier upload of the request) is skipped and listed by its
+        upload's file name under `duplicates`."""
         name = validate_identity_name(name)
         crops = [await prepared(upload, number, keep=True) for number, upload in enumerate(files)]
         samples = await workers.read(lambda g: g.resolver.embed_prepared(crops))
-        return await workers.write(lambda g: g.enroll(name, samples))
+        return await workers.write(lambda g: g.enroll(name, samples, labels=[crop.name for crop in crops]))
 
-    @app.delete("/identities/{name}", dependencies=guarded)
+    @app.delete("/identities/{name}", dependencies=guarded, response_model=Removal, responses=NOT_ENROLLED,
+                summary="Remove an identity")
     async def remove(name: str) -> dict:
+        """Removes the identity and all its templates."""
         return {"removed": name, "templates": await workers.write(lambda g: g.remove(name))}
 
-    @app.post("/verify", dependencies=guarded)
+    @app.post("/verify", dependencies=guarded, response_model=Verification, responses=NOT_ENROLLED,
+              summary="Verify a face against one identity (1:1)")
     async def verify(identity: Annotated[str, Form()], file: Annotated[UploadFile, File()],
                      threshold: Annotated[float | None, Form()] = None) -> dict:
+        """The probe's best score against the identity and, with a threshold (the request's, within the service's
+        threshold policy, or the gallery's), whether it is accepted."""
         threshold = None if threshold is None else check_threshold(threshold)
         crop = await prepared(file)
         decision = await workers.read(lambda g: g.verify(g.resolver.embed_prepared([crop])[0], identity, threshold))
-        return decision.__dict__
+        return decision.to_dict()
 
-    @app.post("/identify", dependencies=guarded)
+    @app.post("/identify", dependencies=guarded, response_model=IdentifyAnswer,
+              summary="Identify a face among the enrolled identities (1:N)")
     async def identify(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1, le=100)] = 5,
                        threshold: Annotated[float | None, Form()] = None, all_faces: bool = False,
                        closed_set: Annotated[bool, Form()] = False) -> dict | list:
+        """The top-k candidates and the best one, or `unknown` below the threshold (the request's, within the
+        service's threshold policy, or the gallery's; a gallery without one needs `threshold` or `closed_set`).
+        With `all_faces=true`, one such answer per face of the photo, left to right, with its box and landmarks."""
         threshold = None if threshold is None else check_threshold(threshold)
-        if all_faces:  # every face of the photo: [{box, landmarks, score, identity, candidates, threshold...}]
+        if all_faces:
             data, name = await file.read(), file.filename or "upload"
             matches = await workers.read(lambda g: identify_photo(g, data, k, threshold, name, closed_set))
             return [match.to_dict() for match in matches]
@@ -117,9 +170,11 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
     return app
 
 
-def _counts(gallery: Gallery) -> tuple[int, int]:
+def _health(gallery: Gallery) -> dict:
+    """What /health adds for a caller with the key: the counts and the threshold in force."""
     with gallery.reading() as store:
-        return store.counts()
+        identities, templates = store.counts()
+        return {"identities": identities, "templates": templates, **threshold_in_force(gallery.setting("threshold"))}
 
 
 def app_from_environment() -> FastAPI:

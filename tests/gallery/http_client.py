@@ -49,7 +49,8 @@ def multipart(fields: dict, files: list[tuple[str, str, bytes]]):
     return body.getvalue(), f"multipart/form-data; boundary={boundary}"
 
 
-def call(url, method="GET", fields=None, files=None, key="secret"):
+def fetch(url, method="GET", fields=None, files=None, key="secret") -> tuple[int, bytes]:
+    """(status, body) of one request, 4xx and 5xx included."""
     data, content_type = multipart(fields or {}, files or []) if (fields or files) else (None, None)
     request = urllib.request.Request(url, data=data, method=method)
     if content_type:
@@ -58,6 +59,12 @@ def call(url, method="GET", fields=None, files=None, key="secret"):
         request.add_header("X-API-Key", key)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
+            return response.status, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+        return error.code, error.read()
+
+
+def call(url, method="GET", fields=None, files=None, key="secret"):
+    """(status, JSON answer) of one request."""
+    status, body = fetch(url, method, fields, files, key)
+    return status, json.loads(body or b"{}")

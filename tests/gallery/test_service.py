@@ -46,7 +46,7 @@ def test_enroll_identify_verify_remove_round_trip(server):
     status, body = call(f"{base}/identities/bob", "DELETE")
     assert status == 200 and body["templates"] == 1
     status, body = call(f"{base}/health")
-    assert status == 200 and body == {"status": "ok", "identities": 1, "templates": 3}
+    assert status == 200 and body["status"] == "ok" and (body["identities"], body["templates"]) == (1, 3)
 
 
 def test_bad_requests_get_4xx_with_a_reason(server):
