@@ -10,6 +10,7 @@ from faceid.data.folder import LabelledImage
 from faceid.data.images import read_rgb
 from faceid.data.protocols import build_all_pairs
 from faceid.embedder import Embedder
+from faceid.gallery.calibration import calibrate
 from faceid.gallery.gallery import UNKNOWN, Gallery
 
 TARGET_FAR = 1e-2
@@ -57,7 +58,7 @@ def _calibrate(gallery: Gallery, embedder: Embedder, calibration: list[LabelledI
     scores = np.array([vectors[pairs.paths[a]] @ vectors[pairs.paths[b]]
                        for a, b in zip(pairs.first, pairs.second, strict=True)])
     target_far = max(TARGET_FAR, 1.0 / int((~pairs.is_same).sum()))  # a small demo cannot measure 1e-2
-    calibrated = gallery.calibrate(scores, pairs.is_same, target_far, description="demo calibration identities")
+    calibrated = calibrate(gallery, scores, pairs.is_same, target_far, description="demo calibration identities")
     identities = len({item.identity for item in calibration})
     print(f"      threshold {calibrated['threshold']:.3f} calibrated on {identities} other held-out identities "
           f"({calibrated['pairs']} pairs) for FAR {target_far:.3g} (measured FAR {calibrated['far']:.4f}, "

@@ -34,9 +34,6 @@ from faceid.gallery.store.database import MetadataStore
 from faceid.gallery.store.writer_lock import writer_lock
 from faceid.gallery.threshold_policy import (
     DEFAULT_POLICY,
-    DEFAULT_TARGET_FAR,
-    check_far_measurable,
-    check_target_far,
     decide_threshold,
     threshold_in_force,
 )
@@ -320,20 +317,6 @@ class Gallery:
         with self.writing() as write:
             write.set("threshold", {"threshold": float(threshold), **source})
             write.audit("threshold", None, {"threshold": float(threshold), **source})
-
-    def calibrate(self, scores, is_same, target_far: float = DEFAULT_TARGET_FAR, description: str = "",
-                  people: int | None = None) -> dict:
-        """Set the decision threshold from genuine/impostor pair scores (e.g. an evaluation run) of `people`
-        identities: the most permissive threshold whose FAR does not exceed `target_far`."""
-        from faceid.evaluation.verification import threshold_at_far
-
-        check_target_far(target_far)
-        check_far_measurable(int((~np.asarray(is_same, bool)).sum()), target_far, "the calibration pairs")
-        result = threshold_at_far(scores, is_same, target_far)
-        source = {"source": "calibrate", "target_far": target_far, "far": result["far"], "tar": result["tar"],
-                  "pairs": int(len(is_same)), "people": people, "description": description, "time": time.time()}
-        self.set_threshold(result["threshold"], source)
-        return {"threshold": result["threshold"], **source}
 
     # ----- listing and stats ---------------------------------------------------------------------
     def list(self) -> list[dict]:

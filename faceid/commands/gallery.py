@@ -86,7 +86,7 @@ def _rename(gallery, args) -> dict:
 
 
 def _calibrate(gallery, args) -> dict:
-    from faceid.gallery.enrollment import calibrate_from_folder
+    from faceid.gallery.calibration import calibrate_from_folder
 
     return calibrate_from_folder(gallery, args.data, args.pairs, args.target_far)
 

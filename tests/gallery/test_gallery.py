@@ -13,6 +13,7 @@ import pytest
 from faceid.arrays import l2_normalize
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
+from faceid.gallery.calibration import calibrate
 from faceid.gallery.gallery import Gallery, GalleryError
 from faceid.gallery.transfer import export_gallery, import_gallery, reembed_gallery
 from faceid.torch_embedder import TorchEmbedder
@@ -69,13 +70,13 @@ def test_calibrated_threshold_is_used_and_reported(tmp_path, backend):
     rng = np.random.default_rng(0)
     scores = np.r_[rng.normal(0.8, 0.1, 2000), rng.normal(0.1, 0.1, 2000)]
     is_same = np.r_[np.ones(2000, bool), np.zeros(2000, bool)]
-    result = gallery.calibrate(scores, is_same, target_far=1e-3)
+    result = calibrate(gallery, scores, is_same, target_far=1e-3)
     assert result["far"] <= 1e-3 and 0.3 < result["threshold"] < 0.6
     decision = gallery.verify(people["person001"][0], "person001")
     assert decision.threshold == pytest.approx(result["threshold"])
     assert decision.threshold_source["source"] == "calibrate" and decision.threshold_source["target_far"] == 1e-3
     with pytest.raises(GalleryError, match="cannot measure FAR"):
-        gallery.calibrate(scores[1990:2010], is_same[1990:2010], target_far=1e-3)
+        calibrate(gallery, scores[1990:2010], is_same[1990:2010], target_far=1e-3)
 
 
 def test_persistence_across_processes(tmp_path, backend):

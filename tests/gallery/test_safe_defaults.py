@@ -68,7 +68,7 @@ def test_calibration_counts_pairs_before_embedding_and_offers_the_smallest_far(t
 def test_calibration_uses_every_pair_and_records_the_people(tmp_path):
     data = _faces(tmp_path / "people", people=3, each=2)
     with open_gallery(tmp_path / "g", "pixels", aligned=True, create=True) as gallery:
-        from faceid.gallery.enrollment import calibrate_from_folder
+        from faceid.gallery.calibration import calibrate_from_folder
 
         result = calibrate_from_folder(gallery, data, target_far=0.1, progress=False)
         stats = gallery.stats()
