@@ -86,6 +86,11 @@ def markdown(report: dict) -> str:
              f"- model: `{report['model']}`", f"- data: `{report['data']}`",
              f"- images embedded: {report['images_embedded']}, failed: {report['images_failed']}"
              + _failure_reasons(report.get("images_failed_by_reason", {}))]
+    if "photos" in report:
+        photos = report["photos"]
+        lines.append(f"- faces chosen by `{report['face_selection']}`; no face found (scored from the centre): "
+                     f"{photos['no_face_scored_from_centre']}; an ambiguous face: {photos['ambiguous']} "
+                     "(listed in report.json)")
     if report.get("pairs_skipped"):
         lines.append(f"- pairs skipped (an image of the pair failed): {report['pairs_skipped']}")
     if "verification" in report:

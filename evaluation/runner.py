@@ -6,25 +6,36 @@ import numpy as np
 
 from faceid.data.protocols import IdentificationProtocol, PairProtocol
 from faceid.embedder import Embedder
-from faceid.evaluation.embeddings import embed_images, failure_counts, load_external_embeddings
+from faceid.evaluation.embeddings import embed_images, failure_counts, load_external_embeddings, remark_counts
 from faceid.evaluation.identification import identification_report
 from faceid.evaluation.quality import quality_report
 from faceid.evaluation.report import plot_cmc, plot_roc, plot_score_histograms, write_report
 from faceid.evaluation.verification import verification_report
 
 
-def _embeddings(paths, embedder, embeddings_file, root, cache_dir, progress, preprocessor):
+def _embeddings(paths, embedder, embeddings_file, root, cache_dir, progress, preprocessor, no_face):
     if embeddings_file is not None:
         return load_external_embeddings(embeddings_file, paths, root)
-    return embed_images(paths, embedder, cache_dir=cache_dir, progress=progress, preprocessor=preprocessor)
+    return embed_images(paths, embedder, cache_dir=cache_dir, progress=progress, preprocessor=preprocessor,
+                        no_face=no_face)
+
+
+def _image_counts(embeddings: dict, failures: dict, remarks: dict, preprocessor) -> dict:
+    """What the report says of its images: embedded, failed (by reason) and, for photos, the remarks."""
+    counts = {"images_embedded": len(embeddings), "images_failed": len(failures),
+              "images_failed_by_reason": failure_counts(failures), "failures": sorted(failures.values())}
+    if preprocessor is not None:
+        counts["face_selection"] = preprocessor.detector.select
+        counts["photos"] = remark_counts(remarks)
+    return counts
 
 
 def evaluate_pairs(protocol: PairProtocol, out: Path, model_name: str, data: Path, embedder=None,
                    embeddings_file=None, cache_dir=None, progress: bool = True, seed: int = 0,
-                   preprocessor=None) -> dict:
+                   preprocessor=None, no_face: str = "center") -> dict:
     """Verification on `protocol`; pairs with an image that failed are dropped and counted."""
-    embeddings, failures = _embeddings(protocol.paths, embedder, embeddings_file, data, cache_dir, progress,
-                                       preprocessor)
+    embeddings, failures, remarks = _embeddings(protocol.paths, embedder, embeddings_file, data, cache_dir, progress,
+                                                preprocessor, no_face)
     keep = np.array([protocol.paths[a] in embeddings and protocol.paths[b] in embeddings
                      for a, b in zip(protocol.first, protocol.second, strict=True)], dtype=bool)
     if not keep.any():
@@ -36,10 +47,8 @@ def evaluate_pairs(protocol: PairProtocol, out: Path, model_name: str, data: Pat
     folds = protocol.fold[keep] if protocol.fold is not None else None
     verification = verification_report(scores, is_same, folds=folds, seed=seed)
     report = {"protocol": "verification", "model": model_name, "data": str(data),
-              "images_embedded": len(embeddings), "images_failed": len(failures),
-              "images_failed_by_reason": failure_counts(failures),
-              "pairs_skipped": int((~keep).sum()) + len(protocol.skipped), "failures": sorted(failures.values()),
-              "verification": verification}
+              **_image_counts(embeddings, failures, remarks, preprocessor),
+              "pairs_skipped": int((~keep).sum()) + len(protocol.skipped), "verification": verification}
     out.mkdir(parents=True, exist_ok=True)
     plot_roc(scores, is_same, out / "roc.png", f"ROC: {model_name}")
     plot_score_histograms(scores, is_same, verification["best_threshold"], out / "score_histogram.png",
@@ -50,10 +59,10 @@ def evaluate_pairs(protocol: PairProtocol, out: Path, model_name: str, data: Pat
 
 def evaluate_identification(protocol: IdentificationProtocol, out: Path, model_name: str, data: Path,
                             embedder=None, embeddings_file=None, cache_dir=None, progress: bool = True,
-                            preprocessor=None) -> dict:
+                            preprocessor=None, no_face: str = "center") -> dict:
     items = protocol.gallery + protocol.probes
-    embeddings, failures = _embeddings([i.path for i in items], embedder, embeddings_file, data, cache_dir, progress,
-                                       preprocessor)
+    embeddings, failures, remarks = _embeddings([i.path for i in items], embedder, embeddings_file, data, cache_dir,
+                                                progress, preprocessor, no_face)
     gallery = [i for i in protocol.gallery if i.path in embeddings]
     probes = [i for i in protocol.probes if i.path in embeddings]
     gallery_matrix = np.stack([embeddings[i.path] for i in gallery])
@@ -62,9 +71,7 @@ def evaluate_identification(protocol: IdentificationProtocol, out: Path, model_n
                                            [i.identity for i in probes])
     everything = gallery + probes
     report = {"protocol": "identification", "model": model_name, "data": str(data),
-              "images_embedded": len(embeddings), "images_failed": len(failures),
-              "images_failed_by_reason": failure_counts(failures), "failures": sorted(failures.values()),
-              "identification": identification,
+              **_image_counts(embeddings, failures, remarks, preprocessor), "identification": identification,
               "quality": quality_report(np.stack([embeddings[i.path] for i in everything]),
                                         [i.identity for i in everything])}
     out.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import cv2
 from tqdm import tqdm
 
 from faceid.data.folder import is_image_file
+from faceid.face_selection import DEFAULT_SELECT
 from faceid.files import atomic_write
 
 MANIFEST = "manifest.jsonl"
@@ -101,7 +102,7 @@ def read_manifest(destination: Path) -> list[dict]:
     return records
 
 
-def align_tree(source: Path, destination: Path, workers: int = 1, overwrite: bool = False, select: str = "largest",
+def align_tree(source: Path, destination: Path, workers: int = 1, overwrite: bool = False, select: str = DEFAULT_SELECT,
                size=112, device: str = "cpu", progress: bool = True, **detector_options) -> dict:
     """Align every image under `source` into `destination`; returns the run's summary."""
     source, destination = Path(source), Path(destination)

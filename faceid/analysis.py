@@ -7,8 +7,9 @@ and embedding (insightface's `FaceAnalysis.get`, deepface's `represent`).
         print(face.box, face.detector_score, face.quality, face.embedding.shape)
 
 The model and the detector load once, on first use. An image is a path, encoded bytes, a PIL image or a numpy
-array (H, W, 3) RGB uint8 (or greyscale, or RGBA). The quality is the sharpness of the aligned crop: the variance of
-its Laplacian on grey levels 0-255 (blur lowers it; under ~20 the crop is visibly soft).
+array (H, W, 3) RGB uint8 (or greyscale, or RGBA). Faces come in the order of the subject rule (`faceid.detection`):
+the photo's subject first. A face's quality is `faceid.face_quality.FaceQuality`: its size between the eyes, the
+sharpness of its crop, its yaw and roll, and the detector's score.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from faceid.data.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_rgb
+from faceid.face_quality import FaceQuality, measure_quality
 from faceid.zoo.catalog import DEFAULT_MODEL
 
 
@@ -27,7 +29,7 @@ class Face:
     box: np.ndarray  # (4,) x1, y1, x2, y2 in the image's pixels
     landmarks: np.ndarray  # (5, 2) eyes, nose, mouth corners
     detector_score: float
-    quality: float  # sharpness of the aligned crop (variance of its Laplacian)
+    quality: FaceQuality
     crop: np.ndarray  # the aligned crop the model embedded, RGB uint8
     embedding: np.ndarray  # unit vector
 
@@ -35,7 +37,7 @@ class Face:
         """JSON-ready: everything but the crop."""
         return {"box": [round(float(v), 2) for v in self.box],
                 "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
-                "detector_score": round(float(self.detector_score), 5), "quality": round(float(self.quality), 2),
+                "detector_score": round(float(self.detector_score), 5), "quality": self.quality.to_dict(),
                 "embedding": [float(v) for v in self.embedding]}
 
 
@@ -66,17 +68,20 @@ class FaceAnalysis:
         return self._preprocessor
 
     def faces(self, image, name: str | None = None) -> list[Face]:
-        """Every face of `image`, largest first; [] when there is none."""
+        """Every face of `image`, the subject first (`faceid.detection.subject_score`); [] when there is none."""
+        from faceid.face_selection import subject_score
+
         rgb = load_rgb(image, name, self.max_pixels)
-        aligned = sorted(self.preprocessor(rgb), key=lambda f: -f.face.area)
+        aligned = sorted(self.preprocessor(rgb), key=lambda f: -subject_score(f.face, rgb.shape))
         if not aligned:
             return []
         embeddings = self.embedder.embed([face.crop for face in aligned])
-        return [Face(face.face.box, face.face.landmarks, float(face.face.score), sharpness(face.crop), face.crop,
-                     embedding) for face, embedding in zip(aligned, embeddings, strict=True)]
+        return [Face(face.face.box, face.face.landmarks, float(face.face.score),
+                     measure_quality(face.face.landmarks, face.crop, face.face.score), face.crop, embedding)
+                for face, embedding in zip(aligned, embeddings, strict=True)]
 
     def face(self, image, name: str | None = None) -> Face:
-        """The largest face of `image`; ValueError naming the image when it has none."""
+        """The subject of `image` (the first of `faces`); ValueError naming the image when it has none."""
         faces = self.faces(image, name)
         if not faces:
             raise ValueError(f"{image_name(image, name)}: no face found")
@@ -106,11 +111,3 @@ def load_rgb(image, name: str | None = None, max_pixels: int | None = None) -> n
     except (TypeError, ValueError) as error:
         raise ValueError(f"{label}: not an image ({error})") from None
 
-
-def sharpness(crop: np.ndarray) -> float:
-    """The variance of the 4-neighbour Laplacian of the crop's grey levels (0-255): the usual blur measure."""
-    grey = np.asarray(crop, np.float64)
-    if grey.ndim == 3:
-        grey = grey[..., :3] @ np.array([0.299, 0.587, 0.114])
-    laplacian = (grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:] - 4 * grey[1:-1, 1:-1])
-    return float(laplacian.var())

@@ -2,7 +2,7 @@
 
     import faceid
     faceid.compare("a.jpg", "b.jpg")          # {"same": True, "score": 0.96, "threshold": 0.936, ...}
-    faceid.represent("a.jpg")                  # the largest face's unit embedding
+    faceid.represent("a.jpg")                  # the subject's (main face's) unit embedding
     faceid.find("a.jpg", "photos/")            # the folder's photos, most similar first
 
 Images are paths, encoded bytes, PIL images or numpy arrays. The model (default dlib_resnet_v1, installed with
@@ -47,13 +47,13 @@ def model_threshold(model: str, threshold: float | None = None) -> tuple[float, 
 
 
 def represent(image, model: str = DEFAULT_MODEL, device: str = "auto") -> np.ndarray:
-    """The unit embedding of the largest face of `image` (`FaceAnalysis.faces` gives every face's)."""
+    """The unit embedding of the subject of `image` (`FaceAnalysis.faces` gives every face's)."""
     return analyser_for(model, device).face(image).embedding
 
 
 def compare(first, second, model: str = DEFAULT_MODEL, threshold: float | None = None, device: str = "auto",
             names: tuple[str, str] | None = None) -> dict:
-    """1:1 without a gallery: are the largest faces of two images the same person? The score is their cosine."""
+    """1:1 without a gallery: are the subjects of two images the same person? The score is their cosine."""
     value, source = model_threshold(model, threshold)
     analyser = analyser_for(model, device)
     labels = names or (image_name(first), image_name(second))
@@ -66,7 +66,7 @@ def compare(first, second, model: str = DEFAULT_MODEL, threshold: float | None =
 
 def find(probe, folder: str | Path, model: str = DEFAULT_MODEL, top: int | None = 10, threshold: float | None = None,
          device: str = "auto", cache_file: str | Path | None = None, progress: bool = True) -> dict:
-    """The photos under `folder` ranked by the similarity of their largest face to the probe's (at most `top`;
+    """The photos under `folder` ranked by the similarity of their subject (main face) to the probe's (at most `top`;
     None: all). Photos that cannot be read, or hold no face, are listed under `skipped` with the reason."""
     from faceid.data.folder import expand_images
     from faceid.export.embedding_cache import EmbeddingCache

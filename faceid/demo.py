@@ -8,12 +8,14 @@ import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
+from faceid.face_selection import DEFAULT_SELECT
+
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo-synthetic.yaml"
 PRETRAINED = "dlib_resnet_v1"
 
 
 def run_demo(out_dir: Path, config_path: Path = DEMO_CONFIG, overrides: Sequence[str] = (),
-             data: Path | None = None) -> dict:
+             data: Path | None = None, select: str = DEFAULT_SELECT) -> dict:
     """Run the four stages into `out_dir`, printing progress; returns the training summary, the held-out
     reports and each gallery's results. `data` is an identity-folder tree of photos to use instead of
     generated faces. `overrides` are `KEY=VALUE` settings applied after the demo's own (data.root,
@@ -23,7 +25,7 @@ def run_demo(out_dir: Path, config_path: Path = DEMO_CONFIG, overrides: Sequence
     out_dir = Path(out_dir)
     root = out_dir / "synthetic" / "aligned" if data is None else out_dir / "photos" / "aligned"
     config = load_config(config_path, [f"data.root={root}", f"training.run_dir={out_dir / 'run'}", *overrides])
-    faces = _generate(config, out_dir) if data is None else _detect(config, Path(data))
+    faces = _generate(config, out_dir) if data is None else _detect(config, Path(data), select)
     trained = _train(config)
     held_out, reports = _evaluate(config, trained["model"], out_dir)
     galleries = _galleries(config, trained["model"], faces, held_out, out_dir)
@@ -43,15 +45,15 @@ def _generate(config, out_dir: Path) -> list:
     return synthetic_faces(Path(summary["raw"]))
 
 
-def _detect(config, data: Path) -> list:
-    """Detect the largest face of every photo once (MTCNN) and align the crops the demo trains on."""
+def _detect(config, data: Path, select: str) -> list:
+    """Detect the `select` face (the subject) of every photo once (MTCNN) and align the crops the demo trains on."""
     from faceid.demo_faces import detected_faces, write_crops
     from faceid.model_input import ModelInput
 
     if not data.is_dir():
         raise ValueError(f"--data {data} is not a directory (expected identity folders of photos: DIR/<name>/<photo>)")
-    print(f"[1/4] detecting faces in {data} (MTCNN, the largest face of each photo)")
-    faces, missed = detected_faces(data, config.device)
+    print(f"[1/4] detecting faces in {data} (MTCNN, the {select} face of each photo)")
+    faces, missed = detected_faces(data, config.device, select)
     template = ModelInput(input_size=config.model.input_size).crop_template()
     write_crops(faces, template, config.data.root)
     print(f"      {len(faces)} of {len(faces) + len(missed)} photos have a face"

@@ -13,6 +13,7 @@ from faceid.alignment import align_face
 from faceid.data.folder import LabelledImage, list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.data.synthetic import read_landmarks
+from faceid.face_selection import DEFAULT_SELECT
 from faceid.preprocessing import FacePreprocessor
 
 DETECT_BATCH = 16
@@ -30,12 +31,14 @@ def synthetic_faces(raw_root: Path) -> list[SourceFace]:
     return [SourceFace(item, landmarks[item.relative]) for item in list_identity_folder(raw_root)]
 
 
-def detected_faces(photos: Path, device: str = "auto") -> tuple[list[SourceFace], list[LabelledImage]]:
-    """The largest face of each photo of an identity-folder tree, by MTCNN; (faces, photos without a face)."""
+def detected_faces(photos: Path, device: str = "auto",
+                   select: str = DEFAULT_SELECT) -> tuple[list[SourceFace], list[LabelledImage]]:
+    """The `select` face (default: the subject) of each photo of an identity-folder tree, by MTCNN; (faces, photos
+    without a face)."""
     items = list_identity_folder(photos)
     if not items:
         raise ValueError(f"{photos} holds no identity folders of images (expected {photos}/<identity>/<image>)")
-    detector = FacePreprocessor(select="largest", device=device).detector
+    detector = FacePreprocessor(select=select, device=device).detector
     faces, missed = [], []
     for start in range(0, len(items), DETECT_BATCH):
         batch = items[start:start + DETECT_BATCH]

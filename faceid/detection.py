@@ -7,7 +7,6 @@ Images may be file paths, PIL images or numpy arrays: arrays are RGB unless `bgr
 detection and the coordinates mapped back.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -17,19 +16,7 @@ from PIL import Image, ImageOps
 
 from faceid.data.images import ImageReadError, read_rgb
 from faceid.device import resolve_device
-
-SELECT_CHOICES = ("all", "largest", "best", "center")
-
-
-@dataclass(frozen=True)
-class DetectedFace:
-    box: np.ndarray  # (4,) x1, y1, x2, y2 in the original image's pixels
-    score: float
-    landmarks: np.ndarray  # (5, 2)
-
-    @property
-    def area(self) -> float:
-        return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
+from faceid.face_selection import DetectedFace, check_select, select_faces
 
 
 def to_rgb_array(image, bgr: bool = False) -> np.ndarray:
@@ -55,28 +42,13 @@ def to_rgb_array(image, bgr: bool = False) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def select_faces(faces: list[DetectedFace], select: str, image_shape: tuple[int, int]) -> list[DetectedFace]:
-    """Keep every face (`all`), or the one that is largest, best scored, or nearest the image centre."""
-    if select not in SELECT_CHOICES:
-        raise ValueError(f"select must be one of {SELECT_CHOICES}, got {select!r}")
-    if select == "all" or not faces:
-        return faces
-    if select == "largest":
-        return [max(faces, key=lambda f: f.area)]
-    if select == "best":
-        return [max(faces, key=lambda f: f.score)]
-    centre = np.array([image_shape[1] / 2, image_shape[0] / 2])
-    return [min(faces, key=lambda f: float(np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - centre)))]
-
-
 class FaceDetector:
     def __init__(self, min_face_size: int = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
                  select: str = "all", min_score: float = 0.9, device: str = "auto", batch_size: int = 8,
                  max_side: int = 1280):
         from facenet_pytorch import MTCNN
 
-        if select not in SELECT_CHOICES:
-            raise ValueError(f"select must be one of {SELECT_CHOICES}, got {select!r}")
+        check_select(select)
         if max_side < 64:
             raise ValueError(f"max_side must be >= 64, got {max_side}")
         self.select, self.min_score, self.batch_size, self.max_side = select, min_score, batch_size, max_side

@@ -1,5 +1,6 @@
 """Bulk enrolment: image lists and identity-folder trees, decoded, detected and embedded in batches by
-`gallery.samples.pipeline`, optionally with parallel workers; bad images are reported and skipped, never fatal.
+`gallery.samples.pipeline`, optionally with parallel workers; bad images (and photos the gallery's
+`enrolment_check` refuses) are reported and skipped, never fatal.
 (Calibrating the threshold from a folder of people: `gallery.calibration`.)"""
 
 from pathlib import Path
@@ -30,7 +31,8 @@ def _enroll(gallery: Gallery, labelled: list[tuple[str, Path]], workers: int, pr
     results: dict = {}
     failures: dict = {}
     pending: dict = {}
-    stream = resolve_paths(gallery.resolver, [path for _, path in labelled], workers, "enroll", progress)
+    stream = resolve_paths(gallery.resolver, [path for _, path in labelled], workers, "enroll", progress,
+                           gallery.enrolment_check)
     for (identity, _), (path, outcome) in zip(labelled, stream, strict=True):
         if isinstance(outcome, GalleryError):
             failures[str(path)] = str(outcome)

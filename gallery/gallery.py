@@ -27,6 +27,7 @@ from faceid.gallery.index.backend import DEFAULT_BACKEND, build_backend, describ
 from faceid.gallery.index.live_index import LiveIndex, log
 from faceid.gallery.names import UNKNOWN, refuse_name_clash, validate_identity_name
 from faceid.gallery.records import Decision, GalleryError, IdentifyResult, NotEnrolled, Sample
+from faceid.gallery.samples.enrolment_check import EnrolmentCheck
 from faceid.gallery.samples.kept_images import keep_images
 from faceid.gallery.samples.resolver import SampleResolver, embedder_fingerprint
 from faceid.gallery.search import top_identities
@@ -59,6 +60,7 @@ class Gallery:
         self.backend = self._store.get("backend", {"name": DEFAULT_BACKEND})
         self.gpu = gpu
         self.threshold_override = DEFAULT_POLICY  # how far a request may move the calibrated threshold
+        self.enrolment_check = EnrolmentCheck()  # what an enrolled photo must pass (samples.enrolment_check)
         self._live = LiveIndex(self.path, self._store, self._new_index(), per_identity=self.policy == "mean")
         self._wrote = False
         self._writing = False
@@ -218,7 +220,8 @@ class Gallery:
                     labels: dict[str, list[str]] | None = None) -> dict[str, dict]:
         """Several identities in one transaction and one index write; `labels`: each batch's, as `enroll` takes."""
         names, labels = {identity: validate_identity_name(identity) for identity in batches}, labels or {}
-        resolved = {identity: keep_images(self, self.resolve(items, labels.get(identity)))
+        resolved = {identity: keep_images(self, self._resolver.resolve(items, labels.get(identity),
+                                                                       self.enrolment_check))
                     for identity, items in batches.items()}
         results = {}
         with self.writing() as write:
@@ -269,7 +272,8 @@ class Gallery:
         """1:1: the probe's best score against `identity`'s templates (or its mean template)."""
         self._refresh()
         identity_id = self._require(identity)
-        embedding = self.resolve([probe])[0].embedding
+        sample = self.resolve([probe])[0]
+        embedding = sample.embedding
         templates = self._store.templates_of(identity_id)
         if not len(templates):
             raise GalleryError(f"identity {identity!r} has no templates to verify against; enroll samples first")
@@ -278,7 +282,7 @@ class Gallery:
         else:
             score = float((templates @ embedding).max())
         value, source = self.decision_threshold(threshold)
-        return Decision(identity, score, value, None if value is None else score >= value, source)
+        return Decision(identity, score, value, None if value is None else score >= value, source, sample.face)
 
     def identify(self, probe, k: int = 5, threshold: float | None = None, closed_set: bool = False) -> IdentifyResult:
         return self.identify_many([probe], k, threshold, closed_set)[0]
@@ -291,7 +295,8 @@ class Gallery:
         if k < 1:
             raise GalleryError(f"k must be >= 1, got {k}")
         self._refresh()
-        queries = np.stack([s.embedding for s in self.resolve(probes)]) if len(probes) else np.zeros((0, self.dim))
+        samples = self.resolve(probes)
+        queries = np.stack([s.embedding for s in samples]) if samples else np.zeros((0, self.dim))
         value, source = self.decision_threshold(threshold, closed_set)
         candidates, cut = top_identities(self.index, queries, k, self.policy == "mean", self._live.owner,
                                          self._live.names)
@@ -300,10 +305,11 @@ class Gallery:
                         "for %d probe(s): they get the best ones, fewer than k (IdentifyResult.complete False)",
                         self.path, self.index.capabilities.max_results, k, sum(cut))
         results = []
-        for top, short in zip(candidates, cut, strict=True):
+        for top, short, sample in zip(candidates, cut, samples, strict=True):
             best = top[0] if top else (UNKNOWN, float("-inf"))
             known = value is None or best[1] >= value
-            results.append(IdentifyResult(best[0] if known and top else UNKNOWN, top, value, source, not short))
+            results.append(IdentifyResult(best[0] if known and top else UNKNOWN, top, value, source, not short,
+                                          sample.face))
         return results
 
     # ----- thresholds ----------------------------------------------------------------------------

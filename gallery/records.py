@@ -23,7 +23,8 @@ class Sample:
     embedding: np.ndarray
     source: str | None = None
     file_hash: str | None = None
-    quality: float | None = None
+    quality: float | None = None  # the detector's score of a photo's face
+    face: dict | None = None  # a photo's face: box, detector score, quality measures, ambiguity (resolver.face_summary)
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,11 @@ class Decision:
     threshold: float | None
     accepted: bool | None
     threshold_source: dict = field(default_factory=dict)
+    probe: dict | None = None  # the probe photo's face (box, detector score, quality, ambiguity)
 
     def to_dict(self) -> dict:
         return {"identity": self.identity, "score": self.score, "threshold": self.threshold,
-                "accepted": self.accepted, "threshold_source": self.threshold_source}
+                "accepted": self.accepted, "threshold_source": self.threshold_source, "probe": self.probe}
 
 
 @dataclass(frozen=True)
@@ -52,11 +54,13 @@ class IdentifyResult:
     threshold: float | None
     threshold_source: dict = field(default_factory=dict)
     complete: bool = True
+    probe: dict | None = None  # the probe photo's face: a client tells "unknown" from "bad photo" by its quality
 
     def to_dict(self) -> dict:
         """JSON-ready, with the candidate schema the CLI and HTTP share: [{identity, score}]."""
         return {"identity": self.identity, "candidates": candidate_dicts(self.candidates),
-                "threshold": self.threshold, "threshold_source": self.threshold_source, "complete": self.complete}
+                "threshold": self.threshold, "threshold_source": self.threshold_source, "complete": self.complete,
+                "probe": self.probe}
 
 
 def candidate_dicts(candidates: list[tuple[str, float]]) -> list[dict]:

@@ -10,8 +10,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from faceid.export.embedder import load_embedder
+from faceid.face_selection import DEFAULT_SELECT
 from faceid.gallery.gallery import Gallery, GalleryError
 from faceid.gallery.index.backend import DEFAULT_BACKEND
+from faceid.gallery.samples.enrolment_check import EnrolmentCheck
 from faceid.gallery.samples.kept_images import SETTING as KEEP_IMAGES
 from faceid.gallery.store.database import MetadataStore
 from faceid.gallery.transfer import reembed_gallery
@@ -20,10 +22,11 @@ from faceid.zoo import default_threshold_of
 
 def open_gallery(path: str | Path, model: str | None = None, aligned: bool | None = None, device: str = "auto",
                  index_factory: str = "Flat", template_policy: str = "all", create: bool = False,
-                 keep_images: bool = False, backend: str | None = None,
-                 backend_options: dict | None = None) -> Gallery:
+                 keep_images: bool = False, backend: str | None = None, backend_options: dict | None = None,
+                 select: str | None = None, allow_low_quality: bool = False) -> Gallery:
     """The gallery at `path` with the model it was enrolled with (or `model`); with `create`, a new one if there is
-    none, with these settings (`backend` None: the default backend)."""
+    none, with these settings (`backend` None: the default backend). Photos' faces are chosen by `select` (None:
+    the subject rule); an enrolment checks each photo (`EnrolmentCheck.from_options(select, allow_low_quality)`)."""
     path = Path(path)
     exists = (path / "gallery.db").exists()
     if not exists and not create:
@@ -41,12 +44,15 @@ def open_gallery(path: str | Path, model: str | None = None, aligned: bool | Non
     if model is None:
         raise GalleryError(f"{path}: name the embedding model with --model (`faceid models list` shows the known ones)")
     embedder = load_embedder(model, device)
-    preprocessor = preprocessor_for(embedder, aligned, device)
+    preprocessor = preprocessor_for(embedder, aligned, device, select or DEFAULT_SELECT)
     if exists:
-        return Gallery(path, embedder, preprocessor)
+        gallery = Gallery(path, embedder, preprocessor)
+        gallery.enrolment_check = EnrolmentCheck.from_options(select, allow_low_quality)
+        return gallery
     gallery = Gallery.create(path, embedder, index_factory=index_factory, template_policy=template_policy,
                              preprocessor=preprocessor, backend=backend or DEFAULT_BACKEND,
                              backend_options=backend_options)
+    gallery.enrolment_check = EnrolmentCheck.from_options(select, allow_low_quality)
     with gallery.writing() as write:
         write.set("model", _model_reference(model))
         write.set("aligned", bool(aligned))
@@ -128,10 +134,10 @@ def _model_reference(model: str) -> str:
     return str(Path(model).resolve()) if Path(model).exists() else model
 
 
-def preprocessor_for(embedder, aligned: bool, device: str):
-    """The shared FacePreprocessor for photos; None for aligned crops."""
+def preprocessor_for(embedder, aligned: bool, device: str, select: str = DEFAULT_SELECT):
+    """The shared FacePreprocessor for photos, keeping the face `select` names; None for aligned crops."""
     if aligned:
         return None
     from faceid.preprocessing import FacePreprocessor
 
-    return FacePreprocessor(select="largest", size=embedder.model_input.crop_template(), device=device)
+    return FacePreprocessor(select=select, size=embedder.model_input.crop_template(), device=device)

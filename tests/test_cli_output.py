@@ -3,6 +3,7 @@ views by default, one candidate schema for the CLI and HTTP, and exit codes that
 
 import argparse
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -130,12 +131,57 @@ def test_evaluate_reports_photos_without_a_face_as_such(tmp_path):
     blank = str(tmp_path / "data" / "p0" / "0.png")
 
     class NoFaceIn:  # finds a face everywhere but in one photo
-        def __call__(self, rgb):
-            return [] if (rgb == np.asarray(Image.open(blank))).all() else [type("F", (), {"crop": rgb})()]
+        detector = SimpleNamespace(select="subject")
+
+        def many(self, rgbs):
+            return [[] if (rgb == np.asarray(Image.open(blank))).all()
+                    else [SimpleNamespace(crop=rgb, face=SimpleNamespace(ambiguous=False))] for rgb in rgbs]
+
+        def centred(self, rgb):
+            return SimpleNamespace(crop=rgb)
 
     protocol = build_pair_protocol(list_identity_folder(tmp_path / "data"), folds=10, pairs_per_fold=4)
     report = evaluate_pairs(protocol, tmp_path / "out", "pixels", tmp_path / "data", PixelEmbedder(16),
-                            progress=False, preprocessor=NoFaceIn())
+                            progress=False, preprocessor=NoFaceIn(), no_face="skip")
     text = (tmp_path / "out" / "report.md").read_text()
     assert report["images_failed_by_reason"] == {"no face found": 1, "missing": 0, "unreadable": 0}
     assert "(no face found: 1)" in text and "missing or unreadable" not in text
+    assert report["pairs_skipped"] > 0
+    report = evaluate_pairs(protocol, tmp_path / "centred", "pixels", tmp_path / "data", PixelEmbedder(16),
+                            progress=False, preprocessor=NoFaceIn())  # the default: --no-face center
+    assert report["images_failed"] == 0 and report["pairs_skipped"] == 0
+    assert report["photos"]["no_face_scored_from_centre"] == 1
+    assert "no face found (scored from the centre): 1" in (tmp_path / "centred" / "report.md").read_text()
+
+
+PHOTO_COMMANDS = {"faceid evaluate", "faceid enroll", "faceid identify", "faceid verify", "faceid gallery calibrate",
+                  "faceid gallery tune", "faceid align", "faceid embed", "faceid demo"}
+
+
+def test_every_command_that_takes_photos_takes_select_with_the_subject_rule_by_default():
+    parsers = {sub.prog: sub for sub in command_parsers(build_parser())}
+    assert PHOTO_COMMANDS <= set(parsers)
+    for prog in PHOTO_COMMANDS:
+        (select,) = [a for a in parsers[prog]._actions if "--select" in a.option_strings]
+        assert {"subject", "largest", "best", "center"} <= set(select.choices), prog
+        assert select.default in ("subject", None) and "subject" in select.help, prog
+    for prog in set(parsers) - PHOTO_COMMANDS:
+        assert not any("--select" in a.option_strings for a in parsers[prog]._actions), prog
+
+
+def test_the_gallery_commands_open_their_gallery_with_the_named_selection(monkeypatch, tmp_path):
+    from faceid.commands.options import open_gallery_from
+    from faceid.gallery import session
+
+    opened = []
+    def opening(*args, select=None, **kwargs):
+        opened.append(select)
+        return SimpleNamespace(threshold_override=None)
+
+    monkeypatch.setattr(session, "open_gallery", opening)
+    for argv in (["enroll", "g", "x.jpg", "--identity", "a"], ["identify", "g", "x.jpg"],
+                 ["verify", "g", "x.jpg", "--identity", "a"], ["gallery", "calibrate", "g", "--data", "d"],
+                 ["gallery", "tune", "g", "--probes", "p"]):
+        open_gallery_from(build_parser().parse_args([*argv, "--select", "best"]))
+        open_gallery_from(build_parser().parse_args(argv))
+    assert opened == ["best", None] * 5  # None: the subject rule, and ambiguous photos refused at enrolment

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_device_option, add_workers_option, positive_count
+from faceid.commands.options import add_device_option, add_select_option, add_workers_option, positive_count
 from faceid.commands.output import report
 
 SUMMARY = "detect and align faces of an identity-folder tree"
@@ -14,8 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("destination", type=Path, help="where the aligned tree and manifest.jsonl go")
     add_workers_option(parser, 1, help="parallel worker processes (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="redo images already in the manifest")
-    parser.add_argument("--select", choices=["all", "largest", "best", "center"], default="largest",
-                        help="which face to keep when an image holds several (all: one crop each)")
+    add_select_option(parser, every=True)
     parser.add_argument("--template", default="arcface_112",
                         help="the crop to make: a named alignment template (arcface_112, dlib_150, facenet_160), "
                              "or a YAML file with points and size; use the template of the model you will train "

@@ -8,7 +8,7 @@ from faceid.commands.options import MODEL_HELP, add_device_option, threshold_val
 from faceid.commands.output import report
 from faceid.zoo.catalog import DEFAULT_MODEL
 
-SUMMARY = "1:1: are the largest faces of two photos the same person (exit 0 same, 1 different, 2 error)"
+SUMMARY = "1:1: are the subjects (main faces) of two photos the same person (exit 0 same, 1 different, 2 error)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import MODEL_HELP, add_device_option, positive_count
+from faceid.commands.options import MODEL_HELP, add_device_option, add_select_option, positive_count
 from faceid.commands.output import report
 
 SUMMARY = "embed images with a model"
@@ -15,8 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True,
                         help="embeddings.npy (rows in the order of <out>.paths.txt) or .npz (arrays paths, embeddings)")
     parser.add_argument("--aligned", action="store_true", help="inputs are aligned crops already: skip detection")
-    parser.add_argument("--select", choices=["largest", "best", "center"], default="largest",
-                        help="which face of a photo with several to embed")
+    add_select_option(parser)
     parser.add_argument("--preprocessing", type=Path, default=None, help="YAML for a third-party ONNX model")
     add_device_option(parser)
     parser.add_argument("--batch-size", type=positive_count, default=32, help="crops per embedder call")

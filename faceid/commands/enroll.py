@@ -4,14 +4,17 @@ use). A failed enrolment into a new gallery leaves no gallery behind."""
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_gallery_options, add_workers_option, open_gallery_from
+from faceid.commands.options import add_photo_gallery_options, add_workers_option, open_gallery_from
 from faceid.commands.output import report
 
 SUMMARY = "enroll identities into a gallery"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_gallery_options(parser, creates=True)
+    add_photo_gallery_options(parser, creates=True)
+    parser.add_argument("--allow-low-quality", action="store_true",
+                        help="enroll faces that fail the quality gate (too small, blurred, turned away or uncertain: "
+                             "see docs/models.md, Enrolment quality); by default such a photo is reported and skipped")
     parser.add_argument("images", nargs="*", type=Path, help="images of --identity, or folders of them")
     parser.add_argument("--identity", help="the identity the images belong to")
     parser.add_argument("--from-folder", type=Path, help="an identity-folder tree: one identity per sub-folder")

@@ -4,7 +4,7 @@ import argparse
 import os
 from pathlib import Path
 
-from faceid.commands.options import MODEL_HELP, add_device_option, positive_count
+from faceid.commands.options import MODEL_HELP, add_device_option, add_select_option, positive_count
 
 SUMMARY = "evaluate a model on a verification or identification protocol"
 
@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML describing a third-party ONNX model's input (input_size, channel_order, mean, std)")
     parser.add_argument("--detect", action="store_true",
                         help="the images are photos: detect and align faces first (default: aligned crops)")
+    add_select_option(parser)
+    parser.add_argument("--no-face", choices=["center", "skip"], default="center",
+                        help="with --detect, a photo where no face is found: embed its centre, as benchmarks of "
+                             "centred photos do, so that every pair is scored (center), or drop its pairs (skip)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     embedder = _embedder(args)
     common = dict(out=args.out, model_name=args.model or str(args.embeddings), data=args.data, embedder=embedder,
                   embeddings_file=args.embeddings, cache_dir=args.cache_dir or default_cache_dir(),
-                  preprocessor=_preprocessor(args, embedder))
+                  preprocessor=_preprocessor(args, embedder), no_face=args.no_face)
     if args.pairs is not None:
         reader = protocols.read_csv_pairs if args.pairs.suffix.lower() == ".csv" else protocols.read_lfw_pairs
         report = evaluate_pairs(reader(args.pairs, args.data, skip_missing=args.skip_missing), seed=args.seed, **common)
@@ -86,4 +90,4 @@ def _preprocessor(args: argparse.Namespace, embedder):
     from faceid.preprocessing import FacePreprocessor
 
     template = embedder.model_input.crop_template() if embedder else 112
-    return FacePreprocessor(select="largest", size=template, device=args.device)
+    return FacePreprocessor(select=args.select, size=template, device=args.device)

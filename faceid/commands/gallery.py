@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_gallery_options, open_gallery_from
+from faceid.commands.options import add_gallery_options, add_select_option, open_gallery_from
 from faceid.commands.output import report
 from faceid.gallery.threshold_policy import DEFAULT_TARGET_FAR
 
@@ -13,9 +13,11 @@ SUMMARY = "list, inspect, calibrate or edit a gallery"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    def action(name: str, text: str) -> argparse.ArgumentParser:
+    def action(name: str, text: str, photos: bool = False) -> argparse.ArgumentParser:
         sub = actions.add_parser(name, help=text)
         add_gallery_options(sub)
+        if photos:
+            add_select_option(sub, gallery=True)
         return sub
 
     action("list", "enrolled identities")
@@ -25,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rename = action("rename", "rename an identity")
     rename.add_argument("identity", help="its current name")
     rename.add_argument("new_name", help="its new name")
-    calibrate = action("calibrate", "set the threshold from genuine/impostor pairs at a target FAR")
+    calibrate = action("calibrate", "set the threshold from genuine/impostor pairs at a target FAR", photos=True)
     calibrate.add_argument("--data", type=Path, required=True,
                            help="identity-folder tree of calibration people (not the enrolled ones): every pair of "
                                 "its images is used; a target FAR its pairs cannot measure is refused before any "
@@ -44,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     action("keep-images", "keep a copy of every enrolled image inside the gallery (so it can be re-embedded)"
            ).add_argument("setting", choices=["on", "off"], help="on: keep copies of images enrolled from now")
     action("check", "verify the index and its snapshot against gallery.db vector by vector (exit 1 if not)")
-    action("tune", "tune an approximate index (nprobe...) again with real probe faces to recall@1 0.99").add_argument(
+    action("tune", "tune an approximate index (nprobe...) again with real probe faces to recall@1 0.99",
+           photos=True).add_argument(
         "--probes", type=Path, required=True,
         help="a folder of probe images (other photos of enrolled people; embedded with the gallery's model) "
              "or the .npz/.npy of `faceid embed`")

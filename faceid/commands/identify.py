@@ -4,14 +4,14 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_gallery_options, add_threshold_option, open_gallery_from, positive_count
-from faceid.commands.output import report
+from faceid.commands.options import add_photo_gallery_options, add_threshold_option, open_gallery_from, positive_count
+from faceid.commands.output import probe_note, report
 
 SUMMARY = "1:N open-set identification against a gallery"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_gallery_options(parser)
+    add_photo_gallery_options(parser)
     parser.add_argument("images", nargs="+", type=Path, help="probe images, or folders of them")
     parser.add_argument("-k", type=positive_count, default=5, help="candidates per probe")
     add_threshold_option(parser)
@@ -84,4 +84,5 @@ def _answer(row: dict) -> str:
 
     best = ", ".join(f"{c['identity']} {c['score']:.3f}" for c in row["candidates"]) or "nobody enrolled"
     threshold = "no threshold" if row["threshold"] is None else f"threshold {row['threshold']:.3f}"
-    return f"{row['identity']}  ({threshold}, {describe_source(row['threshold_source'])}; top: {best})"
+    return (f"{row['identity']}  ({threshold}, {describe_source(row['threshold_source'])}; top: {best})"
+            + probe_note(row.get("probe")))

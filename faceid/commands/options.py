@@ -3,6 +3,7 @@
 import argparse
 from pathlib import Path
 
+from faceid.face_selection import DEFAULT_SELECT, SELECT_HELP
 from faceid.gallery.threshold_policy import DEFAULT_POLICY, OVERRIDE_POLICIES
 from faceid.zoo.catalog import DEFAULT_MODEL
 
@@ -38,6 +39,25 @@ def add_gallery_options(parser: argparse.ArgumentParser, creates: bool = False) 
         parser.add_argument("--aligned", action="store_true", default=None,
                             help="the images are aligned crops: skip detection (default: as the gallery says)")
     add_device_option(parser)
+
+
+def add_select_option(parser: argparse.ArgumentParser, every: bool = False, gallery: bool = False) -> None:
+    """--select, the face a photo stands for (faceid.face_selection); `every`: also `all`, every face; `gallery`:
+    a gallery command, where naming a selection also lets an enrolment take a photo whose face is ambiguous."""
+    choices = ["subject", "largest", "best", "center"] + (["all"] if every else [])
+    if gallery:
+        parser.add_argument("--select", choices=choices, default=None,
+                            help=f"{SELECT_HELP} (default: {DEFAULT_SELECT}; naming one also lets enroll take a "
+                                 "photo where two faces could be the subject)")
+    else:
+        parser.add_argument("--select", choices=choices, default=DEFAULT_SELECT,
+                            help=SELECT_HELP + (", or all: every face" if every else ""))
+
+
+def add_photo_gallery_options(parser: argparse.ArgumentParser, creates: bool = False) -> None:
+    """`add_gallery_options` and --select, for a gallery command that takes photos."""
+    add_gallery_options(parser, creates)
+    add_select_option(parser, gallery=True)
 
 
 def add_threshold_option(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +104,7 @@ def open_gallery_from(args: argparse.Namespace, **create_options):
     model = args.model
     if create_options.get("create") and model is None and not (args.gallery / "gallery.db").exists():
         model = DEFAULT_MODEL
-    gallery = open_gallery(args.gallery, model, args.aligned, args.device, **create_options)
+    gallery = open_gallery(args.gallery, model, args.aligned, args.device, select=getattr(args, "select", None),
+                           allow_low_quality=getattr(args, "allow_low_quality", False), **create_options)
     gallery.threshold_override = getattr(args, "threshold_override", gallery.threshold_override)
     return gallery

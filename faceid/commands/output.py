@@ -91,3 +91,16 @@ def cell(value) -> str:
 
 def _is_flat_list(value) -> bool:
     return isinstance(value, list) and all(not isinstance(item, (dict, list)) for item in value)
+
+
+def probe_note(probe: dict | None) -> str:
+    """What a human answer adds about the probe photo's face: that it was ambiguous, or fails the enrolment quality
+    gate (an "unknown" may then be the photo's fault); empty for a good, clear face."""
+    from faceid.face_quality import FaceQuality, QualityGate
+
+    if not probe:
+        return ""
+    notes = [f"another face could be the subject at [{', '.join(f'{v:.0f}' for v in probe['other_box'])}]"
+             ] if probe["ambiguous"] else []
+    notes += QualityGate().problems(FaceQuality(**probe["quality"]))
+    return f"  [photo: {'; '.join(notes)}]" if notes else ""

@@ -4,14 +4,14 @@
 import argparse
 from pathlib import Path
 
-from faceid.commands.options import add_gallery_options, add_threshold_option, open_gallery_from
-from faceid.commands.output import report
+from faceid.commands.options import add_photo_gallery_options, add_threshold_option, open_gallery_from
+from faceid.commands.output import probe_note, report
 
 SUMMARY = "1:1 verification of an image against an enrolled identity (exit 0 same, 1 different, 2 error)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_gallery_options(parser)
+    add_photo_gallery_options(parser)
     parser.add_argument("image", type=Path, help="the probe image")
     parser.add_argument("--identity", required=True, help="the enrolled identity the probe claims to be")
     add_threshold_option(parser)
@@ -29,4 +29,5 @@ def _line(decision: dict) -> str:
 
     verdict = "same person" if decision["accepted"] else "not the same person"
     return (f"{decision['identity']}: {verdict}  (score {decision['score']:.3f}, threshold "
-            f"{decision['threshold']:.3f}, {describe_source(decision['threshold_source'])})")
+            f"{decision['threshold']:.3f}, {describe_source(decision['threshold_source'])})"
+            + probe_note(decision["probe"]))

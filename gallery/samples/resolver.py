@@ -3,7 +3,9 @@
 An input is an image (a path, or an RGB array run through the shared `FacePreprocessor` when there
 is one, then through the embedder) or an embedding (checked for dimension, finite values and a
 non-zero norm). Images are decoded, detected and embedded in batches (`prepare_faces`, then
-`SampleResolver.embed_prepared`); a bad image is its own error, naming it, never its batch's.
+`SampleResolver.embed_prepared`); a bad image is its own error, naming it, never its batch's. A photo's sample
+carries its face (`face_summary`: box, detector score, quality, ambiguity); an enrolment passes each photo through
+an `EnrolmentCheck` first.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import numpy as np
 
 from faceid.arrays import NORM_EPS, l2_normalize
 from faceid.data.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_rgb, read_bytes
+from faceid.face_selection import rounded_box
 from faceid.gallery.records import GalleryError, Sample
+from faceid.gallery.samples.enrolment_check import EnrolmentCheck
 
 IMAGE_BATCH = 32  # images decoded and detected together: bounds the memory of decoded photos
 
@@ -36,6 +40,7 @@ class PreparedFace:
     source: str | None
     file_hash: str
     quality: float | None = None
+    face: dict | None = None  # face_summary of a detected face
 
 
 def is_image(item) -> bool:
@@ -80,10 +85,22 @@ def _faces_of_one(preprocessor, rgb: np.ndarray, name: str):
         return GalleryError(f"{name}: face detection failed ({error})")
 
 
-def prepare_faces(images: list, names: list[str], preprocessor=None,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> list[PreparedFace | GalleryError]:
-    """Decode each image and, with a preprocessor, detect (in one batch) and align its largest face;
-    one entry per image: its `PreparedFace`, or the error naming it. Runs in `faceid enroll` workers."""
+def face_summary(face, quality) -> dict:
+    """What an answer says of the photo's face: box, detector score, quality measures, and whether it was ambiguous
+    (with the rival's box)."""
+    summary = {"box": rounded_box(face.box), "detector_score": round(float(face.score), 4),
+               "quality": quality.to_dict(), "ambiguous": face.ambiguous}
+    if face.ambiguous:
+        summary["other_box"] = rounded_box(face.rival)
+    return summary
+
+
+def prepare_faces(images: list, names: list[str], preprocessor=None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  check: EnrolmentCheck | None = None) -> list[PreparedFace | GalleryError]:
+    """Decode each image and, with a preprocessor, detect (in one batch) and align its selected face; one entry per
+    image: its `PreparedFace`, or the error naming it (with `check`, also a photo it refuses). Runs in `faceid
+    enroll` workers."""
+    from faceid.face_quality import measure_quality
     results: list = [None] * len(images)
     decoded = []
     for position, (image, name) in enumerate(zip(images, names, strict=True)):
@@ -101,7 +118,11 @@ def prepare_faces(images: list, names: list[str], preprocessor=None,
         elif not faces:
             results[position] = GalleryError(f"{name}: no face found")
         else:
-            results[position] = PreparedFace(faces[0].crop, name, source, file_hash, float(faces[0].face.score))
+            face = faces[0].face
+            quality = measure_quality(face.landmarks, faces[0].crop, face.score)
+            problem = check.problem(name, face, quality) if check else None
+            results[position] = GalleryError(problem) if problem else PreparedFace(
+                faces[0].crop, name, source, file_hash, float(face.score), face_summary(face, quality))
     return results
 
 
@@ -111,15 +132,22 @@ class SampleResolver:
     def __init__(self, dim: int, embedder=None, preprocessor=None, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.dim, self.embedder, self.preprocessor, self.max_pixels = int(dim), embedder, preprocessor, max_pixels
 
-    def resolve(self, items, names: list[str] | None = None) -> list[Sample]:
-        """Images (paths or RGB arrays) or embeddings -> validated samples; the first bad one raises."""
+    def selecting(self, select: str | None) -> SampleResolver:
+        """This resolver with its preprocessor keeping the face `select` names (None: as it is)."""
+        if select is None or self.preprocessor is None:
+            return self
+        return SampleResolver(self.dim, self.embedder, self.preprocessor.selecting(select), self.max_pixels)
+
+    def resolve(self, items, names: list[str] | None = None, check: EnrolmentCheck | None = None) -> list[Sample]:
+        """Images (paths or RGB arrays) or embeddings -> validated samples; the first bad one raises (with `check`,
+        also the first photo it refuses)."""
         items = list(items)
         labels = [(names[position] if names else None)
                   or (str(item) if isinstance(item, (str, Path)) else f"input {position}")
                   for position, item in enumerate(items)]
         positions = [position for position, item in enumerate(items) if is_image(item)]
-        images = dict(zip(positions, self.images([items[p] for p in positions], [labels[p] for p in positions]),
-                          strict=True))
+        images = dict(zip(positions, self.images([items[p] for p in positions], [labels[p] for p in positions],
+                                                  check), strict=True))
         samples = []
         for position, item in enumerate(items):
             if isinstance(item, Sample):
@@ -146,14 +174,15 @@ class SampleResolver:
                                f"{name}: embedding has norm {norm:.3g}, too small to normalise")
         return l2_normalize(vector)
 
-    def images(self, images: list, names: list[str]) -> list[Sample | GalleryError]:
+    def images(self, images: list, names: list[str],
+               check: EnrolmentCheck | None = None) -> list[Sample | GalleryError]:
         """Image paths, bytes or RGB arrays -> each one's sample or the error naming it, in batches."""
         if self.embedder is None:
             return [GalleryError(f"{name}: images need the gallery to be opened with an embedder") for name in names]
         results = []
         for start in range(0, len(images), IMAGE_BATCH):
             end = start + IMAGE_BATCH
-            prepared = prepare_faces(images[start:end], names[start:end], self.preprocessor, self.max_pixels)
+            prepared = prepare_faces(images[start:end], names[start:end], self.preprocessor, self.max_pixels, check)
             results.extend(self.embed_each(prepared))
         return results
 
@@ -164,12 +193,12 @@ class SampleResolver:
             raise result
         return result
 
-    def prepare(self, image, name: str) -> PreparedFace:
+    def prepare(self, image, name: str, check: EnrolmentCheck | None = None) -> PreparedFace:
         """One image path, encoded bytes (an upload) or RGB array -> its face crop, not yet embedded
-        (`embed_prepared` embeds many in one batch); raises GalleryError naming `name`."""
+        (`embed_prepared` embeds many in one batch); raises GalleryError naming `name` (or `check`'s refusal)."""
         if self.embedder is None:
             raise GalleryError(f"{name}: images need the gallery to be opened with an embedder")
-        prepared = prepare_faces([image], [name], self.preprocessor, self.max_pixels)[0]
+        prepared = prepare_faces([image], [name], self.preprocessor, self.max_pixels, check)[0]
         if isinstance(prepared, GalleryError):
             raise prepared
         return prepared
@@ -196,5 +225,5 @@ class SampleResolver:
             except GalleryError as error:
                 results.append(error)
             else:
-                results.append(Sample(embedding, face.source, face.file_hash, face.quality))
+                results.append(Sample(embedding, face.source, face.file_hash, face.quality, face.face))
         return results

@@ -25,9 +25,9 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Security, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Query, Security, UploadFile
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
@@ -37,6 +37,7 @@ from faceid.gallery.gallery import Gallery
 from faceid.gallery.names import validate_identity_name
 from faceid.gallery.photos import identify_photo
 from faceid.gallery.records import GalleryError, NotEnrolled
+from faceid.gallery.samples.enrolment_check import EnrolmentCheck
 from faceid.gallery.samples.kept_images import keep_bytes, keeps_images
 from faceid.gallery.service.limits import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_READ_TIMEOUT_S, BodyLimits
 from faceid.gallery.service.schemas import (
@@ -57,6 +58,8 @@ SETTINGS_VARIABLE = "FACEID_SERVE_SETTINGS"
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="APIKeyHeader",
                               description="The service's API key, when it was started with one (--api-key).")
 NOT_ENROLLED = {404: {"description": "The identity is not enrolled"}}
+SELECT = Annotated[Literal["subject", "largest", "best", "center"] | None, Query(
+    description="which face of a photo to use (default subject: large and central; see faceid.face_selection)")]
 
 
 def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -79,11 +82,12 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
         if not key_ok(key):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
-    async def prepared(upload: UploadFile, number: int = 0, keep: bool = False):
+    async def prepared(upload: UploadFile, number: int = 0, keep: bool = False, select: str | None = None,
+                       check: EnrolmentCheck | None = None):
         data, name = await upload.read(), upload.filename or f"upload {number}"
 
         def prepare(g: Gallery):
-            crop = g.resolver.prepare(data, name)
+            crop = g.resolver.selecting(select).prepare(data, name, check)
             if keep and keeps_images(g):  # an enrolled upload is kept, so that it can be re-embedded
                 return replace(crop, source=keep_bytes(g, data, crop.file_hash, Path(name).suffix))
             return crop
@@ -124,12 +128,17 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
         return await workers.read(identity_detail, name)
 
     @app.post("/identities/{name}", dependencies=guarded, response_model=Enrolment, summary="Enroll face images")
-    async def enroll(name: str, files: Annotated[list[UploadFile], File(description="face images")]) -> dict:
+    async def enroll(name: str, files: Annotated[list[UploadFile], File(description="face images")],
+                     select: SELECT = None, allow_low_quality: Annotated[bool, Query(
+                         description="enroll faces that fail the quality gate (small, blurred, turned away)")] = False
+                     ) -> dict:
         """Adds one template per uploaded image to `name`, creating the identity if new. An image whose content the
         identity already has (or that repeats an earlier upload of the request) is skipped and listed by its
-        upload's file name under `duplicates`."""
+        upload's file name under `duplicates`. A photo whose subject is ambiguous (unless `select` names the face) or
+        whose face fails the quality gate (unless `allow_low_quality`) is refused with 422 and the reason."""
         name = validate_identity_name(name)
-        crops = [await prepared(upload, number, keep=True) for number, upload in enumerate(files)]
+        check = EnrolmentCheck.from_options(select, allow_low_quality)
+        crops = [await prepared(upload, number, True, select, check) for number, upload in enumerate(files)]
         samples = await workers.read(lambda g: g.resolver.embed_prepared(crops))
         return await workers.write(lambda g: g.enroll(name, samples, labels=[crop.name for crop in crops]))
 
@@ -142,11 +151,11 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
     @app.post("/verify", dependencies=guarded, response_model=Verification, responses=NOT_ENROLLED,
               summary="Verify a face against one identity (1:1)")
     async def verify(identity: Annotated[str, Form()], file: Annotated[UploadFile, File()],
-                     threshold: Annotated[float | None, Form()] = None) -> dict:
+                     threshold: Annotated[float | None, Form()] = None, select: SELECT = None) -> dict:
         """The probe's best score against the identity and, with a threshold (the request's, within the service's
-        threshold policy, or the gallery's), whether it is accepted."""
+        threshold policy, or the gallery's), whether it is accepted; `probe` is the face used, with its quality."""
         threshold = None if threshold is None else check_threshold(threshold)
-        crop = await prepared(file)
+        crop = await prepared(file, select=select)
         decision = await workers.read(lambda g: g.verify(g.resolver.embed_prepared([crop])[0], identity, threshold))
         return decision.to_dict()
 
@@ -154,16 +163,17 @@ def create_app(gallery: Gallery, api_key: str | None = None, max_request_bytes: 
               summary="Identify a face among the enrolled identities (1:N)")
     async def identify(file: Annotated[UploadFile, File()], k: Annotated[int, Form(ge=1, le=100)] = 5,
                        threshold: Annotated[float | None, Form()] = None, all_faces: bool = False,
-                       closed_set: Annotated[bool, Form()] = False) -> dict | list:
+                       closed_set: Annotated[bool, Form()] = False, select: SELECT = None) -> dict | list:
         """The top-k candidates and the best one, or `unknown` below the threshold (the request's, within the
         service's threshold policy, or the gallery's; a gallery without one needs `threshold` or `closed_set`).
+        `probe` is the face used (`select`), with its quality, so that a client can tell "unknown" from a bad photo.
         With `all_faces=true`, one such answer per face of the photo, left to right, with its box and landmarks."""
         threshold = None if threshold is None else check_threshold(threshold)
         if all_faces:
             data, name = await file.read(), file.filename or "upload"
             matches = await workers.read(lambda g: identify_photo(g, data, k, threshold, name, closed_set))
             return [match.to_dict() for match in matches]
-        result = await batcher.identify(await prepared(file), k, threshold, closed_set)
+        result = await batcher.identify(await prepared(file, select=select), k, threshold, closed_set)
         return result.to_dict()
 
     app.add_middleware(BodyLimits, max_bytes=max_request_bytes, read_timeout_s=read_timeout_s)

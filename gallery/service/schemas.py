@@ -87,6 +87,26 @@ class Removal(BaseModel):
     templates: int = Field(description="how many templates it had")
 
 
+class FaceQuality(BaseModel):
+    """`faceid.face_quality.FaceQuality`: what tells an "unknown" from a bad photo."""
+
+    interocular: float = Field(description="pixels between the eyes")
+    sharpness: float = Field(description="variance of the Laplacian of the aligned crop (blur lowers it)")
+    yaw: float = Field(description="degrees the face is turned, from its landmarks (0: frontal)")
+    roll: float = Field(description="degrees the eye line is tilted")
+    detector_score: float
+
+
+class ProbeFace(BaseModel):
+    """The probe photo's face that was used (`select`): where it is, its quality, and whether it was ambiguous."""
+
+    box: list[float] = Field(description="x1, y1, x2, y2 in the photo's pixels")
+    detector_score: float
+    quality: FaceQuality
+    ambiguous: bool = Field(description="another face was nearly as good a subject (see other_box)")
+    other_box: list[float] | None = Field(None, description="that other face's box, when ambiguous")
+
+
 class Verification(BaseModel):
     """1:1 (`gallery.records.Decision`)."""
 
@@ -95,6 +115,7 @@ class Verification(BaseModel):
     threshold: float | None = Field(description="the threshold applied; null when there is none")
     accepted: bool | None = Field(description="score >= threshold; null without a threshold")
     threshold_source: dict[str, Any]
+    probe: ProbeFace | None = Field(None, description="the probe's face; null for an aligned-crop gallery")
 
 
 class Identified(BaseModel):
@@ -108,6 +129,7 @@ class Identification(Identified):
     """1:N for one probe (`gallery.records.IdentifyResult`)."""
 
     complete: bool = Field(True, description="false when the index's result cap left fewer than k candidates")
+    probe: ProbeFace | None = Field(None, description="the probe's face; null for an aligned-crop gallery")
 
 
 class FaceIdentification(Identified):

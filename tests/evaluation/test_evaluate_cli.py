@@ -8,7 +8,7 @@ from faceid.cli import main
 from faceid.data.folder import list_identity_folder
 from faceid.data.protocols import build_pair_protocol
 from faceid.embedder import PixelEmbedder
-from faceid.evaluation.embeddings import embed_images
+from faceid.evaluation.embeddings import CENTRED, embed_images
 from faceid.evaluation.runner import compare_embedders
 from faceid.export.embedder import load_embedder
 from faceid.torch_embedder import TorchEmbedder
@@ -39,11 +39,11 @@ def test_identification_report_and_quality(small_synthetic, tmp_path):
 def test_cache_makes_a_rerun_skip_embedding(small_synthetic, tmp_path):
     paths = [i.path for i in list_identity_folder(small_synthetic / "aligned")][:10]
     embedder = load_embedder("untrained:small_cnn:16", device="cpu")
-    first, _ = embed_images(paths, embedder, cache_dir=tmp_path, progress=False)
+    first, _, _ = embed_images(paths, embedder, cache_dir=tmp_path, progress=False)
     calls = []
     original = embedder.embed
     embedder.embed = lambda crops: calls.append(len(crops)) or original(crops)
-    second, _ = embed_images(paths, embedder, cache_dir=tmp_path, progress=False)
+    second, _, _ = embed_images(paths, embedder, cache_dir=tmp_path, progress=False)
     assert calls == []
     assert all(np.array_equal(first[p], second[p]) for p in paths)
 
@@ -52,7 +52,7 @@ def test_corrupt_image_is_reported_and_skipped(small_synthetic, tmp_path):
     paths = [i.path for i in list_identity_folder(small_synthetic / "aligned")][:4]
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image")
-    embeddings, failures = embed_images(paths + [broken, tmp_path / "missing.png"], load_embedder("pixels"),
+    embeddings, failures, _ = embed_images(paths + [broken, tmp_path / "missing.png"], load_embedder("pixels"),
                                         progress=False)
     assert len(embeddings) == 4 and set(failures) == {broken, tmp_path / "missing.png"}
     assert "not a readable image" in failures[broken]
@@ -61,7 +61,7 @@ def test_corrupt_image_is_reported_and_skipped(small_synthetic, tmp_path):
 def test_external_embeddings_and_checkpoint_models(small_synthetic, tmp_path):
     images = list_identity_folder(small_synthetic / "aligned")
     embedder = TorchEmbedder.untrained("small_cnn", 16, device="cpu")
-    vectors, _ = embed_images([i.path for i in images], embedder, progress=False)
+    vectors, _, _ = embed_images([i.path for i in images], embedder, progress=False)
     relative = [str(i.path.relative_to(small_synthetic / "aligned")) for i in images]
     np.savez(tmp_path / "theirs.npz", paths=np.array(relative), embeddings=np.stack([vectors[i.path] for i in images]))
     args = ["--data", str(small_synthetic / "aligned"), "--folds", "4", "--pairs-per-fold", "12",
@@ -106,6 +106,10 @@ def test_photos_are_detected_and_aligned_with_detect(shared_data, tmp_path):
     photos = [shared_data / "photos" / "kate_siegel.jpg", shared_data / "photos" / "multiface.jpg"]
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
-    embeddings, failures = embed_images(photos + [blank], load_embedder("untrained:small_cnn:16", device="cpu"),
-                                        progress=False, preprocessor=FacePreprocessor(device="cpu"))
+    embedder, preprocessor = load_embedder("untrained:small_cnn:16", device="cpu"), FacePreprocessor(device="cpu")
+    embeddings, failures, _ = embed_images(photos + [blank], embedder, progress=False, preprocessor=preprocessor,
+                                           no_face="skip")
     assert set(embeddings) == set(photos) and failures[blank].endswith("no face found")
+    embeddings, failures, remarks = embed_images(photos + [blank], embedder, progress=False,
+                                                 preprocessor=preprocessor)  # the default: its centre is embedded
+    assert set(embeddings) == set(photos + [blank]) and not failures and remarks == {blank: CENTRED}

@@ -51,7 +51,7 @@ def test_every_face_is_identified_enrolled_ones_as_themselves_the_others_unknown
         assert match.score >= 0.9 and match.threshold == THRESHOLD
         assert match.identity == ENROLLED.get(index, "unknown"), (index, match.candidates)
         assert len(match.candidates) == 3 and match.known == (index in ENROLLED)
-    assert gallery.resolver.preprocessor.detector.select == "largest"  # enrolment still keeps one face per image
+    assert gallery.resolver.preprocessor.detector.select == "subject"  # enrolment still keeps one face per image
     as_json = json.loads(json.dumps([m.to_dict() for m in matches]))
     assert as_json[0]["identity"] == "left" and len(as_json[0]["box"]) == 4 and len(as_json[0]["landmarks"]) == 5
     assert {"identity", "score"} == set(as_json[0]["candidates"][0])

@@ -68,7 +68,8 @@ def test_the_spec_declares_the_key_and_types_every_answer(spec_server):
     schemas = spec["components"]["schemas"]
     assert set(schemas["Candidate"]["properties"]) == {"identity", "score"}
     assert set(schemas["Verification"]["properties"]) == {"identity", "score", "threshold", "accepted",
-                                                          "threshold_source"}
+                                                          "threshold_source", "probe"}
+    assert set(schemas["ProbeFace"]["properties"]) == {"box", "detector_score", "quality", "ambiguous", "other_box"}
     assert {"identity", "candidates", "threshold", "threshold_source"} <= set(schemas["Identification"]["properties"])
 
 

@@ -60,10 +60,14 @@ def test_face_analysis_loads_once_and_gives_every_face(shared_data, monkeypatch)
     faces = analyser.faces(shared_data / "photos" / "multiface.jpg")
     analyser.faces((shared_data / "photos" / "multiface.jpg").read_bytes())
     assert len(loads) == 1 and len(faces) >= 5
-    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
-    assert areas == sorted(areas, reverse=True)
+    height, width = np.asarray(Image.open(shared_data / "photos" / "multiface.jpg")).shape[:2]
+    centres = [((f.box[0] + f.box[2]) / 2 - width / 2, (f.box[1] + f.box[3]) / 2 - height / 2) for f in faces]
+    subject_scores = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) - 2 * (x * x + y * y)
+                      for f, (x, y) in zip(faces, centres, strict=True)]
+    assert subject_scores == sorted(subject_scores, reverse=True)  # the subject first
     for face in faces:
-        assert face.landmarks.shape == (5, 2) and 0 < face.detector_score <= 1 and face.quality > 0
+        assert face.landmarks.shape == (5, 2) and 0 < face.detector_score <= 1 and face.quality.sharpness > 0
+        assert face.quality.interocular > 5 and face.quality.detector_score == face.detector_score
         assert face.crop.shape == (150, 150, 3) and face.embedding.shape == (128,)
         assert set(face.to_dict()) == {"box", "landmarks", "detector_score", "quality", "embedding"}
 

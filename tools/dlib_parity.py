@@ -1,7 +1,9 @@
-"""Acceptance figure of the dlib port: faceid's path against dlib's own pipeline on the same ORL pairs.
+"""faceid's path against dlib's own pipeline on the same pairs of a folder of photos (celeba_wild by default; ORL,
+Yale, Essex with --data).
 
-faceid's path is `faceid evaluate --model dlib_resnet_v1 --detect` on the raw ORL images (MTCNN detection,
-faceid's `dlib_150` alignment, the converted network in PyTorch), run through the CLI itself.
+faceid's path is `faceid evaluate --model dlib_resnet_v1 --detect` with its defaults (MTCNN detection, the subject
+rule, the photo's centre where no face is found, faceid's `dlib_150` alignment, the converted network in PyTorch),
+run through the CLI itself: it scores every pair.
 
 dlib's pipeline is what `face_recognition.face_encodings(face_recognition.load_image_file(path))` does
 (face_recognition's api.py; the package itself needs pkg_resources, so dlib is called directly):
@@ -11,11 +13,13 @@ face_recognition_model_v1.compute_face_descriptor(image, shape, num_jitters=1). 
 descriptors by Euclidean distance (a match at <= 0.6); both that and the cosine of the descriptors are scored.
 
 Both use the protocol `faceid evaluate` builds (build_pair_protocol over list_identity_folder, same folds,
-pairs per fold and seed) and the same 10-fold accuracy. An image in which a detector finds no face is dropped
-with every pair it is in, as `faceid evaluate` does; the figures are also given on the pairs both kept.
+pairs per fold and seed: 10 folds x (300 genuine + 300 impostor) by default) and the same 10-fold accuracy. dlib's
+pipeline cannot embed a photo where HOG finds no face: its figure is on the pairs it keeps, and both are also given
+on the pairs both kept. Per photo, the cosine of faceid's embedding to dlib's descriptor of the same photo shows
+where the two embed different faces.
 
-Run from the repo root (ORL from --data, else $FACEID_DATA/orl, else ../shared/data/orl beside the checkout):
-    PYTHONPATH=$PWD python tools/orl_dlib_parity.py [--data ORL_FOLDER] [--out orl-dlib-parity]
+Run from the repo root (the photos from --data, else $FACEID_DATA/celeba_wild, else ../shared/data/celeba_wild):
+    PYTHONPATH=$PWD python tools/dlib_parity.py [--data FOLDER] [--out dlib-parity]
 """
 
 import argparse
@@ -48,15 +52,16 @@ def faceid_path(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
                         "--seed", str(args.seed), "--device", "cpu", "--cache-dir", str(cache)])
     if code != 0:
         raise SystemExit(f"faceid evaluate failed with exit status {code}")
-    (cache_file,) = cache.glob("*-detect.npz")
+    (cache_file,) = cache.glob("*-detect-*.npz")
     with np.load(cache_file) as data:
         embeddings = dict(zip(data["paths"].tolist(), data["embeddings"], strict=True))
     return json.loads((out / "report.json").read_text()), embeddings
 
 
 def dlib_descriptors(paths: list[str]) -> dict[str, np.ndarray]:
-    """face_recognition.face_encodings on each image, keyed by resolved path: the largest face's descriptor
-    (`faceid evaluate` also takes the largest); an image where the HOG detector finds no face is absent."""
+    """face_recognition.face_encodings on each image, keyed by resolved path: the largest face's descriptor (the
+    usual `face_encodings(image)` call gives one per face; the largest is the fairest pick for centred photos); an
+    image where the HOG detector finds no face is absent."""
     import dlib
 
     models = dlib_model_file().parent
@@ -72,6 +77,17 @@ def dlib_descriptors(paths: list[str]) -> dict[str, np.ndarray]:
             descriptors[str(Path(path).resolve())] = np.array(
                 encoder.compute_face_descriptor(image, landmarks(image, face), 1))
     return descriptors
+
+
+def photo_agreement(faceid_vectors: dict[str, np.ndarray], dlib_vectors: dict[str, np.ndarray]) -> dict:
+    """The cosine of faceid's embedding to dlib's descriptor of the same photo: mean, 1st percentile, how many are
+    below 0.9 (the two embedded different faces, or one of them a poor crop) and those photos."""
+    shared = sorted(set(faceid_vectors) & set(dlib_vectors))
+    cosines = np.array([float(faceid_vectors[p] @ dlib_vectors[p] / np.linalg.norm(dlib_vectors[p]))
+                        for p in shared])
+    return {"photos": len(shared), "mean": float(cosines.mean()), "p1": float(np.percentile(cosines, 1)),
+            "below_0.9": int((cosines < 0.9).sum()), "below_0.9_photos": [p for p, c in zip(shared, cosines,
+                                                                                               strict=True) if c < 0.9]}
 
 
 def kept_pairs(protocol: PairProtocol, vectors: dict[str, np.ndarray]) -> np.ndarray:
@@ -102,13 +118,14 @@ def score(protocol: PairProtocol, vectors: dict[str, np.ndarray], keep: np.ndarr
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=None, help="ORL's identity folders (default $FACEID_DATA/orl)")
-    parser.add_argument("--out", type=Path, default=Path("orl-dlib-parity"))
+    parser.add_argument("--data", type=Path, default=None,
+                        help="identity folders of photos (default $FACEID_DATA/celeba_wild)")
+    parser.add_argument("--out", type=Path, default=Path("dlib-parity"))
     parser.add_argument("--folds", type=int, default=10)
-    parser.add_argument("--pairs-per-fold", type=int, default=300)
+    parser.add_argument("--pairs-per-fold", type=int, default=600, help="half genuine, half impostor")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    args.data = real_data(args.data, "orl", default=ROOT.parent / "shared" / "data")
+    args.data = real_data(args.data, "celeba_wild", default=ROOT.parent / "shared" / "data")
     return args
 
 
@@ -121,7 +138,7 @@ def _line(name: str, figures: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.data.is_dir():
-        raise SystemExit(f"{args.data} is not a directory of identity folders (ORL's s1 ... s40)")
+        raise SystemExit(f"{args.data} is not a directory of identity folders")
     report, faceid_vectors = faceid_path(args)
     protocol = build_pair_protocol(list_identity_folder(args.data), args.folds, args.pairs_per_fold, args.seed)
     dlib_vectors = dlib_descriptors(list(protocol.paths))
@@ -132,7 +149,7 @@ def main(argv=None) -> int:
             "faceid, pairs both kept": score(protocol, faceid_vectors, keep_faceid & keep_dlib, args.seed),
             "dlib, pairs both kept": score(protocol, dlib_vectors, keep_faceid & keep_dlib, args.seed)}
     reported = report["verification"]
-    print(f"\nORL {args.data}: {images} images, {len(protocol.is_same)} pairs in {args.folds} folds")
+    print(f"\n{args.data}: {images} images, {len(protocol.is_same)} pairs in {args.folds} folds")
     print(f"faces found: faceid (MTCNN) {len(faceid_vectors)}/{images} (report: {report['images_failed']} failed), "
           f"dlib (HOG, 1 upsampling) {len(dlib_vectors)}/{images}; a pair with a failed image is dropped")
     print(f"faceid evaluate report: 10-fold accuracy {100 * reported['accuracy_10fold_mean']:.2f} ± "
@@ -145,7 +162,11 @@ def main(argv=None) -> int:
         gap_euclidean = rows[ours]["cosine"][0] - rows[theirs]["-euclidean"][0]
         print(f"difference faceid - dlib ({subset}): {gap:+.2f} points vs dlib's cosine, "
               f"{gap_euclidean:+.2f} vs dlib's -euclidean")
-    summary = {"images": images, "faces_faceid": len(faceid_vectors), "faces_dlib": len(dlib_vectors), **rows}
+    agreement = photo_agreement(faceid_vectors, dlib_vectors)
+    print(f"per photo, faceid's embedding vs dlib's descriptor ({agreement['photos']} photos both embedded): mean "
+          f"cosine {agreement['mean']:.4f}, 1st percentile {agreement['p1']:.4f}, below 0.9: {agreement['below_0.9']}")
+    summary = {"images": images, "faces_faceid": len(faceid_vectors), "faces_dlib": len(dlib_vectors),
+               "photo_agreement": agreement, "faceid_report_photos": report.get("photos"), **rows}
     (args.out / "parity.json").write_text(json.dumps(summary, indent=2))
     return 0
 
