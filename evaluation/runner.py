@@ -32,8 +32,9 @@ def _image_counts(embeddings: dict, failures: dict, remarks: dict, preprocessor)
 
 def evaluate_pairs(protocol: PairProtocol, out: Path, model_name: str, data: Path, embedder=None,
                    embeddings_file=None, cache_dir=None, progress: bool = True, seed: int = 0,
-                   preprocessor=None, no_face: str = "center") -> dict:
-    """Verification on `protocol`; pairs with an image that failed are dropped and counted."""
+                   preprocessor=None, no_face: str = "center", num_folds: int = 10) -> dict:
+    """Verification on `protocol`; pairs with an image that failed are dropped and counted. A protocol
+    without folds of its own is scored with `num_folds` stratified folds."""
     embeddings, failures, remarks = _embeddings(protocol.paths, embedder, embeddings_file, data, cache_dir, progress,
                                                 preprocessor, no_face)
     keep = np.array([protocol.paths[a] in embeddings and protocol.paths[b] in embeddings
@@ -45,7 +46,7 @@ def evaluate_pairs(protocol: PairProtocol, out: Path, model_name: str, data: Pat
     second = np.stack([embeddings[protocol.paths[b]] for b in protocol.second[keep]])
     scores, is_same = (first * second).sum(1), protocol.is_same[keep]
     folds = protocol.fold[keep] if protocol.fold is not None else None
-    verification = verification_report(scores, is_same, folds=folds, seed=seed)
+    verification = verification_report(scores, is_same, folds=folds, seed=seed, num_folds=num_folds)
     report = {"protocol": "verification", "model": model_name, "data": str(data),
               **_image_counts(embeddings, failures, remarks, preprocessor),
               "pairs_skipped": int((~keep).sum()) + len(protocol.skipped), "verification": verification}

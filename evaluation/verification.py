@@ -124,6 +124,10 @@ def best_threshold_accuracy(scores, is_same) -> tuple[float, float]:
 def make_folds(is_same, folds: int = 10, seed: int = 0) -> np.ndarray:
     """A fold index per pair, stratified by label."""
     is_same = np.asarray(is_same, bool)
+    genuine, impostor = int(is_same.sum()), int((~is_same).sum())
+    if min(genuine, impostor) < folds:
+        raise ValueError(f"{genuine} genuine and {impostor} impostor pairs are too few for {folds} folds: "
+                         "ask for fewer folds (--folds) or give more images")
     fold_of = np.empty(len(is_same), dtype=np.int64)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fold, (_, test) in enumerate(splitter.split(np.zeros(len(is_same)), is_same)):
@@ -150,10 +154,10 @@ def kfold_accuracy(scores, is_same, folds=None, num_folds: int = 10, seed: int =
     return float(np.mean(accuracies)), float(np.std(accuracies)), accuracies
 
 
-def verification_report(scores, is_same, folds=None, seed: int = 0) -> dict:
-    """Every verification figure in one dict (the keys of `report.json`)."""
+def verification_report(scores, is_same, folds=None, seed: int = 0, num_folds: int = 10) -> dict:
+    """Every verification figure in one dict (the keys of `report.json`); `num_folds` when `folds` is None."""
     scores, is_same = _check(scores, is_same)
-    mean, std, _ = kfold_accuracy(scores, is_same, folds=folds, seed=seed)
+    mean, std, _ = kfold_accuracy(scores, is_same, folds=folds, num_folds=num_folds, seed=seed)
     curve = RocCurve.of(scores, is_same)
     return {
         "accuracy_10fold_mean": mean,

@@ -58,11 +58,11 @@ def run(args: argparse.Namespace) -> int:
                   preprocessor=_preprocessor(args, embedder), no_face=args.no_face)
     if args.pairs is not None:
         reader = protocols.read_csv_pairs if args.pairs.suffix.lower() == ".csv" else protocols.read_lfw_pairs
-        report = evaluate_pairs(reader(args.pairs, args.data, skip_missing=args.skip_missing), seed=args.seed, **common)
+        report = evaluate_pairs(reader(args.pairs, args.data, skip_missing=args.skip_missing), seed=args.seed, num_folds=args.folds, **common)
     elif args.protocol == "verification":
         protocol = protocols.build_pair_protocol(list_identity_folder(args.data), args.folds, args.pairs_per_fold,
                                                  args.seed)
-        report = evaluate_pairs(protocol, seed=args.seed, **common)
+        report = evaluate_pairs(protocol, seed=args.seed, num_folds=args.folds, **common)
     else:
         protocol = protocols.build_identification_split(list_identity_folder(args.data), args.unknown_fraction,
                                                         args.gallery_per_identity, args.seed)

@@ -103,6 +103,13 @@ def test_verification_report_keys_and_stratified_folds():
     assert report["num_genuine"] + report["num_impostor"] == 600
 
 
+def test_too_few_pairs_for_the_folds_are_refused_by_count():
+    scores, is_same = np.array([0.9, 0.8, 0.1, 0.2, 0.3]), np.array([True, True, False, False, False])
+    with pytest.raises(ValueError, match="2 genuine and 3 impostor pairs are too few for 10 folds"):
+        verification_report(scores, is_same)
+    assert verification_report(scores, is_same, num_folds=2)["num_genuine"] == 2
+
+
 def test_report_builds_the_full_data_roc_once(monkeypatch):
     rng = np.random.default_rng(3)
     is_same = rng.random(400) < 0.3
