@@ -16,12 +16,14 @@ def face(x1, y1, x2, y2, score=0.99) -> DetectedFace:
 
 
 def reference_subject(faces, height, width):
-    """insightface's max_num ranking, written out: area - 2 * squared centre offset, the best first."""
+    """insightface's max_num ranking, written out with faceid's measured weight, on the part of each box inside the
+    photo: area - 0.25 * squared centre offset, the best first."""
     best, best_value = None, -math.inf
     for f in faces:
-        x1, y1, x2, y2 = (float(v) for v in f.box)
+        x1, y1 = max(0.0, float(f.box[0])), max(0.0, float(f.box[1]))
+        x2, y2 = min(float(width), float(f.box[2])), min(float(height), float(f.box[3]))
         offset_x, offset_y = (x1 + x2) / 2 - width / 2, (y1 + y2) / 2 - height / 2
-        value = (x2 - x1) * (y2 - y1) - 2.0 * (offset_x ** 2 + offset_y ** 2)
+        value = (x2 - x1) * (y2 - y1) - 0.25 * (offset_x ** 2 + offset_y ** 2)
         if value > best_value:
             best, best_value = f, value
     return best
@@ -37,7 +39,7 @@ def test_subject_rule_matches_the_reference_on_random_photos():
         height, width = rng.integers(100, 600, 2)
         faces = []
         for _ in range(rng.integers(1, 6)):
-            x, y = rng.uniform(0, width - 10), rng.uniform(0, height - 10)
+            x, y = rng.uniform(-40, width - 10), rng.uniform(-40, height - 10)  # some boxes reach past the edges
             side = rng.uniform(8, 150)
             faces.append(face(x, y, x + side, y + side * 1.2))
         (chosen,) = select_faces(faces, "subject", (height, width))
@@ -50,6 +52,22 @@ def test_a_centred_subject_beats_a_bigger_neighbour_cut_by_the_edge_and_largest_
     assert neighbour.area > subject.area
     assert np.array_equal(select_faces([neighbour, subject], "subject", shape)[0].box, subject.box)
     assert np.array_equal(select_faces([neighbour, subject], "largest", shape)[0].box, neighbour.box)
+
+
+def test_only_the_part_of_a_box_inside_the_photo_counts():
+    """MTCNN's box of a face cut by the edge reaches past it: a 160x170 box, two thirds outside a 480-px-wide photo,
+    loses to a 60x80 centred subject (counted whole, it would score 27200 - 0.25 x 270² = 8975 against 4800)."""
+    shape = (360, 480)
+    subject, cut = face(210, 140, 270, 220), face(428, 92, 588, 262)
+    assert np.array_equal(select_faces([cut, subject], "subject", shape)[0].box, subject.box)
+
+
+def test_a_large_subject_beside_the_centre_beats_a_small_face_at_the_centre():
+    """celeba_wild's case against insightface's weight 2: a 150x180 subject 120 px from the centre of a 400x400 photo
+    and a 40x50 face behind it at the centre (with weight 2 the small face would score 2000 against -1800)."""
+    shape = (400, 400)
+    subject, small = face(245, 110, 395, 290), face(180, 175, 220, 225)
+    assert np.array_equal(select_faces([small, subject], "subject", shape)[0].box, subject.box)
 
 
 def test_two_faces_equally_good_as_subjects_are_ambiguous_and_name_the_other_box():
@@ -65,7 +83,7 @@ def test_ambiguity_follows_the_margin_exactly():
     shape = (400, 400)
     chosen = face(170, 170, 230, 230)  # centred, area 3600, score 3600
     for gap, expected in ((AMBIGUITY_MARGIN * 3600 - 1, True), (AMBIGUITY_MARGIN * 3600 + 1, False)):
-        offset = math.sqrt(gap / 2)  # a rival of the same size whose subject score is 3600 - gap
+        offset = math.sqrt(gap / 0.25)  # a rival of the same size whose subject score is 3600 - gap
         rival = face(170 + offset, 170, 230 + offset, 230)
         assert subject_score(rival, shape) == pytest.approx(3600 - gap, abs=1e-2)
         (picked,) = select_faces([chosen, rival], "subject", shape)
