@@ -9,8 +9,9 @@ enrolment gate that turns those measures into a yes or a reason.
 - `roll`: degrees the eye line turns from horizontal (alignment undoes it; reported, not gated);
 - `detector_score`: MTCNN's probability.
 
-`QualityGate`'s defaults were measured on celeba_wild and the studio sets (docs/models.md, "Enrolment quality"):
-each rejects about 1% of celeba_wild's photos at most and almost none of the studio photos.
+`QualityGate`'s defaults were measured on celeba_wild and the studio sets (docs/models.md, "Enrolment quality"): of
+celeba_wild's 3,825 photos with a face, min_interocular rejects 22 (0.6%), min_sharpness 9 (0.2%), max_yaw 16 (0.4%),
+min_detector_score 6 (0.2%); none of ORL's, Yale's or Essex's (faces94, grimace) 1,215 photos fails any check.
 """
 
 from __future__ import annotations
@@ -67,9 +68,9 @@ def measure_quality(landmarks: np.ndarray, crop: np.ndarray, detector_score: flo
 class QualityGate:
     """The enrolment checks; `problems` names each one a face fails (empty: it may be enrolled)."""
 
-    min_interocular: float = 16.0
-    min_sharpness: float = 8.0
-    max_yaw: float = 50.0
+    min_interocular: float = 10.0
+    min_sharpness: float = 5.0
+    max_yaw: float = 60.0
     min_detector_score: float = 0.95
 
     def problems(self, quality: FaceQuality) -> list[str]:
