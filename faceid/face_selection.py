@@ -1,8 +1,8 @@
 """Which face a photo stands for (`select_faces`), in numpy alone (no torch, so light modules can import it).
 
 `subject` (the default) scores each face by the area of its box inside the photo minus `SUBJECT_OFFSET_WEIGHT` times
-the squared distance, in pixels, from that part's centre to the photo's centre: the form of insightface's RetinaFace and SCRFD detectors
-(`area - 2 * offset²`), with a weight measured on celeba_wild. A centred subject wins over a bigger neighbour cut by
+the squared distance, in pixels, from that part's centre to the photo's centre: the form of insightface's RetinaFace
+and SCRFD detectors (`area - 2 * offset²`), with a weight measured on celeba_wild. A centred subject wins over a bigger neighbour cut by
 the photo's edge (MTCNN's box of a cut face reaches past the edge: only the part inside counts), and a face that fills
 the photo wins wherever it is. insightface's weight 2 lets a small face near
 the centre beat a large subject beside it: of celeba_wild's 104 photos with several faces whose subject is known

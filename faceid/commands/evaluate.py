@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
                   preprocessor=_preprocessor(args, embedder), no_face=args.no_face)
     if args.pairs is not None:
         reader = protocols.read_csv_pairs if args.pairs.suffix.lower() == ".csv" else protocols.read_lfw_pairs
-        report = evaluate_pairs(reader(args.pairs, args.data, skip_missing=args.skip_missing), seed=args.seed, num_folds=args.folds, **common)
+        report = evaluate_pairs(reader(args.pairs, args.data, skip_missing=args.skip_missing), seed=args.seed,
+                                num_folds=args.folds, **common)
     elif args.protocol == "verification":
         protocol = protocols.build_pair_protocol(list_identity_folder(args.data), args.folds, args.pairs_per_fold,
                                                  args.seed)
