@@ -2,11 +2,11 @@
 
 `subject` (the default) scores each face by the area of its box inside the photo minus `SUBJECT_OFFSET_WEIGHT` times
 the squared distance, in pixels, from that part's centre to the photo's centre: the form of insightface's RetinaFace
-and SCRFD detectors (`area - 2 * offset²`), with a weight measured on celeba_wild. A centred subject wins over a bigger neighbour cut by
-the photo's edge (MTCNN's box of a cut face reaches past the edge: only the part inside counts), and a face that fills
-the photo wins wherever it is. insightface's weight 2 lets a small face near
-the centre beat a large subject beside it: of celeba_wild's 104 photos with several faces whose subject is known
-(the face closest to the mean of the person's one-face photos), weight 2 picks the wrong face in 11, `largest` in 2,
+and SCRFD detectors (`area - 2 * offset²`), with a weight measured on celeba_wild. A centred subject wins over a
+bigger neighbour cut by the photo's edge (MTCNN's box of a cut face reaches past the edge: only the part inside
+counts), and a face that fills the photo wins wherever it is. insightface's weight 2 lets a small face near the
+centre beat a large subject beside it: of celeba_wild's 104 photos with several faces whose subject is known (the
+face closest to the mean of the person's one-face photos), weight 2 picks the wrong face in 11, `largest` in 2,
 weight 0.25 in 1 (docs/models.md, "Which face"). `largest`, `best` (detector score), `center` and `all` are explicit
 choices. The chosen face is marked `ambiguous` when another face is nearly as good a subject: its subject score is
 within `AMBIGUITY_MARGIN` of the chosen face's area below the chosen face's.
