@@ -141,3 +141,29 @@ def test_embed_and_evaluate_say_which_photos_were_ambiguous(pair, crowded, tmp_p
     assert report["face_selection"] == "largest"
     embedded = report["images_embedded"]  # in both scenes, largest picks a face that is not clearly the subject
     assert embedded >= 2 and report["photos"]["ambiguous"] == len(report["photos"]["ambiguous_photos"]) == embedded
+
+
+POOR_PHOTOS = {  # real celeba_wild photos, each failing one check of the default gate (docs/models.md)
+    "celeba_wild/7337/054975.jpg": "face too small",  # 8.2 px between the eyes
+    "celeba_wild/7300/065658.jpg": "face too blurred",  # sharpness 3.7
+    "celeba_wild/7241/196933.jpg": "face turned too far",  # yaw about 69 degrees
+    "celeba_wild/7360/190461.jpg": "face uncertain",  # MTCNN score 0.903
+}
+
+
+@needs_dlib
+@pytest.mark.slow
+def test_enrolment_skips_each_real_poor_photo_with_its_reason_unless_low_quality_is_allowed(shared_data, tmp_path,
+                                                                                            capsys):
+    from faceid.cli import main
+
+    gallery = tmp_path / "g"
+    for photo, reason in POOR_PHOTOS.items():
+        assert main(["enroll", str(gallery), "--identity", "ann", str(shared_data / photo), "--json"]) == 1
+        (failure,) = json.loads(capsys.readouterr().out)["failures"].values()
+        assert reason in failure and "--allow-low-quality" in failure, failure
+        assert sum(word in failure for word in ("too small", "too blurred", "too far", "uncertain")) == 1, failure
+    assert not gallery.exists()
+    photos = [str(shared_data / photo) for photo in POOR_PHOTOS]
+    assert main(["enroll", str(gallery), "--identity", "ann", *photos, "--allow-low-quality", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["enrolled_samples"] == len(POOR_PHOTOS)
