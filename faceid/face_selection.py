@@ -19,8 +19,8 @@ import numpy as np
 SELECT_CHOICES = ("subject", "largest", "best", "center", "all")
 DEFAULT_SELECT = "subject"
 SUBJECT_OFFSET_WEIGHT = 0.25
-SELECT_HELP = ("which face of a photo to use: subject (large and central: area - 0.25 x squared offset from the "
-               "centre), largest, best (detector score), center")
+SELECT_HELP = (f"which face of a photo to use: subject (large and central: area - {SUBJECT_OFFSET_WEIGHT:g} x squared "
+               "offset from the centre), largest, best (detector score), center")
 AMBIGUITY_MARGIN = 0.5  # a rival within half the chosen face's area, in subject score, makes the choice ambiguous
 
 
