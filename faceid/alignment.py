@@ -7,6 +7,10 @@ Each embedding model was trained on a particular crop; an `AlignmentTemplate` de
 as data: where the five landmarks land, in output pixels, and the output (height, width). Named
 templates live in `TEMPLATES` (see docs/alignment.md); `alignment_template` resolves a name, a
 template or a spec mapping such as one read from YAML: {points: [[x, y] x 5], size: [h, w]}.
+
+A template may carry a `LandmarkMapping` (faceid.landmark_mapping): the detector's points, once on the template,
+are mapped to where the model's own aligner would have put its points, and the crop is made from those. dlib_150
+has one, fitted on celeba_wild (faceid.dlib_landmark_fit).
 """
 
 import math
@@ -15,6 +19,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from faceid.dlib_landmark_fit import DLIB_150_MAPPING
+from faceid.landmark_mapping import LandmarkMapping
 
 ARCFACE_TEMPLATE_112 = np.array(
     [
@@ -109,11 +116,14 @@ def _check_points(points, what: str) -> np.ndarray:
 @dataclass(frozen=True, eq=False)
 class AlignmentTemplate:
     """Where the 5 landmarks land in the output crop (`points`, (5, 2) x/y in output pixels) and the
-    crop's `size` as (height, width). `points` is a read-only float64 array."""
+    crop's `size` as (height, width). `points` is a read-only float64 array. With a `landmark_mapping`, the
+    points only fix the frame in which the mapping predicts the model aligner's points; those are what land on
+    the mapping's target."""
 
     name: str
     points: np.ndarray
     size: tuple[int, int]
+    landmark_mapping: LandmarkMapping | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -122,6 +132,9 @@ class AlignmentTemplate:
         points.flags.writeable = False
         object.__setattr__(self, "points", points)
         object.__setattr__(self, "size", _check_size(self.size, f"template {self.name!r} size"))
+        if self.landmark_mapping is not None and not isinstance(self.landmark_mapping, LandmarkMapping):
+            raise ValueError(f"template {self.name!r} landmark_mapping must be a LandmarkMapping, "
+                             f"got {type(self.landmark_mapping).__name__}")
 
     @property
     def height(self) -> int:
@@ -138,21 +151,27 @@ class AlignmentTemplate:
         if (height, width) == self.size:
             return self
         ratio = height / self.height
+        shift_x = (width - self.width * ratio) / 2.0
         points = self.points * ratio
-        points[:, 0] += (width - self.width * ratio) / 2.0
-        return AlignmentTemplate(f"{self.name}@{height}x{width}", points, (height, width))
+        points[:, 0] += shift_x
+        mapping = None if self.landmark_mapping is None else self.landmark_mapping.scaled(ratio, shift_x)
+        return AlignmentTemplate(f"{self.name}@{height}x{width}", points, (height, width), mapping)
 
     def to_spec(self) -> dict:
         """A plain mapping (YAML/JSON-ready) that `alignment_template` turns back into this template."""
-        return {"name": self.name, "points": self.points.tolist(), "size": list(self.size)}
+        spec = {"name": self.name, "points": self.points.tolist(), "size": list(self.size)}
+        if self.landmark_mapping is not None:
+            spec["landmark_mapping"] = self.landmark_mapping.to_spec()
+        return spec
 
     def __eq__(self, other):
         if not isinstance(other, AlignmentTemplate):
             return NotImplemented
-        return self.name == other.name and self.size == other.size and np.array_equal(self.points, other.points)
+        return (self.name == other.name and self.size == other.size and np.array_equal(self.points, other.points)
+                and self.landmark_mapping == other.landmark_mapping)
 
     def __hash__(self):
-        return hash((self.name, self.size, self.points.tobytes()))
+        return hash((self.name, self.size, self.points.tobytes(), self.landmark_mapping))
 
     def __repr__(self):
         return f"AlignmentTemplate(name={self.name!r}, size={self.size}, points={self.points.round(4).tolist()})"
@@ -163,21 +182,21 @@ TEMPLATES: dict[str, AlignmentTemplate] = {
     for template in (
         AlignmentTemplate("arcface_112", ARCFACE_TEMPLATE_112, (112, 112)),
         AlignmentTemplate("facenet_160", FACENET_TEMPLATE_160, (160, 160)),
-        AlignmentTemplate("dlib_150", DLIB_TEMPLATE_150, (150, 150)),
+        AlignmentTemplate("dlib_150", DLIB_TEMPLATE_150, (150, 150), DLIB_150_MAPPING),
     )
 }
 """Named templates: arcface_112 (ArcFace / insightface / SFace), facenet_160 (facenet-pytorch's
 InceptionResnetV1 on MTCNN crops), dlib_150 (dlib's face recognition ResNet)."""
 
-SPEC_KEYS = {"name", "points", "size"}
+SPEC_KEYS = {"name", "points", "size", "landmark_mapping"}
 
 
 def alignment_template(name_or_spec) -> AlignmentTemplate:
     """Resolve a template name ("dlib_150"), an `AlignmentTemplate`, or a spec mapping.
 
-    A spec is {points: [[x, y] x 5], size: [height, width] or an int, name: optional}, points in
-    output pixels; a spec holding only `name` (and optionally `size`) names a registered template,
-    rescaled when `size` differs. Raises ValueError saying what is wrong.
+    A spec is {points: [[x, y] x 5], size: [height, width] or an int, name: optional, landmark_mapping: optional
+    {weights: 10x10, bias: 10, target: 5x2}}, points in output pixels; a spec holding only `name` (and optionally
+    `size`) names a registered template, rescaled when `size` differs. Raises ValueError saying what is wrong.
     """
     if isinstance(name_or_spec, AlignmentTemplate):
         return name_or_spec
@@ -200,11 +219,27 @@ def alignment_template(name_or_spec) -> AlignmentTemplate:
         if "size" not in spec:
             raise ValueError("alignment template spec has points but no size: give size: [height, width]")
         name = spec.get("name", "custom")
-        return AlignmentTemplate(name if isinstance(name, str) and name else "custom", spec["points"], spec["size"])
+        return AlignmentTemplate(name if isinstance(name, str) and name else "custom", spec["points"], spec["size"],
+                                 _mapping_from_spec(spec.get("landmark_mapping")))
     raise ValueError(
         f"alignment template must be a name ({', '.join(sorted(TEMPLATES))}), an AlignmentTemplate or a mapping "
         f"with points and size, got {type(name_or_spec).__name__}"
     )
+
+
+def _mapping_from_spec(spec) -> LandmarkMapping | None:
+    if spec is None:
+        return None
+    keys = {"weights", "bias", "target"}
+    if not isinstance(spec, Mapping) or set(spec) != keys:
+        raise ValueError(f"landmark_mapping must be a mapping with exactly {sorted(keys)}, got {spec!r}")
+    arrays = {}
+    for key in sorted(keys):
+        try:
+            arrays[key] = np.array(spec[key], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"landmark_mapping {key} must hold numbers, got {spec[key]!r}") from None
+    return LandmarkMapping(**arrays)
 
 
 def _is_size(value) -> bool:
@@ -264,6 +299,29 @@ def estimate_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rotation, translation[:, None]])
 
 
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Points (N, 2) under a 2x3 affine matrix."""
+    return np.asarray(points, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
+
+
+def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The 2x3 matrix of `outer` applied after `inner`."""
+    return np.hstack([outer[:, :2] @ inner[:, :2], (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]])
+
+
+def alignment_matrix(landmarks: np.ndarray, template) -> np.ndarray:
+    """The 2x3 image-to-crop matrix `align_face` warps with: the similarity of `landmarks` onto the template's
+    points, then, for a template with a landmark mapping, the similarity of the predicted aligner points onto the
+    mapping's target."""
+    resolved = resolve_template(template)
+    matrix = estimate_similarity(landmarks, resolved.points)
+    mapping = resolved.landmark_mapping
+    if mapping is None:
+        return matrix
+    predicted = mapping.predict(apply_affine(matrix, landmarks))
+    return compose_affine(estimate_similarity(predicted, mapping.target), matrix)
+
+
 def align_face(image: np.ndarray, landmarks: np.ndarray, template="arcface_112") -> tuple[np.ndarray, np.ndarray]:
     """Warp `image` so that its 5 `landmarks` land on `template`'s points.
 
@@ -272,14 +330,14 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, template="arcface_112")
     template scaled to it (`template_for_size`).
 
     Returns (crop, matrix): the (height, width, channels) crop and the 2x3 matrix from image to crop
-    coordinates. Pixels that fall outside the source image are filled by edge replication
+    coordinates (`alignment_matrix`). Pixels that fall outside the source image are filled by edge replication
     (`cv2.BORDER_REPLICATE`), which keeps hard black borders out of the embedding's input.
     """
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.shape != (5, 2):
         raise ValueError(f"landmarks must have shape (5, 2), got {landmarks.shape}")
     resolved = resolve_template(template)
-    matrix = estimate_similarity(landmarks, resolved.points)
+    matrix = alignment_matrix(landmarks, resolved)
     crop = cv2.warpAffine(image, matrix, (resolved.width, resolved.height), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
     return crop, matrix

@@ -10,7 +10,9 @@ from faceid.alignment import (
     TEMPLATES,
     AlignmentTemplate,
     align_face,
+    alignment_matrix,
     alignment_template,
+    apply_affine,
     template_for_size,
 )
 
@@ -24,14 +26,17 @@ def _similar_landmarks(points: np.ndarray, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("name", ["arcface_112", "facenet_160", "dlib_150"])
 def test_each_named_template_is_hit_exactly(name):
+    """The template's points are hit exactly (for dlib_150, that is the frame its landmark mapping starts from:
+    the mapping itself is tested in test_landmark_mapping.py), whichever form names the template."""
     template = alignment_template(name)
     assert template.name == name and template.points.shape == (5, 2)
     landmarks = _similar_landmarks(template.points, seed=len(name))
+    frame = alignment_matrix(landmarks, AlignmentTemplate(name, template.points, template.size))
+    assert np.abs(apply_affine(frame, landmarks) - template.points).max() < 1e-3
     image = np.random.default_rng(1).integers(0, 255, (400, 400, 3), dtype=np.uint8)
     for argument in (name, template, template.to_spec()):
         crop, matrix = align_face(image, landmarks, argument)
-        mapped = landmarks @ matrix[:, :2].T + matrix[:, 2]
-        assert np.abs(mapped - template.points).max() < 1e-3
+        assert np.array_equal(matrix, alignment_matrix(landmarks, template))
         assert crop.shape == (*template.size, 3)
 
 
@@ -163,3 +168,51 @@ def test_dlib_150_chips_embed_like_dlibs_own_chips():
     assert len(cosines) >= 55, f"both detectors found a face in only {len(cosines)} of {len(paths)} images"
     mean, p5 = float(np.mean(cosines)), float(np.percentile(cosines, 5))
     assert mean >= 0.98 and p5 >= 0.95, f"chip cosine mean {mean:.4f}, 5th percentile {p5:.4f} (n={len(cosines)})"
+
+
+@pytest.mark.slow
+def test_on_in_the_wild_photos_the_dlib_150_crop_puts_dlibs_points_where_dlibs_chip_does():
+    """On the first photo of 30 celeba_wild identities (photos the shipped mapping was fitted on), where MTCNN and
+    dlib find the same face: dlib's own five points, carried into faceid's dlib_150 chip, land nearer where dlib's
+    chip puts them with the landmark mapping than with the mean template alone, and dlib's network gives faceid's
+    chip and dlib's own chip a mean cosine of at least 0.99."""
+    models = _dlib_models()
+    if not (SHARED_DATA / "celeba_wild").is_dir():
+        pytest.skip(f"celeba_wild not found at {SHARED_DATA}")
+    import dlib
+
+    from faceid.data.images import read_rgb
+    from faceid.detection import FaceDetector
+
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
+    network = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
+    mtcnn = FaceDetector(device="cpu")
+    template = TEMPLATES["dlib_150"]
+    plain = AlignmentTemplate("plain", template.points, template.size)
+    errors, cosines = {"plain": [], "mapped": []}, []
+    for folder in sorted((SHARED_DATA / "celeba_wild").iterdir())[:30]:
+        rgb = read_rgb(sorted(folder.iterdir())[0])
+        faces = mtcnn.detect_arrays([rgb])[0]
+        rects = detector(rgb, 1)
+        if not faces or not rects:
+            continue
+        centre = faces[0].landmarks.mean(0)
+        rect = min(rects, key=lambda r: np.hypot(r.center().x - centre[0], r.center().y - centre[1]))
+        shape = predictor(rgb, rect)
+        points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        dlib_chip_points = apply_affine(alignment_matrix(faces[0].landmarks, template), points)
+        if np.linalg.norm(dlib_chip_points - template.landmark_mapping.target, axis=1).mean() > 15:
+            continue  # not the same face
+        for name, used in (("plain", plain), ("mapped", template)):
+            chip_points = apply_affine(alignment_matrix(faces[0].landmarks, used), points)
+            expected = template.landmark_mapping.target
+            errors[name].append(np.linalg.norm(chip_points - expected, axis=1).mean())
+        own = np.asarray(dlib.get_face_chip(rgb, shape, 150, 0.25))
+        ours, _ = align_face(rgb, faces[0].landmarks, template)
+        a, b = (np.asarray(network.compute_face_descriptor(np.ascontiguousarray(c))) for c in (own, ours))
+        cosines.append(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+    assert len(cosines) >= 25, f"both detectors found the same face in only {len(cosines)} of 30 photos"
+    plain_error, mapped_error = np.mean(errors["plain"]), np.mean(errors["mapped"])
+    assert mapped_error < 0.9 * plain_error, f"point error {plain_error:.2f} px -> {mapped_error:.2f} px"
+    assert np.mean(cosines) >= 0.99, f"chip cosine mean {np.mean(cosines):.4f} (n={len(cosines)})"

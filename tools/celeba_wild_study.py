@@ -53,7 +53,8 @@ def mtcnn_faces(paths: list[Path], cache: Path) -> list[list[DetectedFace]]:
 
 
 def dlib_faces(paths: list[Path], cache: Path) -> list[list[dict]]:
-    """dlib's pipeline on each photo: every HOG face's box and descriptor (of dlib's own chip), cached."""
+    """dlib's pipeline on each photo: every HOG face's box, its five shape_predictor_5 points and its descriptor (of
+    dlib's own chip), cached in `cache`/dlib.json."""
     file = cache / "dlib.json"
     if not file.is_file():
         import dlib
@@ -65,9 +66,13 @@ def dlib_faces(paths: list[Path], cache: Path) -> list[list[dict]]:
         found = []
         for path in tqdm(paths, desc="dlib", unit="img"):
             image = read_rgb(path)
-            found.append([{"box": [r.left(), r.top(), r.right(), r.bottom()],
-                           "descriptor": list(encoder.compute_face_descriptor(image, shapes(image, r), 1))}
-                          for r in detector(image, 1)])
+            faces = []
+            for r in detector(image, 1):
+                shape = shapes(image, r)
+                faces.append({"box": [r.left(), r.top(), r.right(), r.bottom()],
+                              "points": [[part.x, part.y] for part in shape.parts()],
+                              "descriptor": list(encoder.compute_face_descriptor(image, shape, 1))})
+            found.append(faces)
         file.write_text(json.dumps(found))
     return json.loads(file.read_text())
 
