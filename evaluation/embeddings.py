@@ -54,10 +54,10 @@ def _save_cache(cache_file: Path, entries: dict[str, tuple[str, np.ndarray, str]
 
 
 def cache_key(embedder: Embedder, preprocessor=None, no_face: str = "center") -> str:
-    """The cache file's name: the embedder, and for photos the face selection and the no-face rule."""
+    """The cache file's name: the embedder, and for photos the crop, the face selection and the no-face rule."""
     if preprocessor is None:
         return embedder.fingerprint
-    return f"{embedder.fingerprint}-detect-{preprocessor.detector.select}-{no_face}"
+    return f"{embedder.fingerprint}-{embedder.model_input.crop_key()}-detect-{preprocessor.detector.select}-{no_face}"
 
 
 def embed_images(paths: list[Path], embedder: Embedder, cache_dir: Path | None = None, batch_size: int = 64,

@@ -77,7 +77,8 @@ def find(probe, folder: str | Path, model: str = DEFAULT_MODEL, top: int | None 
     analyser = analyser_for(model, device)
     probe_face = analyser.face(probe)
     paths = expand_images([folder])
-    with EmbeddingCache(cache_file, analyser.embedder.fingerprint) as cache:
+    embedder = analyser.embedder
+    with EmbeddingCache(cache_file, f"{embedder.fingerprint}-{embedder.model_input.crop_key()}") as cache:
         faces, skipped, embedded, cached = _folder_faces(analyser, cache, paths, progress)
     rows = [{"path": str(path), "score": float(probe_face.embedding @ face.embedding), "box": face.box}
             for path, face in faces.items()]

@@ -8,6 +8,7 @@ It is described the same way wherever it is stored: as ONNX metadata, in a third
 and under a checkpoint's `preprocessing` key (`ModelInput.from_description` reads all three).
 """
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, fields
@@ -99,6 +100,13 @@ class ModelInput:
         """The template faces are aligned onto for this model: its alignment, scaled to `input_size`
         (so the crop needs no resize)."""
         return alignment_template(_alignment_spec(self.alignment)).scaled(self.input_size)
+
+    def crop_key(self) -> str:
+        """A short hash of the crop itself (the template's points, size and landmark mapping), for caches of
+        embeddings: a named template whose geometry changes between releases must not reuse old vectors. Gallery
+        fingerprints name the alignment only, so a gallery keeps accepting the model that made it."""
+        spec = json.dumps(self.crop_template().to_spec(), sort_keys=True)
+        return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
     def describe(self) -> dict[str, str]:
         """The description as strings (ONNX metadata); `from_description` reads it back."""

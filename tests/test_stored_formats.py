@@ -66,3 +66,18 @@ def test_onnx_metadata_keys_are_fixed(tmp_path):
         "format": "faceid-embedder-1", "input_size": "64", "channel_order": "RGB", "mean": "0.5,0.5,0.5",
         "std": "0.5,0.5,0.5", "alignment": "arcface_112", "output_normalized": "false", "embedding_dim": "16",
         "backbone": "small_cnn", "loss": "arcface", "config_hash": "abc", "faceid_version": faceid.__version__}
+
+
+def test_embedding_caches_key_the_crop_itself_while_gallery_fingerprints_name_only_the_alignment():
+    """A named template's geometry (dlib_150 gained a landmark mapping) may change between releases: cached
+    embeddings of the old crop must not be reused, while galleries keep accepting the model that made them."""
+    from faceid.alignment import AlignmentTemplate
+
+    template = DLIB_LIKE.crop_template()
+    plain = AlignmentTemplate(template.name, template.points, template.size)
+    plain_spec, mapped_spec = (ModelInput.from_description(
+        {"input_size": 150, "channel_order": "BGR", "mean": "0.1,0.2,0.3", "std": 1, "alignment": t.to_spec()}, "test")
+        for t in (plain, template))
+    assert DLIB_LIKE.crop_key() == mapped_spec.crop_key() != plain_spec.crop_key()
+    assert DLIB_LIKE.crop_key() == ModelInput(150, "RGB", (0.5,) * 3, (0.5,) * 3, "dlib_150").crop_key()
+    assert ModelInput().crop_key() != DLIB_LIKE.crop_key()
