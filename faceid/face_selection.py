@@ -9,7 +9,7 @@ centre beat a large subject beside it: of celeba_wild's 104 photos with several 
 face closest to the mean of the person's one-face photos), weight 2 picks the wrong face in 11, `largest` in 2,
 weight 0.25 in 1 (docs/models.md, "Which face"). `largest`, `best` (detector score), `center` and `all` are explicit
 choices. The chosen face is marked `ambiguous` when another face is nearly as good a subject: its subject score is
-within `AMBIGUITY_MARGIN` of the chosen face's area below the chosen face's.
+within `AMBIGUITY_MARGIN` of the chosen face's visible area (the part inside the photo) below the chosen face's.
 """
 
 from dataclasses import dataclass, replace
@@ -46,13 +46,25 @@ def check_select(select: str) -> str:
     return select
 
 
+def _visible_box(face: DetectedFace, image_shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    height, width = image_shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in np.clip(face.box, 0, [width, height, width, height]))
+    return x1, y1, x2, y2
+
+
+def visible_area(face: DetectedFace, image_shape: tuple[int, int]) -> float:
+    """The area of the part of the face's box inside the image."""
+    x1, y1, x2, y2 = _visible_box(face, image_shape)
+    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
 def subject_score(face: DetectedFace, image_shape: tuple[int, int]) -> float:
     """The area of the box inside the image minus SUBJECT_OFFSET_WEIGHT x the squared distance from that part's centre
     to the image's centre."""
     height, width = image_shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in np.clip(face.box, 0, [width, height, width, height]))
+    x1, y1, x2, y2 = _visible_box(face, image_shape)
     offset_x, offset_y = (x1 + x2 - width) / 2, (y1 + y2 - height) / 2
-    return max(0.0, x2 - x1) * max(0.0, y2 - y1) - SUBJECT_OFFSET_WEIGHT * (offset_x ** 2 + offset_y ** 2)
+    return visible_area(face, image_shape) - SUBJECT_OFFSET_WEIGHT * (offset_x ** 2 + offset_y ** 2)
 
 
 def select_faces(faces: list[DetectedFace], select: str, image_shape: tuple[int, int]) -> list[DetectedFace]:
@@ -70,12 +82,14 @@ def select_faces(faces: list[DetectedFace], select: str, image_shape: tuple[int,
 
 def rival_of(chosen: DetectedFace, faces: list[DetectedFace], image_shape: tuple[int, int]) -> np.ndarray | None:
     """The box of the best other subject when its subject score is within AMBIGUITY_MARGIN x the chosen face's
-    area of the chosen face's score (or above it, when another rule chose), else None."""
+    visible area (the part inside the photo, as the score counts it) of the chosen face's score (or above it, when
+    another rule chose), else None."""
     others = [face for face in faces if face is not chosen]
     if not others:
         return None
     rival = max(others, key=lambda f: subject_score(f, image_shape))
-    close = subject_score(rival, image_shape) >= subject_score(chosen, image_shape) - AMBIGUITY_MARGIN * chosen.area
+    margin = AMBIGUITY_MARGIN * visible_area(chosen, image_shape)
+    close = subject_score(rival, image_shape) >= subject_score(chosen, image_shape) - margin
     return rival.box if close else None
 
 

@@ -90,6 +90,19 @@ def test_ambiguity_follows_the_margin_exactly():
         assert np.array_equal(picked.box, chosen.box) and picked.ambiguous is expected
 
 
+def test_the_margin_of_a_face_cut_by_the_edge_counts_only_its_visible_part():
+    """The subject score counts the part of a box inside the photo; so does the ambiguity margin. A chosen face half
+    past the top edge (200x200 box, 200x100 visible, score 20000 - 0.25 x 150² = 14375) has a margin of 10000, not
+    20000: a small central face (60x60, score 3600) is no rival, a 70x70 one (4900) is."""
+    shape = (400, 400)
+    cut = face(100, -100, 300, 100)
+    assert subject_score(cut, shape) == pytest.approx(14375)
+    for side, expected in ((60, False), (70, True)):
+        small = face(200 - side / 2, 200 - side / 2, 200 + side / 2, 200 + side / 2)
+        (picked,) = select_faces([cut, small], "subject", shape)
+        assert np.array_equal(picked.box, cut.box) and picked.ambiguous is expected, side
+
+
 def test_one_face_or_a_small_background_face_is_not_ambiguous():
     shape = (320, 320)
     subject = face(100, 90, 220, 230)
