@@ -2,11 +2,12 @@
 
     python tools/measure_model_thresholds.py --model dlib_resnet_v1 --data ../shared/data --cache /tmp/thresholds
 
-Every image of each set is embedded once with faceid's own pipeline (MTCNN, the largest face, the model's alignment;
-`faceid embed`), cached in `--cache`. celeba_wild's identities are split in two halves by `--seed`: on the first
-("choose") the threshold is the lowest cosine whose FAR over all its impostor pairs is at most `--target-far`; the
-FAR and TAR it gives (all genuine and impostor pairs of each set) are then reported on the other half and on each
-studio set, none of which chose it. The table goes to stdout (markdown) and, with `--out`, to a JSON file.
+Every image of each set is embedded once with faceid's own pipeline (MTCNN, the subject face (`select: subject`),
+the model's alignment; `faceid embed`), cached in `--cache`. celeba_wild's identities are split in two halves by
+`--seed`: on the first ("choose") the threshold is the lowest cosine whose FAR over all its impostor pairs is at
+most `--target-far`; the FAR and TAR it gives (all genuine and impostor pairs of each set) are then reported on the
+other half and on each studio set, none of which chose it. The table goes to stdout (markdown) and, with `--out`, to
+a JSON file.
 """
 
 import argparse

