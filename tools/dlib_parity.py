@@ -13,10 +13,11 @@ face_recognition_model_v1.compute_face_descriptor(image, shape, num_jitters=1). 
 descriptors by Euclidean distance (a match at <= 0.6); both that and the cosine of the descriptors are scored.
 
 Both use the protocol `faceid evaluate` builds (build_pair_protocol over list_identity_folder, same folds,
-pairs per fold and seed: 10 folds x (300 genuine + 300 impostor) by default) and the same 10-fold accuracy. dlib's
-pipeline cannot embed a photo where HOG finds no face: its figure is on the pairs it keeps, and both are also given
-on the pairs both kept. Per photo, the cosine of faceid's embedding to dlib's descriptor of the same photo shows
-where the two embed different faces.
+pairs per fold and seed: 10 folds x (300 genuine + 300 impostor) by default) and the same 10-fold accuracy. Where
+HOG finds no face, dlib's pipeline is given faceid's fallback (the shape predictor on the box of the face taken to
+be at the photo's centre), so both score every pair; both are also given on the pairs where both found the faces.
+Per photo, the cosine of faceid's embedding to dlib's descriptor of the same photo shows where the two embed
+different faces.
 
 Run from the repo root (the photos from --data, else $FACEID_DATA/celeba_wild, else ../shared/data/celeba_wild):
     PYTHONPATH=$PWD python tools/dlib_parity.py [--data FOLDER] [--out dlib-parity]
@@ -29,21 +30,25 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
+from evaluation.embeddings import CENTRED
 from faceid.cli import main as faceid_main
 from faceid.data.folder import list_identity_folder
 from faceid.data.locations import real_data
 from faceid.data.protocols import PairProtocol, build_pair_protocol
 from faceid.evaluation.verification import kfold_accuracy
+from faceid.preprocessing import centred_face
 from faceid.zoo.dlib_format import dlib_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
 FACE_RECOGNITION_TOLERANCE = 0.6  # face_recognition.compare_faces' default distance
 
 
-def faceid_path(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
-    """Run `faceid evaluate --model dlib_resnet_v1 --detect` itself; its report.json and the embeddings it
-    computed (from its embedding cache, keyed by resolved image path; an image it could not use is absent)."""
+def faceid_path(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray], set[str]]:
+    """Run `faceid evaluate --model dlib_resnet_v1 --detect` itself; its report.json, the embeddings it computed
+    (from its embedding cache, keyed by resolved image path; an image it could not use is absent) and the photos
+    it scored from the centre (no face found)."""
     out, cache = args.out / "faceid-evaluate", args.out / "embedding-cache"
     for stale in cache.glob("*.npz"):  # this run's embeddings only
         stale.unlink()
@@ -55,28 +60,35 @@ def faceid_path(args: argparse.Namespace) -> tuple[dict, dict[str, np.ndarray]]:
     (cache_file,) = cache.glob("*-detect-*.npz")
     with np.load(cache_file) as data:
         embeddings = dict(zip(data["paths"].tolist(), data["embeddings"], strict=True))
-    return json.loads((out / "report.json").read_text()), embeddings
+        centred = {path for path, remark in zip(data["paths"].tolist(), data["remarks"].tolist(), strict=True)
+                   if remark == CENTRED}
+    return json.loads((out / "report.json").read_text()), embeddings, centred
 
 
-def dlib_descriptors(paths: list[str]) -> dict[str, np.ndarray]:
+def dlib_descriptors(paths: list[str]) -> tuple[dict[str, np.ndarray], set[str]]:
     """face_recognition.face_encodings on each image, keyed by resolved path: the largest face's descriptor (the
-    usual `face_encodings(image)` call gives one per face; the largest is the fairest pick for centred photos); an
-    image where the HOG detector finds no face is absent."""
+    usual `face_encodings(image)` call gives one per face; the largest is the fairest pick for centred photos).
+    Where the HOG detector finds no face, dlib's pipeline gets faceid's own fallback: the shape predictor runs on
+    the box of the face taken to be at the photo's centre (faceid.preprocessing.centred_face), so that it too
+    scores every pair. Returns the descriptors and how many photos used the fallback."""
     import dlib
 
     models = dlib_model_file().parent
     detector = dlib.get_frontal_face_detector()
     landmarks = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
     encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
-    descriptors = {}
-    for path in paths:
+    descriptors, centred = {}, set()
+    for path in tqdm(paths, desc="dlib", unit="img"):
         image = np.array(Image.open(path).convert("RGB"))  # face_recognition.load_image_file(path, mode="RGB")
         faces = detector(image, 1)
         if faces:
             face = max(faces, key=lambda rect: rect.area())
-            descriptors[str(Path(path).resolve())] = np.array(
-                encoder.compute_face_descriptor(image, landmarks(image, face), 1))
-    return descriptors
+        else:
+            centred.add(str(Path(path).resolve()))
+            face = dlib.rectangle(*(int(round(v)) for v in centred_face(image.shape).box))
+        descriptors[str(Path(path).resolve())] = np.array(
+            encoder.compute_face_descriptor(image, landmarks(image, face), 1))
+    return descriptors, centred
 
 
 def photo_agreement(faceid_vectors: dict[str, np.ndarray], dlib_vectors: dict[str, np.ndarray]) -> dict:
@@ -90,10 +102,10 @@ def photo_agreement(faceid_vectors: dict[str, np.ndarray], dlib_vectors: dict[st
                                                                                                strict=True) if c < 0.9]}
 
 
-def kept_pairs(protocol: PairProtocol, vectors: dict[str, np.ndarray]) -> np.ndarray:
-    """The pairs whose two images both have a vector, as `faceid evaluate` keeps them."""
-    have = np.array([str(Path(p).resolve()) in vectors for p in protocol.paths])
-    return have[protocol.first] & have[protocol.second]
+def detected_pairs(protocol: PairProtocol, centred: set[str]) -> np.ndarray:
+    """The pairs whose two photos both had a face found (neither scored from the centre)."""
+    found = np.array([str(Path(p).resolve()) not in centred for p in protocol.paths])
+    return found[protocol.first] & found[protocol.second]
 
 
 def score(protocol: PairProtocol, vectors: dict[str, np.ndarray], keep: np.ndarray, seed: int) -> dict:
@@ -139,33 +151,37 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.data.is_dir():
         raise SystemExit(f"{args.data} is not a directory of identity folders")
-    report, faceid_vectors = faceid_path(args)
+    report, faceid_vectors, faceid_centred = faceid_path(args)
     protocol = build_pair_protocol(list_identity_folder(args.data), args.folds, args.pairs_per_fold, args.seed)
-    dlib_vectors = dlib_descriptors(list(protocol.paths))
-    keep_faceid, keep_dlib = kept_pairs(protocol, faceid_vectors), kept_pairs(protocol, dlib_vectors)
+    dlib_vectors, dlib_centred = dlib_descriptors(list(protocol.paths))
+    every = np.ones(len(protocol.is_same), dtype=bool)
+    both = detected_pairs(protocol, faceid_centred | dlib_centred)
     images = len(protocol.paths)
-    rows = {"faceid (evaluate --detect)": score(protocol, faceid_vectors, keep_faceid, args.seed),
-            "dlib (face_encodings)": score(protocol, dlib_vectors, keep_dlib, args.seed),
-            "faceid, pairs both kept": score(protocol, faceid_vectors, keep_faceid & keep_dlib, args.seed),
-            "dlib, pairs both kept": score(protocol, dlib_vectors, keep_faceid & keep_dlib, args.seed)}
+    rows = {"faceid (evaluate --detect)": score(protocol, faceid_vectors, every, args.seed),
+            "dlib (face_encodings)": score(protocol, dlib_vectors, every, args.seed),
+            "faceid, both found the faces": score(protocol, faceid_vectors, both, args.seed),
+            "dlib, both found the faces": score(protocol, dlib_vectors, both, args.seed)}
     reported = report["verification"]
     print(f"\n{args.data}: {images} images, {len(protocol.is_same)} pairs in {args.folds} folds")
-    print(f"faces found: faceid (MTCNN) {len(faceid_vectors)}/{images} (report: {report['images_failed']} failed), "
-          f"dlib (HOG, 1 upsampling) {len(dlib_vectors)}/{images}; a pair with a failed image is dropped")
+    print(f"no face found, scored from the centre: faceid (MTCNN) {len(faceid_centred)} photos, dlib (HOG, one "
+          f"upsampling) {len(dlib_centred)}; unreadable: {report['images_failed']}")
     print(f"faceid evaluate report: 10-fold accuracy {100 * reported['accuracy_10fold_mean']:.2f} ± "
-          f"{100 * reported['accuracy_10fold_std']:.2f} on {int(keep_faceid.sum())} pairs")
+          f"{100 * reported['accuracy_10fold_std']:.2f}")
     for name, figures in rows.items():
         print(_line(name, figures))
-    for subset, (ours, theirs) in {"own pairs": ("faceid (evaluate --detect)", "dlib (face_encodings)"),
-                                   "pairs both kept": ("faceid, pairs both kept", "dlib, pairs both kept")}.items():
+    for subset, (ours, theirs) in {"every pair": ("faceid (evaluate --detect)", "dlib (face_encodings)"),
+                                   "both found the faces": ("faceid, both found the faces",
+                                                            "dlib, both found the faces")}.items():
         gap = rows[ours]["cosine"][0] - rows[theirs]["cosine"][0]
         gap_euclidean = rows[ours]["cosine"][0] - rows[theirs]["-euclidean"][0]
         print(f"difference faceid - dlib ({subset}): {gap:+.2f} points vs dlib's cosine, "
               f"{gap_euclidean:+.2f} vs dlib's -euclidean")
-    agreement = photo_agreement(faceid_vectors, dlib_vectors)
-    print(f"per photo, faceid's embedding vs dlib's descriptor ({agreement['photos']} photos both embedded): mean "
-          f"cosine {agreement['mean']:.4f}, 1st percentile {agreement['p1']:.4f}, below 0.9: {agreement['below_0.9']}")
-    summary = {"images": images, "faces_faceid": len(faceid_vectors), "faces_dlib": len(dlib_vectors),
+    agreement = photo_agreement({p: v for p, v in faceid_vectors.items() if p not in faceid_centred},
+                                {p: v for p, v in dlib_vectors.items() if p not in dlib_centred})
+    print(f"per photo, faceid's embedding vs dlib's descriptor ({agreement['photos']} photos where both found a "
+          f"face): mean cosine {agreement['mean']:.4f}, 1st percentile {agreement['p1']:.4f}, "
+          f"below 0.9: {agreement['below_0.9']}")
+    summary = {"images": images, "centred_faceid": len(faceid_centred), "centred_dlib": len(dlib_centred),
                "photo_agreement": agreement, "faceid_report_photos": report.get("photos"), **rows}
     (args.out / "parity.json").write_text(json.dumps(summary, indent=2))
     return 0
