@@ -21,7 +21,9 @@ from PIL import Image, ImageOps
 
 from faceid.data.images import ImageReadError, read_rgb
 from faceid.device import resolve_device
-from faceid.face_selection import DetectedFace, check_select, select_faces
+from faceid.face_selection import DetectedFace, box_iou, check_select, select_faces
+
+TURNED_MAX_IOU = 0.3  # faces found in the two quarter turns that overlap more than this are one face
 
 
 def to_rgb_array(image, bgr: bool = False) -> np.ndarray:
@@ -62,6 +64,16 @@ def turned_back(face: DetectedFace, turns: int, shape: tuple[int, ...]) -> Detec
     corners = back(face.box.reshape(2, 2))
     box = np.concatenate([corners.min(axis=0), corners.max(axis=0)])
     return DetectedFace(box, face.score, back(face.landmarks))
+
+
+def without_overlaps(faces: list[DetectedFace], max_iou: float = TURNED_MAX_IOU) -> list[DetectedFace]:
+    """The faces, best score first, less any whose box overlaps a better one's by more than `max_iou`: a face turned
+    diagonally is found in both quarter turns, and one of the two is upside down."""
+    kept: list[DetectedFace] = []
+    for face in sorted(faces, key=lambda f: -f.score):
+        if all(box_iou(face.box, other.box) <= max_iou for other in kept):
+            kept.append(face)
+    return kept
 
 
 class FaceDetector:
@@ -109,6 +121,8 @@ class FaceDetector:
             turned = self._upright_faces([np.ascontiguousarray(np.rot90(images[i], turns)) for i in missing])
             for index, faces in zip(missing, turned, strict=True):
                 found[index] += [turned_back(face, turns, images[index].shape) for face in faces]
+        for index in missing:
+            found[index] = without_overlaps(found[index])
         return [select_faces(faces, self.select, image.shape) for faces, image in zip(found, images, strict=True)]
 
     @torch.no_grad()

@@ -58,6 +58,14 @@ def visible_area(face: DetectedFace, image_shape: tuple[int, int]) -> float:
     return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes; 0 when both are empty."""
+    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
 def subject_score(face: DetectedFace, image_shape: tuple[int, int]) -> float:
     """The area of the box inside the image minus SUBJECT_OFFSET_WEIGHT x the squared distance from that part's centre
     to the image's centre."""

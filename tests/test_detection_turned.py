@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from faceid.data.images import read_rgb
-from faceid.detection import FaceDetector, turned_back
-from faceid.face_selection import DetectedFace
+from faceid.detection import FaceDetector, turned_back, without_overlaps
+from faceid.face_selection import DetectedFace, box_iou
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +61,41 @@ def test_a_real_photo_of_a_person_lying_down_is_found_only_turned(detectors, sha
     height, width = photo.shape[:2]
     assert (found.box[:2] >= -1).all() and found.box[2] <= width + 1 and found.box[3] <= height + 1
     assert found.score >= 0.9
+
+
+def test_box_iou_against_counted_pixels():
+    """Naive reference: integer boxes painted on a grid, overlapping and union pixels counted."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a, b = (np.sort(rng.integers(0, 30, (2, 2)), axis=0).T.ravel()[[0, 2, 1, 3]] for _ in range(2))
+        masks = []
+        for x1, y1, x2, y2 in (a, b):
+            mask = np.zeros((30, 30), bool)
+            mask[y1:y2, x1:x2] = True
+            masks.append(mask)
+        union = (masks[0] | masks[1]).sum()
+        expected = (masks[0] & masks[1]).sum() / union if union else 0.0
+        assert box_iou(a, b) == pytest.approx(expected), (a, b)
+
+
+def test_without_overlaps_keeps_the_best_of_overlapping_faces_and_every_separate_one():
+    def face(x1, score):
+        return DetectedFace(np.array([x1, 0, x1 + 10, 10], np.float32), score, np.zeros((5, 2), np.float32))
+
+    worse, better, apart = face(0, 0.95), face(2, 0.99), face(50, 0.91)  # worse and better: IoU 8/12
+    kept = without_overlaps([worse, apart, better])
+    assert [f.score for f in kept] == [0.99, 0.91]
+    assert len(without_overlaps([worse, better], max_iou=0.7)) == 2
+
+
+@pytest.mark.parametrize("photo", ["7308/047644.jpg", "7327/191138.jpg"])
+def test_a_face_found_in_both_quarter_turns_is_one_face_not_an_ambiguous_pair(detectors, shared_data, photo):
+    """These two photos' faces are turned diagonally: each quarter turn finds it, one of them upside down."""
+    on, off = detectors
+    rgb = read_rgb(shared_data / "celeba_wild" / photo)
+    per_turn = [off.detect_arrays([np.ascontiguousarray(np.rot90(rgb, turns))])[0] for turns in (1, 3)]
+    assert all(per_turn) and off.detect_arrays([rgb])[0] == []
+    everything = FaceDetector(device="cpu", select="all").detect_arrays([rgb])[0]
+    assert len(everything) == 1 and everything[0].score == max(f.score for faces in per_turn for f in faces)
+    (chosen,) = on.detect_arrays([rgb])[0]
+    assert not chosen.ambiguous

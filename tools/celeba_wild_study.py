@@ -31,7 +31,7 @@ from faceid.alignment import align_face
 from faceid.data.folder import list_identity_folder
 from faceid.data.images import read_rgb
 from faceid.face_quality import QualityGate, measure_quality
-from faceid.face_selection import DetectedFace, select_faces
+from faceid.face_selection import DetectedFace, box_iou, select_faces
 from faceid.zoo.dlib_format import dlib_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,13 +77,6 @@ def dlib_faces(paths: list[Path], cache: Path) -> list[list[dict]]:
     return json.loads(file.read_text())
 
 
-def iou(a, b) -> float:
-    x1, y1, x2, y2 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def unit(vector) -> np.ndarray:
     vector = np.asarray(vector, np.float64)
     return vector / np.linalg.norm(vector)
@@ -126,7 +119,7 @@ def study(paths: list[Path], cache: Path) -> dict:
             qualities.append((str(path), quality))
             side = min(rgb.shape[:2])
             layouts.append((chosen.landmarks - np.array([rgb.shape[1] / 2, rgb.shape[0] / 2])) / side)
-            same = [f for f in theirs if iou(f["box"], chosen.box) > 0.3]
+            same = [f for f in theirs if box_iou(f["box"], chosen.box) > 0.3]
             if same:
                 crop_by_yaw.append((abs(quality.yaw), float(mine @ unit(same[0]["descriptor"]))))
     return {"photos": len(paths), "no_mtcnn_face": no_face,

@@ -22,10 +22,11 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-from celeba_wild_study import dlib_faces, iou, mtcnn_faces
+from celeba_wild_study import dlib_faces, mtcnn_faces
 
 from faceid.alignment import DLIB_TEMPLATE_150, apply_affine, estimate_similarity
 from faceid.data.folder import list_identity_folder
+from faceid.face_selection import box_iou
 from faceid.landmark_mapping import LandmarkMapping, fit_landmark_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def matched_faces(paths: list[Path], cache: Path) -> tuple[np.ndarray, np.ndarra
     ours, theirs, photo = [], [], []
     for index, (faces, found) in enumerate(zip(mtcnn, dlibs, strict=True)):
         for face in faces:
-            overlaps = [(iou(other["box"], face.box), other) for other in found]
+            overlaps = [(box_iou(other["box"], face.box), other) for other in found]
             best = max(overlaps, key=lambda item: item[0], default=(0.0, None))
             if best[0] > 0.3:
                 ours.append(face.landmarks)
