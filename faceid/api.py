@@ -1,7 +1,7 @@
 """The Python API in one call each, with no gallery: `compare`, `represent` and `find` (also `faceid.compare`...).
 
     import faceid
-    faceid.compare("a.jpg", "b.jpg")          # {"same": True, "score": 0.96, "threshold": 0.935, ...}
+    faceid.compare("a.jpg", "b.jpg")          # {"same": True, "score": 0.96, "threshold": 0.9351, ...}
     faceid.represent("a.jpg")                  # the subject's (main face's) unit embedding
     faceid.find("a.jpg", "photos/")            # the folder's photos, most similar first
 

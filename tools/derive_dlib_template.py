@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from faceid.alignment import align_face, estimate_similarity
+from faceid.alignment import AlignmentTemplate, align_face, estimate_similarity
 from faceid.data.images import read_rgb
 from faceid.data.locations import real_data
 
@@ -198,13 +198,13 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
-def embed_report(dlib_pipeline: DlibPipeline, rows, held_rows, template: np.ndarray) -> None:
+def embed_report(dlib_pipeline: DlibPipeline, rows, held_rows, template: np.ndarray, mapping=None) -> None:
     """The acceptance figure: dlib's network on faceid's chip (MTCNN + template, edge-replicated border)
     vs on dlib's own chip. For context also: a black border instead of edge replication (dlib's own fill),
     the ArcFace template scaled to 150 (faceid's default crop at that size), and dlib's own chips of
-    different ORL people (impostor pairs)."""
+    different ORL people (impostor pairs). With a `mapping` (a template's LandmarkMapping), faceid's chip uses it."""
     print("\n== chip cosine: dlib's network on faceid's chip (MTCNN + template) vs on dlib's own chip ==")
-    spec = {"points": template, "size": [CHIP_SIZE, CHIP_SIZE]}
+    spec = AlignmentTemplate("evaluated", template, (CHIP_SIZE, CHIP_SIZE), mapping)
     figures, own_embeddings = {}, {}
     for row in rows:
         rgb = read_rgb(row["path"])
@@ -245,8 +245,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="npz caching MTCNN's detections between runs")
     parser.add_argument("--refine", action="store_true", help="refine dlib_150 by transform least squares")
     parser.add_argument("--embed", action="store_true", help="measure the chip-cosine figure with dlib's network")
-    parser.add_argument("--template", default=None, help="evaluate this dlib template (name or 10 numbers) "
-                        "instead of the one derived")
+    parser.add_argument("--template", default=None, help="evaluate this dlib template (name, with its "
+                        "landmark mapping, or 10 numbers) instead of the one derived")
     args = parser.parse_args(argv)
     np.set_printoptions(suppress=True, precision=4)
 
@@ -292,13 +292,17 @@ def main(argv=None) -> int:
     if args.refine:
         template = refine([r["landmarks"] for r in fit_rows], [r["dlib"] for r in fit_rows], template, grid)
         print("refined by transform least squares:\n", template)
+    mapping = None
     if args.template:
         from faceid.alignment import alignment_template
 
         values = args.template.replace(",", " ").split()
-        template = (np.array([float(v) for v in values]).reshape(5, 2) if len(values) == 10
-                    else alignment_template(args.template).points)
-        print("evaluating given template:\n", template)
+        if len(values) == 10:
+            template = np.array([float(v) for v in values]).reshape(5, 2)
+        else:
+            named = alignment_template(args.template)
+            template, mapping = named.points, named.landmark_mapping
+        print("evaluating given template:\n", template, "\nwith its landmark mapping" if mapping else "")
     for label, subset in (("fit", fit_rows), ("held-out", held_rows), ("all", rows)):
         points = np.stack([apply(r["dlib"], r["landmarks"]) for r in subset])
         residual = np.linalg.norm(points - template, axis=2).mean(1)
@@ -326,7 +330,7 @@ def main(argv=None) -> int:
         print(f"{'':>9}  crop-grid displacement vs extract_face (px) {summary(transform)}")
 
     if args.embed:
-        embed_report(dlib_pipeline, rows, held_rows, template)
+        embed_report(dlib_pipeline, rows, held_rows, template, mapping)
     print(f"\ndlib_150 template (150x150):\n{np.round(template, 4).tolist()}")
     print(f"facenet_160 template (160x160):\n{np.round(facenet, 4).tolist()}")
     print(f"[{time.time() - started:.0f} s]")
