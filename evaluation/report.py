@@ -45,9 +45,13 @@ def plot_roc(scores, is_same, path: Path, title: str) -> None:
 def plot_score_histograms(scores, is_same, threshold: float, path: Path, title: str) -> None:
     scores, is_same = np.asarray(scores), np.asarray(is_same, bool)
     figure, axis = plt.subplots(figsize=(5.5, 4.5))
-    bins = np.linspace(scores.min(), scores.max(), 50)
-    axis.hist(scores[is_same], bins=bins, alpha=0.6, label=f"genuine ({is_same.sum()})", density=True)
-    axis.hist(scores[~is_same], bins=bins, alpha=0.6, label=f"impostor ({(~is_same).sum()})", density=True)
+    low, high = float(scores.min()), float(scores.max())
+    if high - low < 1e-6:  # one score only: a zero-width range has no density
+        low, high = low - 0.01, high + 0.01
+    bins = np.linspace(low, high, 50)
+    for name, chosen in (("genuine", is_same), ("impostor", ~is_same)):
+        if chosen.any():
+            axis.hist(scores[chosen], bins=bins, alpha=0.6, label=f"{name} ({chosen.sum()})", density=True)
     axis.axvline(threshold, color="k", ls="--", label=f"threshold {threshold:.3f}")
     axis.set_xlabel("cosine similarity")
     axis.set_ylabel("density")
