@@ -42,7 +42,7 @@ def default_cache_file() -> Path:
 
 
 class EmbeddingCache:
-    def __init__(self, path: str | Path | None = None, fingerprint: str = "", selection: str = "largest"):
+    def __init__(self, path: str | Path | None, fingerprint: str, selection: str):
         self.path = Path(path) if path else default_cache_file()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.key = (str(fingerprint), selection)

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from faceid.analysis import FaceAnalysis, image_name
+from faceid.face_selection import DEFAULT_SELECT
 from faceid.zoo.catalog import DEFAULT_MODEL
 
 _ANALYSERS: dict[tuple[str, str], FaceAnalysis] = {}
@@ -78,7 +79,8 @@ def find(probe, folder: str | Path, model: str = DEFAULT_MODEL, top: int | None 
     probe_face = analyser.face(probe)
     paths = expand_images([folder])
     embedder = analyser.embedder
-    with EmbeddingCache(cache_file, f"{embedder.fingerprint}-{embedder.model_input.crop_key()}") as cache:
+    key = f"{embedder.fingerprint}-{embedder.model_input.crop_key()}"
+    with EmbeddingCache(cache_file, key, DEFAULT_SELECT) as cache:  # FaceAnalysis puts the subject first
         faces, skipped, embedded, cached = _folder_faces(analyser, cache, paths, progress)
     rows = [{"path": str(path), "score": float(probe_face.embedding @ face.embedding), "box": face.box}
             for path, face in faces.items()]
