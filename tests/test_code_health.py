@@ -164,3 +164,14 @@ def test_only_the_registry_names_a_backend():
                  if name != "faceid.gallery.index.backend" for node in ast.walk(tree)
                  if isinstance(node, ast.Constant) and node.value in names and id(node) not in allowed[name]]
     assert not offenders, "a backend is named outside its registration:\n" + "\n".join(offenders)
+
+
+def test_the_backbone_registry_imports_no_torchvision():
+    """torchvision's model zoo pulls in torch._dynamo: seconds of start-up for every command that loads a model.
+    Only building a torchvision ResNet imports it."""
+    import subprocess
+    import sys
+
+    code = "import sys, faceid.backbones; print('torchvision' in sys.modules, 'torch._dynamo' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"], result.stdout

@@ -9,7 +9,6 @@
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from faceid.backbones.iresnet import EmbeddingNeck
 from faceid.backbones.registry import BACKBONES
@@ -41,6 +40,8 @@ class TorchvisionResNet(nn.Module):
         super().__init__()
         if input_size % 16:
             raise ValueError(f"{architecture} needs input_size divisible by 16, got {input_size}")
+        import torchvision  # here, not at import: torchvision's model zoo pulls in torch._dynamo (seconds of start-up)
+
         net = getattr(torchvision.models, architecture)(weights=None)
         net.conv1 = nn.Conv2d(3, 64, 3, 2, 1, bias=False)
         channels = net.fc.in_features
