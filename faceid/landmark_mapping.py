@@ -3,7 +3,7 @@
 A network is trained on the crops of its own aligner. dlib's face recognition ResNet sees chips that dlib's
 `shape_predictor_5_face_landmarks` placed (eye corners and the base of the nose) while faceid detects with MTCNN
 (eye centres, nose tip, mouth corners). One mean template absorbs the average offset between the two point sets,
-not how it changes as the head turns: on in-the-wild photos the crop drifts with yaw (docs/models.md).
+not how it changes as the head turns: on in-the-wild photos the crop drifts with yaw (docs/alignment.md).
 
 A `LandmarkMapping` is a linear map, fitted by least squares on photos where both landmark sets are known, from
 the five detector points in a template's crop frame to the model aligner's points in the same frame. Aligning
