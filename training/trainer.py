@@ -326,6 +326,7 @@ class Trainer:
             self.save_model(self.run_dir / "model.pt")
             summary = self._summary(stopped_early)
             self.run_log.write_summary(summary)
+            self.context.barrier()  # the ranks leave together: none tears its process group down under another
             return summary
         finally:
             self.run_log.close()
