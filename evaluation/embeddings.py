@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from faceid.arrays import l2_normalize
 from faceid.data.images import ImageReadError, read_rgb
-from faceid.embedder import Embedder
+from faceid.embedder import Embedder, embedding_cache_key
 from faceid.files import atomic_write
 
 NO_FACE = "no face found"
@@ -57,7 +57,7 @@ def cache_key(embedder: Embedder, preprocessor=None, no_face: str = "center") ->
     """The cache file's name: the embedder, and for photos the crop, the face selection and the no-face rule."""
     if preprocessor is None:
         return embedder.fingerprint
-    return f"{embedder.fingerprint}-{embedder.model_input.crop_key()}-detect-{preprocessor.detector.select}-{no_face}"
+    return f"{embedding_cache_key(embedder)}-detect-{preprocessor.detector.select}-{no_face}"
 
 
 def embed_images(paths: list[Path], embedder: Embedder, cache_dir: Path | None = None, batch_size: int = 64,

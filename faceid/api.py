@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from faceid.analysis import FaceAnalysis, image_name
+from faceid.embedder import embedding_cache_key
 from faceid.face_selection import DEFAULT_SELECT
 from faceid.zoo.catalog import DEFAULT_MODEL
 
@@ -78,9 +79,8 @@ def find(probe, folder: str | Path, model: str = DEFAULT_MODEL, top: int | None 
     analyser = analyser_for(model, device)
     probe_face = analyser.face(probe)
     paths = expand_images([folder])
-    embedder = analyser.embedder
-    key = f"{embedder.fingerprint}-{embedder.model_input.crop_key()}"
-    with EmbeddingCache(cache_file, key, DEFAULT_SELECT) as cache:  # FaceAnalysis puts the subject first
+    # FaceAnalysis puts the subject first: the cache's entries are the subject rule's faces
+    with EmbeddingCache(cache_file, embedding_cache_key(analyser.embedder), DEFAULT_SELECT) as cache:
         faces, skipped, embedded, cached = _folder_faces(analyser, cache, paths, progress)
     rows = [{"path": str(path), "score": float(probe_face.embedding @ face.embedding), "box": face.box}
             for path, face in faces.items()]

@@ -23,6 +23,12 @@ class Embedder(Protocol):
     def embed(self, crops) -> np.ndarray: ...
 
 
+def embedding_cache_key(embedder: Embedder) -> str:
+    """What a cache of photo embeddings is keyed by: the embedder's fingerprint and the crop it is given
+    (`ModelInput.crop_key`), so neither other weights nor a changed template ever reuse its vectors."""
+    return f"{embedder.fingerprint}-{embedder.model_input.crop_key()}"
+
+
 class PixelEmbedder:
     """The raw-pixel baseline: the model-input crop, flattened and centred per image."""
 
