@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from celeba_wild_study import dlib_faces, mtcnn_faces
 
-from faceid.alignment import DLIB_TEMPLATE_150, apply_affine, estimate_similarity
+from faceid.alignment import DLIB_TEMPLATE_150, AlignmentTemplate, alignment_matrix, apply_affine, estimate_similarity
 from faceid.data.folder import list_identity_folder
 from faceid.face_selection import box_iou
 from faceid.landmark_mapping import LandmarkMapping, fit_landmark_mapping
@@ -65,13 +65,11 @@ def in_template_frame(ours: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray,
 
 
 def crop_error(frame_ours: np.ndarray, frame_theirs: np.ndarray, mapping: LandmarkMapping | None) -> np.ndarray:
-    """Per face, the mean distance (chip px) of dlib's points in faceid's chip from where dlib's chip puts them."""
-    errors = []
-    for ours, theirs in zip(frame_ours, frame_theirs, strict=True):
-        if mapping is not None:
-            theirs = apply_affine(estimate_similarity(mapping.predict(ours), mapping.target), theirs)
-        errors.append(np.linalg.norm(theirs - DLIB_CHIP_POINTS, axis=1).mean())
-    return np.array(errors)
+    """Per face, the mean distance (chip px) of dlib's points in faceid's chip (faceid.alignment.alignment_matrix
+    with the mean template and `mapping`) from where dlib's chip puts them."""
+    template = AlignmentTemplate("fitted", DLIB_TEMPLATE_150, (150, 150), mapping)
+    return np.array([np.linalg.norm(apply_affine(alignment_matrix(ours, template), theirs) - DLIB_CHIP_POINTS,
+                                    axis=1).mean() for ours, theirs in zip(frame_ours, frame_theirs, strict=True)])
 
 
 def _numbers(values) -> str:
