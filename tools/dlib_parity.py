@@ -70,7 +70,7 @@ def dlib_descriptors(paths: list[str]) -> tuple[dict[str, np.ndarray], set[str]]
     usual `face_encodings(image)` call gives one per face; the largest is the fairest pick for centred photos).
     Where the HOG detector finds no face, dlib's pipeline gets faceid's own fallback: the shape predictor runs on
     the box of the face taken to be at the photo's centre (faceid.preprocessing.centred_face), so that it too
-    scores every pair. Returns the descriptors and how many photos used the fallback."""
+    scores every pair. Returns the descriptors and the photos that used the fallback."""
     import dlib
 
     models = dlib_model_file().parent
@@ -79,15 +79,15 @@ def dlib_descriptors(paths: list[str]) -> tuple[dict[str, np.ndarray], set[str]]
     encoder = dlib.face_recognition_model_v1(str(models / "dlib_face_recognition_resnet_model_v1.dat"))
     descriptors, centred = {}, set()
     for path in tqdm(paths, desc="dlib", unit="img"):
+        key = str(Path(path).resolve())
         image = np.array(Image.open(path).convert("RGB"))  # face_recognition.load_image_file(path, mode="RGB")
         faces = detector(image, 1)
         if faces:
             face = max(faces, key=lambda rect: rect.area())
         else:
-            centred.add(str(Path(path).resolve()))
+            centred.add(key)
             face = dlib.rectangle(*(int(round(v)) for v in centred_face(image.shape).box))
-        descriptors[str(Path(path).resolve())] = np.array(
-            encoder.compute_face_descriptor(image, landmarks(image, face), 1))
+        descriptors[key] = np.array(encoder.compute_face_descriptor(image, landmarks(image, face), 1))
     return descriptors, centred
 
 
