@@ -59,9 +59,8 @@ def batched_nms(boxes: np.ndarray, scores: np.ndarray, images: np.ndarray, thres
     if len(boxes) == 0:
         return np.zeros(0, np.int64)
     if boxes.size > TORCHVISION_VANILLA_NMS_ABOVE:
-        keep = np.concatenate([np.flatnonzero(images == image)[_iou_nms(boxes[images == image],
-                                                                        scores[images == image], threshold)]
-                               for image in np.unique(images)])
+        members = [np.flatnonzero(images == image) for image in np.unique(images)]
+        keep = np.concatenate([mine[_iou_nms(boxes[mine], scores[mine], threshold)] for mine in members])
         return keep[np.argsort(-scores[keep], kind="stable")]
     offsets = images.astype(np.float32) * (boxes.max() + np.float32(1))
     return _iou_nms(boxes + offsets[:, None], scores, threshold)
